@@ -1,0 +1,1 @@
+//! The admin listener: `/healthz`, `/readyz`, `/metrics` and the admin API.

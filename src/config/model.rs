@@ -1,0 +1,345 @@
+//! The validated runtime configuration.
+//!
+//! These types are what the rest of the gateway reads. They are built only by
+//! [`super::load`] from the raw TOML types in [`super::raw`], after every check
+//! has passed, so code holding a [`Config`] never re-validates it.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use url::Url;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[oidc]`; `None` when every route is `auth = "none"`.
+    pub oidc: Option<OidcConfig>,
+    /// `[session]`; `None` when `[oidc]` is absent.
+    pub session: Option<SessionConfig>,
+    /// `[[route]]`, in file order (first match wins).
+    pub routes: Vec<Route>,
+    /// `[headers]`
+    pub headers: HeadersConfig,
+    /// `[logout]`
+    pub logout: LogoutConfig,
+}
+
+/// A secret value. Its `Debug` and `Display` never show the value, so a
+/// secret cannot reach a log line by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself; call only where the value is used, never to log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// A public origin browsers use: scheme, host and port, no path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicOrigin {
+    /// `http` or `https`.
+    pub scheme: Scheme,
+    /// Host name or IP literal as configured (lower-case; IPv6 in brackets).
+    pub host: String,
+    /// Port, with the scheme's default filled in.
+    pub port: u16,
+    /// `scheme://host[:port]` with the default port omitted; no trailing slash.
+    pub origin: String,
+}
+
+impl PublicOrigin {
+    /// The authority as a client sends it in `Host` (`host` or `host:port`).
+    pub fn authority(&self) -> &str {
+        // origin is "<scheme>://<authority>"
+        &self.origin[self.scheme.as_str().len() + 3..]
+    }
+}
+
+/// URL scheme of a public origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// Plain HTTP.
+    Http,
+    /// HTTP over TLS.
+    Https,
+}
+
+impl Scheme {
+    /// `"http"` or `"https"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// `[server]`
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Addresses to listen on (at least one).
+    pub listen: Vec<SocketAddr>,
+    /// Public origins (at least one); the first is the default.
+    pub public_urls: Vec<PublicOrigin>,
+    /// Admin listener: `/healthz`, `/readyz`, `/metrics`, admin API.
+    pub admin_listen: Option<SocketAddr>,
+    /// Bearer token for the admin API; no token, no admin API.
+    pub admin_token: Option<Secret>,
+    /// Peers whose `X-Forwarded-*` / `Forwarded` headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Whether a non-loopback `http` public URL was explicitly allowed.
+    pub allow_insecure_http: bool,
+    /// TLS termination on the public listeners.
+    pub tls: Option<TlsConfig>,
+    /// How long a client may take to send the request head (default 10s).
+    pub header_read_timeout: Duration,
+    /// Largest request head accepted, in bytes (default 64 KiB).
+    pub max_header_bytes: usize,
+    /// How long in-flight requests may drain on shutdown (default 30s).
+    pub shutdown_timeout: Duration,
+}
+
+/// `[server.tls]`
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// `[oidc]`
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// The issuer; discovery at `<issuer>/.well-known/openid-configuration`.
+    pub issuer: Url,
+    /// OAuth client id.
+    pub client_id: String,
+    /// OAuth client secret (`None` for public clients).
+    pub client_secret: Option<Secret>,
+    /// Requested scopes; always contains `openid`.
+    pub scopes: Vec<String>,
+    /// Extra authorization request parameters.
+    pub auth_params: Vec<(String, String)>,
+    /// End-session endpoint override for IdPs that do not publish one.
+    pub end_session_endpoint: Option<Url>,
+    /// Extra end-session parameters.
+    pub logout_params: Vec<(String, String)>,
+    /// `frame-ancestors` for the front-channel receiver; empty means the
+    /// origins of the issuer and the end-session endpoint.
+    pub frontchannel_frame_ancestors: Vec<String>,
+    /// Whether back-channel logout tokens must carry `exp`.
+    pub backchannel_require_exp: bool,
+}
+
+/// `SameSite` attribute of the session cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    /// `SameSite=Lax`
+    Lax,
+    /// `SameSite=Strict`
+    Strict,
+    /// `SameSite=None` (https only)
+    None,
+}
+
+/// Where sessions live.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// Embedded in-memory store (one instance).
+    Memory,
+    /// Redis, shared by a fleet.
+    Redis(RedisConfig),
+}
+
+/// `[session.redis]`
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://` URL; may carry a password, so it is a secret.
+    pub url: Secret,
+    /// How long a locally cached session may be served without re-reading.
+    pub cache_ttl: Duration,
+}
+
+/// `[session]`
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Secrets, each ≥ 32 bytes: the first encrypts, any decrypts.
+    pub secrets: Vec<Secret>,
+    /// Session cookie name.
+    pub cookie_name: String,
+    /// Cookie `Domain`, to share a session across subdomains.
+    pub cookie_domain: Option<String>,
+    /// Cookie `SameSite`.
+    pub cookie_samesite: SameSite,
+    /// Whether the cookie carries `Max-Age = max_lifetime`.
+    pub persistent: bool,
+    /// Sliding idle timeout.
+    pub idle_timeout: Duration,
+    /// Absolute lifetime; never slides.
+    pub max_lifetime: Duration,
+    /// Session store.
+    pub store: StoreConfig,
+}
+
+/// Whether a route needs a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// A valid session is required (the default).
+    Session,
+    /// Anyone may pass; identity headers are still stripped.
+    None,
+}
+
+/// One `[[route]]`.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Position in the file, for logs and metrics labels.
+    pub index: usize,
+    /// Path prefix, matched on whole segments; always starts with `/`.
+    pub prefix: String,
+    /// Optional `Host` to match (lower-case, without port unless configured).
+    pub host: Option<String>,
+    /// Upstream base URL (`http` or `https`); its path is prefixed to the
+    /// request path.
+    pub upstream: Url,
+    /// Authentication requirement.
+    pub auth: AuthMode,
+    /// Authorisation: any listed group.
+    pub allow_groups: Vec<String>,
+    /// Authorisation: any listed email (lower-case).
+    pub allow_emails: Vec<String>,
+    /// Authorisation: any email domain (lower-case; verified emails only).
+    pub allow_email_domains: Vec<String>,
+    /// Upstream connect timeout (default 5s) → 502.
+    pub connect_timeout: Duration,
+    /// Time to the upstream's response head (default 60s) → 504.
+    pub timeout: Duration,
+}
+
+impl Route {
+    /// Whether any `allow_*` rule is set.
+    pub fn has_authorisation_rules(&self) -> bool {
+        !(self.allow_groups.is_empty()
+            && self.allow_emails.is_empty()
+            && self.allow_email_domains.is_empty())
+    }
+}
+
+/// `[headers]`: identity headers sent upstream. `None` disables a header.
+#[derive(Debug, Clone)]
+pub struct HeadersConfig {
+    /// `sub` (default `X-Forwarded-User`).
+    pub user: Option<http::HeaderName>,
+    /// Email (default `X-Forwarded-Email`).
+    pub email: Option<http::HeaderName>,
+    /// Send the email only when `email_verified` is true.
+    pub require_verified_email: bool,
+    /// `preferred_username` (default `X-Forwarded-Preferred-Username`).
+    pub preferred_username: Option<http::HeaderName>,
+    /// Groups (default `X-Forwarded-Groups`).
+    pub groups: Option<http::HeaderName>,
+    /// Send `X-Forwarded-Access-Token`.
+    pub access_token: bool,
+    /// Send `Authorization: Bearer <access token>`.
+    pub authorization: bool,
+}
+
+impl HeadersConfig {
+    /// The identity header names this configuration sets, in addition to the
+    /// fixed ones the gateway always strips from clients.
+    pub fn configured_names(&self) -> impl Iterator<Item = &http::HeaderName> {
+        [
+            &self.user,
+            &self.email,
+            &self.preferred_username,
+            &self.groups,
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+/// A logout mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LogoutMode {
+    /// 303 to the IdP end-session endpoint.
+    Redirect,
+    /// Hidden iframe to the IdP.
+    Silent,
+    /// Popup window to the IdP.
+    Popup,
+    /// Gateway session only.
+    Local,
+}
+
+impl LogoutMode {
+    /// The mode's configuration name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogoutMode::Redirect => "redirect",
+            LogoutMode::Silent => "silent",
+            LogoutMode::Popup => "popup",
+            LogoutMode::Local => "local",
+        }
+    }
+    /// Parses a configuration name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "redirect" => LogoutMode::Redirect,
+            "silent" => LogoutMode::Silent,
+            "popup" => LogoutMode::Popup,
+            "local" => LogoutMode::Local,
+            _ => return None,
+        })
+    }
+}
+
+/// A `Clear-Site-Data` directive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClearSiteData {
+    /// `"storage"`
+    Storage,
+    /// `"cache"`
+    Cache,
+    /// `"cookies"`
+    Cookies,
+}
+
+/// `[logout]`
+#[derive(Debug, Clone)]
+pub struct LogoutConfig {
+    /// The logout path (default `/logout`).
+    pub path: String,
+    /// Default mode.
+    pub mode: LogoutMode,
+    /// Modes `?mode=` may ask for.
+    pub allowed_modes: Vec<LogoutMode>,
+    /// Where users land after logout (a same-origin path or an allowed URL).
+    pub default_return_to: String,
+    /// Absolute URLs a `return_to` may name, compared byte for byte.
+    pub allowed_return_to: Vec<String>,
+    /// RFC 7009 token revocation at logout.
+    pub revoke_tokens: bool,
+    /// `Clear-Site-Data` directives on the response that ends the flow.
+    pub clear_site_data: Vec<ClearSiteData>,
+    /// Silent/popup fallback timeout.
+    pub silent_timeout: Duration,
+}

@@ -1,0 +1,1 @@
+//! The request path: hygiene, the gateway's own paths, routing, session, proxy.

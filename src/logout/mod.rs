@@ -1,0 +1,1 @@
+//! Ending sessions: RP-initiated logout, back-channel and front-channel logout.

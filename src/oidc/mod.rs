@@ -1,0 +1,1 @@
+//! The OpenID Connect client: discovery, login, callback, refresh, revocation.

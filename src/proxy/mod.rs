@@ -1,0 +1,1 @@
+//! Forwarding a request to its upstream and the response back.

@@ -1,0 +1,1 @@
+//! Sessions: ids, encrypted records, and the stores they live in.
