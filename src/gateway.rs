@@ -1,1 +1,335 @@
-//! The request path: hygiene, the gateway's own paths, routing, session, proxy.
+//! The request path, top to bottom: framing and header hygiene, the
+//! canonical path, the public origin, the gateway's own paths, the route,
+//! the session, the upstream. Each step either answers or hands on.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use http::header::{CONNECTION, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use thiserror::Error;
+
+use crate::config::{AuthMode, Config, PublicOrigin, Route};
+use crate::pages::{self, Body};
+use crate::proxy::{self, IdentityNames, Upstream};
+use crate::request::{ClientKind, Peer, hygiene, origin, path};
+use crate::server::framing::FramingFlag;
+use crate::telemetry;
+
+/// Why a gateway could not be built from a configuration.
+#[derive(Debug, Error)]
+pub enum GatewayError {
+    /// A route's upstream URL is unusable.
+    #[error("route {index} ({prefix}): {source}")]
+    Upstream {
+        /// Route position.
+        index: usize,
+        /// Route prefix.
+        prefix: String,
+        /// The cause.
+        source: proxy::ProxyError,
+    },
+}
+
+/// What the server knows about a connection.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// The TCP peer.
+    pub peer: std::net::SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// Raised by the wire sniffer for `Content-Length` + `Transfer-Encoding`.
+    pub framing: Arc<FramingFlag>,
+}
+
+/// Connection limits read when a connection starts.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Time allowed for a request head.
+    pub header_read_timeout: Duration,
+    /// Largest request head.
+    pub max_header_bytes: usize,
+}
+
+/// A route ready to serve: its config, its upstream and its metrics label.
+struct ActiveRoute {
+    route: Route,
+    upstream: Upstream,
+    label: String,
+}
+
+/// Everything built from one configuration; replaced whole on reload.
+pub struct Gateway {
+    config: Arc<Config>,
+    routes: Vec<ActiveRoute>,
+    identity: IdentityNames,
+}
+
+impl Gateway {
+    fn build(config: &Config, tls: &Arc<rustls::ClientConfig>) -> Result<Self, GatewayError> {
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for route in &config.routes {
+            let client = proxy::client::build(route.connect_timeout, tls.clone());
+            let upstream =
+                Upstream::new(&route.upstream, client, route.timeout).map_err(|source| {
+                    GatewayError::Upstream {
+                        index: route.index,
+                        prefix: route.prefix.clone(),
+                        source,
+                    }
+                })?;
+            let label = match &route.host {
+                Some(host) => format!("{host}{}", route.prefix),
+                None => route.prefix.clone(),
+            };
+            routes.push(ActiveRoute {
+                route: route.clone(),
+                upstream,
+                label,
+            });
+        }
+        Ok(Gateway {
+            config: Arc::new(config.clone()),
+            routes,
+            identity: IdentityNames::new(config.headers.configured_names()),
+        })
+    }
+
+    /// The configuration this gateway was built from.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn match_route(&self, path: &str, host: Option<&str>) -> Option<&ActiveRoute> {
+        self.routes.iter().find(|r| {
+            path::under_prefix(path, &r.route.prefix)
+                && r.route
+                    .host
+                    .as_deref()
+                    .is_none_or(|want| host == Some(want))
+        })
+    }
+
+    fn is_gateway_cookie(&self, name: &str) -> bool {
+        self.config.session.as_ref().is_some_and(|s| {
+            name == s.cookie_name || name.starts_with(&format!("{}-login-", s.cookie_name))
+        })
+    }
+}
+
+/// The running application: the current gateway and what outlives reloads.
+pub struct App {
+    current: ArcSwap<Gateway>,
+    upstream_tls: Arc<rustls::ClientConfig>,
+}
+
+/// Per-request facts for the access log and metrics.
+struct RequestLog {
+    id: String,
+    route: String,
+    upstream: String,
+    error: Option<&'static str>,
+}
+
+fn request_id() -> String {
+    // A random per-process prefix and a counter: unique, cheap, not secret.
+    static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut b = [0u8; 4];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+        u32::from_le_bytes(b)
+    });
+    format!(
+        "{prefix:08x}{:08x}",
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl App {
+    /// Builds the application from a validated configuration.
+    pub async fn new(config: &Config) -> Result<Self, GatewayError> {
+        let upstream_tls = proxy::client::tls_config();
+        let gateway = Gateway::build(config, &upstream_tls)?;
+        Ok(App {
+            current: ArcSwap::from_pointee(gateway),
+            upstream_tls,
+        })
+    }
+
+    /// Swaps in a new configuration; the old one finishes its requests.
+    pub async fn reload(&self, config: &Config) -> Result<(), GatewayError> {
+        let old = self.current.load();
+        if old.config.server.listen != config.server.listen
+            || old.config.server.admin_listen != config.server.admin_listen
+        {
+            tracing::warn!("listen addresses changed: they take effect after a restart");
+        }
+        let gateway = Gateway::build(config, &self.upstream_tls)?;
+        self.current.store(Arc::new(gateway));
+        Ok(())
+    }
+
+    /// The current gateway.
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.current.load_full()
+    }
+
+    /// Connection limits from the current configuration.
+    pub fn limits(&self) -> Limits {
+        let server = &self.current.load().config.server;
+        Limits {
+            header_read_timeout: server.header_read_timeout,
+            max_header_bytes: server.max_header_bytes,
+        }
+    }
+
+    /// Whether the gateway can serve: every dependency it needs is up.
+    pub async fn readiness(&self) -> Vec<(&'static str, bool)> {
+        vec![("config", true)]
+    }
+
+    /// Answers one request and writes its access-log line and metrics.
+    pub async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+        let started = Instant::now();
+        let gateway = self.current.load_full();
+        let method = req.method().clone();
+        let raw_path = req.uri().path().to_owned();
+        let mut log = RequestLog {
+            id: request_id(),
+            route: String::from("-"),
+            upstream: String::from("-"),
+            error: None,
+        };
+        let resp = gateway.respond(req, conn, &mut log).await;
+        let elapsed = started.elapsed();
+        telemetry::record_request(&log.route, resp.status(), elapsed, log.error);
+        tracing::info!(
+            target: "portcullis::access",
+            request_id = %log.id,
+            method = %method,
+            path = %raw_path,
+            status = resp.status().as_u16(),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            route = %log.route,
+            upstream = %log.upstream,
+            error = log.error.unwrap_or(""),
+            peer = %conn.peer.ip(),
+        );
+        resp
+    }
+}
+
+/// A 400 that also closes the connection (framing can no longer be trusted).
+fn refuse_and_close(kind: ClientKind, status: StatusCode, message: &str) -> Response<Body> {
+    let mut resp = pages::error(kind, status, "bad_request", message);
+    resp.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+impl Gateway {
+    async fn respond(
+        &self,
+        mut req: Request<Incoming>,
+        conn: &ConnInfo,
+        log: &mut RequestLog,
+    ) -> Response<Body> {
+        let kind = ClientKind::of(req.headers());
+
+        // 1. Framing and header hygiene.
+        let te_sniffed =
+            req.headers().contains_key(http::header::TRANSFER_ENCODING) && conn.framing.take();
+        if let Err(err) = hygiene::check_framing(&req, te_sniffed) {
+            tracing::warn!(request_id = %log.id, peer = %conn.peer.ip(), reason = %err, "request refused");
+            log.error = Some("framing");
+            return refuse_and_close(kind, err.status(), &err.to_string());
+        }
+        for name in hygiene::drop_control_values(req.headers_mut()) {
+            tracing::warn!(request_id = %log.id, header = %name, "dropped a header value with control characters");
+        }
+
+        // 2. The canonical path.
+        let path = match path::normalize(req.uri().path()) {
+            Ok(path) => path,
+            Err(err) => {
+                log.error = Some("path");
+                tracing::warn!(request_id = %log.id, reason = %err, "request path refused");
+                return pages::error(
+                    kind,
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    &err.to_string(),
+                );
+            }
+        };
+
+        // 3. The public origin the request belongs to.
+        let authority = origin::request_authority(&req);
+        let origins = &self.config.server.public_urls;
+        let public: &PublicOrigin = &origins[origin::select_origin(origins, authority.as_deref())];
+        let host = authority.as_deref().map(origin::authority_host);
+
+        // 4. The gateway's own paths never reach an upstream.
+        if path == "/.portcullis" || path.starts_with("/.portcullis/") {
+            log.route = "gateway".into();
+            return pages::error(
+                kind,
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "No such gateway path.",
+            );
+        }
+
+        // 5. The route.
+        let Some(active) = self.match_route(&path, host) else {
+            log.error = Some("no_route");
+            return pages::error(
+                kind,
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "No route matches this path.",
+            );
+        };
+        log.route.clone_from(&active.label);
+        log.upstream.clone_from(&active.upstream.display);
+
+        // 6. The session (routes with auth = "session").
+        let private_cache = active.route.auth == AuthMode::Session;
+
+        // 7. The upstream.
+        let peer = Peer {
+            addr: conn.peer,
+            tls: conn.tls,
+        };
+        let forward = proxy::Forward {
+            upstream: &active.upstream,
+            path: &path,
+            peer,
+            trusted_peer: origin::is_trusted(conn.peer.ip(), &self.config.server.trusted_proxies),
+            origin: public,
+            identity: &self.identity,
+            set_headers: Vec::new(),
+            is_gateway_cookie: &|name| self.is_gateway_cookie(name),
+            private_cache,
+            request_id: &log.id,
+            upgrade_deadline: None,
+        };
+        match proxy::forward(req, forward).await {
+            Ok(resp) => resp,
+            Err(err) => {
+                log.error = Some(err.kind());
+                tracing::warn!(request_id = %log.id, route = %active.label, error = %err, "proxy error");
+                let message = match err.status() {
+                    StatusCode::GATEWAY_TIMEOUT => "The application did not answer in time.",
+                    StatusCode::FORBIDDEN => "Cross-origin WebSocket connections are not allowed.",
+                    _ => "The application is unavailable.",
+                };
+                pages::error(kind, err.status(), err.kind(), message)
+            }
+        }
+    }
+}

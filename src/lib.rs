@@ -14,6 +14,7 @@ pub mod logout;
 pub mod oidc;
 pub mod pages;
 pub mod proxy;
+pub mod request;
 pub mod server;
 pub mod session;
 pub mod telemetry;

@@ -1,1 +1,77 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics` and the admin API.
+//! The admin listener: `/healthz` (process up), `/readyz` (dependencies
+//! up), `/metrics` (Prometheus text). Loopback only until it has TLS; the
+//! config check refuses anything else.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::gateway::App;
+use crate::pages::{self, Body};
+use crate::telemetry;
+
+/// Serves the admin listener until `stop` turns true.
+pub async fn serve(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = stop.changed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    tracing::warn!(error = %err, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(handle(&app, req).await) }
+            });
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return pages::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    }
+    match req.uri().path() {
+        "/healthz" => pages::text(StatusCode::OK, "ok\n"),
+        "/readyz" => {
+            let checks = app.readiness().await;
+            let ready = checks.iter().all(|(_, ok)| *ok);
+            let body = serde_json::json!({
+                "ready": ready,
+                "checks": checks.iter().map(|(name, ok)| (name.to_string(), serde_json::Value::Bool(*ok))).collect::<serde_json::Map<_, _>>(),
+            });
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            pages::json(status, &body)
+        }
+        "/metrics" => {
+            let mut resp = pages::text(StatusCode::OK, telemetry::render_metrics());
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            resp
+        }
+        _ => pages::text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}

@@ -1,1 +1,245 @@
-//! Forwarding a request to its upstream and the response back.
+//! Forwarding a request to its upstream and the response back, streaming
+//! both bodies. The caller (the gateway) has already chosen the route,
+//! normalised the path and decided the identity headers; this module only
+//! rewrites headers and moves bytes.
+
+pub mod client;
+pub mod headers;
+pub mod upgrade;
+
+use std::time::Duration;
+
+use http::header::{CACHE_CONTROL, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use thiserror::Error;
+use url::Url;
+
+use crate::pages::Body;
+use crate::request::Peer;
+pub use client::UpstreamClient;
+pub use headers::IdentityNames;
+
+/// Why a request could not be proxied.
+#[derive(Debug, Error)]
+pub enum ProxyError {
+    /// The upstream refused or could not be reached in time (502).
+    #[error("upstream unreachable: {0}")]
+    Connect(String),
+    /// The upstream did not answer within the route timeout (504).
+    #[error("upstream did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The upstream broke the exchange (502).
+    #[error("upstream error: {0}")]
+    Upstream(String),
+    /// A WebSocket handshake from a foreign origin (403).
+    #[error("WebSocket handshake from a foreign origin")]
+    ForeignOrigin,
+    /// The upstream URL could not be combined with the request path (500).
+    #[error("cannot build the upstream URL: {0}")]
+    BadUri(String),
+}
+
+impl ProxyError {
+    /// The status the client gets.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::ForeignOrigin => StatusCode::FORBIDDEN,
+            ProxyError::BadUri(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+    /// A short label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProxyError::Connect(_) => "connect",
+            ProxyError::Timeout(_) => "timeout",
+            ProxyError::Upstream(_) => "upstream",
+            ProxyError::ForeignOrigin => "foreign_origin",
+            ProxyError::BadUri(_) => "bad_uri",
+        }
+    }
+}
+
+/// One route's upstream: where it is and how to reach it.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    scheme: Scheme,
+    authority: Authority,
+    /// Base path without a trailing slash ("" for the root).
+    base_path: String,
+    /// For logs: `scheme://authority`.
+    pub display: String,
+    client: UpstreamClient,
+    timeout: Duration,
+}
+
+impl Upstream {
+    /// Prepares an upstream from its configured URL.
+    pub fn new(url: &Url, client: UpstreamClient, timeout: Duration) -> Result<Self, ProxyError> {
+        let uri: Uri = url
+            .as_str()
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| ProxyError::BadUri(e.to_string()))?;
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .ok_or_else(|| ProxyError::BadUri("no scheme".into()))?;
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| ProxyError::BadUri("no host".into()))?;
+        let base_path = uri.path().trim_end_matches('/').to_string();
+        Ok(Upstream {
+            display: format!("{scheme}://{authority}"),
+            scheme,
+            authority,
+            base_path,
+            client,
+            timeout,
+        })
+    }
+
+    fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
+        let mut pq = String::with_capacity(
+            self.base_path.len() + path.len() + 1 + query.map_or(0, str::len),
+        );
+        pq.push_str(&self.base_path);
+        pq.push_str(path);
+        if let Some(q) = query {
+            pq.push('?');
+            pq.push_str(q);
+        }
+        let pq =
+            PathAndQuery::from_maybe_shared(pq).map_err(|e| ProxyError::BadUri(e.to_string()))?;
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .map_err(|e| ProxyError::BadUri(e.to_string()))
+    }
+}
+
+/// What the gateway decided about one request before forwarding it.
+pub struct Forward<'a> {
+    /// The route's upstream.
+    pub upstream: &'a Upstream,
+    /// The canonical path.
+    pub path: &'a str,
+    /// The connection's peer.
+    pub peer: Peer,
+    /// Whether the peer is a trusted proxy.
+    pub trusted_peer: bool,
+    /// The route origin (`scheme://host[:port]`), for `X-Forwarded-*` and
+    /// the WebSocket `Origin` check.
+    pub origin: &'a crate::config::PublicOrigin,
+    /// Identity header names to strip from the client.
+    pub identity: &'a IdentityNames,
+    /// Identity headers to set, after stripping.
+    pub set_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Whether a cookie name is one of the gateway's own.
+    pub is_gateway_cookie: &'a (dyn Fn(&str) -> bool + Sync),
+    /// Add `Cache-Control: private` when the upstream sends none.
+    pub private_cache: bool,
+    /// Request id, sent upstream as `X-Request-Id`.
+    pub request_id: &'a str,
+    /// Resolves when an upgraded connection must close (session revoked or
+    /// expired); `None` keeps it open until either side closes.
+    pub upgrade_deadline: Option<upgrade::Deadline>,
+}
+
+/// Forwards `req` upstream and returns the response to send back.
+pub async fn forward(
+    mut req: Request<Incoming>,
+    f: Forward<'_>,
+) -> Result<Response<Body>, ProxyError> {
+    let websocket = upgrade::is_websocket(&req);
+    if websocket && !upgrade::origin_allowed(req.headers(), &f.origin.origin) {
+        return Err(ProxyError::ForeignOrigin);
+    }
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+
+    let uri = f.upstream.uri_for(f.path, req.uri().query())?;
+    let (mut parts, body) = req.into_parts();
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    let h = &mut parts.headers;
+    headers::strip_hop_by_hop(h);
+    headers::strip_client_controlled(h, f.identity, f.trusted_peer);
+    headers::filter_cookies(h, f.is_gateway_cookie);
+    headers::set_forwarded(
+        h,
+        f.peer.addr.ip(),
+        f.trusted_peer,
+        f.origin.scheme.as_str(),
+        f.origin.authority(),
+    );
+    headers::set_upstream_host(h, &parts.uri);
+    if let Ok(v) = HeaderValue::from_str(f.request_id) {
+        h.insert(HeaderName::from_static("x-request-id"), v);
+    }
+    for (name, value) in f.set_headers {
+        h.insert(name, value);
+    }
+    if websocket {
+        upgrade::set_upgrade_headers(h);
+    }
+    let upstream_req = Request::from_parts(parts, body);
+
+    let mut resp =
+        match tokio::time::timeout(f.upstream.timeout, f.upstream.client.request(upstream_req))
+            .await
+        {
+            Err(_) => return Err(ProxyError::Timeout(f.upstream.timeout)),
+            Ok(Err(err)) if err.is_connect() => return Err(ProxyError::Connect(error_chain(&err))),
+            Ok(Err(err)) => return Err(ProxyError::Upstream(error_chain(&err))),
+            Ok(Ok(resp)) => resp,
+        };
+
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching {
+        let Some(client_upgrade) = client_upgrade else {
+            // An upstream may not switch protocols unasked.
+            return Err(ProxyError::Upstream("unexpected 101 response".into()));
+        };
+        if !upgrade::is_websocket_response(resp.headers()) {
+            return Err(ProxyError::Upstream(
+                "101 without Upgrade: websocket".into(),
+            ));
+        }
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        upgrade::spawn_tunnel(client_upgrade, upstream_upgrade, f.upgrade_deadline);
+    }
+
+    let (mut parts, body) = resp.into_parts();
+    let h = &mut parts.headers;
+    headers::strip_hop_by_hop(h);
+    headers::filter_set_cookies(h, f.is_gateway_cookie);
+    if switching {
+        upgrade::set_upgrade_headers(h);
+    }
+    if f.private_cache && !h.contains_key(CACHE_CONTROL) {
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("private"));
+    }
+    Ok(Response::from_parts(
+        parts,
+        body.map_err(Into::into).boxed_unsync(),
+    ))
+}
+
+/// The error and its sources on one line (hyper's top-level messages are
+/// terse, the cause is underneath). Upstream errors hold no secrets.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

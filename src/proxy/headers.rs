@@ -1,0 +1,340 @@
+//! Header rewriting between client and upstream.
+//!
+//! RFC 9110 §7.6.1: "Intermediaries MUST parse a received Connection header
+//! field before a message is forwarded and, for each connection-option in
+//! this field, remove any header or trailer field(s) from the message with
+//! the same name as the connection-option, and then remove the Connection
+//! header field itself (or replace it with the intermediary's own control
+//! options for the forwarded message)." It also names the fields that are
+//! hop-by-hop without being listed: Proxy-Connection, Keep-Alive, TE,
+//! Transfer-Encoding and Upgrade.
+
+use std::net::IpAddr;
+
+use http::header::{CONNECTION, COOKIE, HOST, HeaderName, HeaderValue, SET_COOKIE};
+use http::{HeaderMap, Uri};
+
+/// Hop-by-hop fields removed in both directions, besides those a
+/// `Connection` header names.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+];
+
+/// Request headers that ask an upstream to route or behave differently;
+/// never taken from a client.
+const REWRITE_HEADERS: [&str; 7] = [
+    "x-original-url",
+    "x-rewrite-url",
+    "x-forwarded-prefix",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-method",
+];
+
+/// Identity headers the gateway owns whatever `[headers]` says, so a
+/// renamed header never lets a client's copy of the default through.
+const DEFAULT_IDENTITY_HEADERS: [&str; 5] = [
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-preferred-username",
+    "x-forwarded-groups",
+    "x-forwarded-access-token",
+];
+
+/// Client-address headers believed only from trusted proxies.
+const FORWARDING_HEADERS: [&str; 3] = ["forwarded", "x-real-ip", "x-client-ip"];
+
+/// Compares a header name to a canonical lower-case, `-`-separated name the
+/// way a lenient upstream (CGI, PHP, Rails) would: `_` and `-` alike.
+fn same_lenient(name: &str, canonical: &str) -> bool {
+    name.len() == canonical.len()
+        && name
+            .bytes()
+            .zip(canonical.bytes())
+            .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+}
+
+/// The set of identity header names for one configuration, in canonical
+/// lower-case form.
+#[derive(Debug, Clone)]
+pub struct IdentityNames {
+    names: Vec<String>,
+}
+
+impl IdentityNames {
+    /// The defaults plus the configured names.
+    pub fn new<'a>(configured: impl Iterator<Item = &'a HeaderName>) -> Self {
+        let mut names: Vec<String> = DEFAULT_IDENTITY_HEADERS
+            .iter()
+            .map(|s| (*s).into())
+            .collect();
+        for n in configured {
+            let n = n.as_str().replace('_', "-");
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        IdentityNames { names }
+    }
+
+    fn matches(&self, name: &str) -> bool {
+        self.names.iter().any(|c| same_lenient(name, c))
+    }
+}
+
+/// Removes hop-by-hop headers, including those named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Removes what a client must never set: identity headers (any case, `_`
+/// for `-`), rewrite headers, and, from untrusted peers, every
+/// `X-Forwarded-*`, `Forwarded` and `X-Real-IP`.
+pub fn strip_client_controlled(headers: &mut HeaderMap, identity: &IdentityNames, trusted: bool) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let n = name.as_str();
+            identity.matches(n)
+                || REWRITE_HEADERS.iter().any(|c| same_lenient(n, c))
+                || (!trusted
+                    && (n.starts_with("x-forwarded-")
+                        || n.starts_with("x_forwarded_")
+                        || n.starts_with("x-forwarded_")
+                        || n.starts_with("x_forwarded-")
+                        || FORWARDING_HEADERS.iter().any(|c| same_lenient(n, c))))
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// Sets `X-Forwarded-For`, `-Proto` and `-Host`. From a trusted proxy the
+/// received chain is extended and its proto/host kept; otherwise they are
+/// the gateway's own view: the peer address and the configured public
+/// origin the request matched.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    trusted: bool,
+    proto: &str,
+    host: &str,
+) {
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let peer = peer.to_string();
+    let chain = if trusted {
+        let prior: Vec<&str> = headers
+            .get_all(&xff)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if prior.is_empty() {
+            peer
+        } else {
+            format!("{}, {peer}", prior.join(", "))
+        }
+    } else {
+        peer
+    };
+    if let Ok(v) = HeaderValue::from_str(&chain) {
+        headers.insert(xff, v);
+    }
+    let proto_name = HeaderName::from_static("x-forwarded-proto");
+    if !(trusted && headers.contains_key(&proto_name)) {
+        headers.insert(
+            proto_name,
+            HeaderValue::from_static(if proto == "https" { "https" } else { "http" }),
+        );
+    }
+    let host_name = HeaderName::from_static("x-forwarded-host");
+    if !(trusted && headers.contains_key(&host_name))
+        && let Ok(v) = HeaderValue::from_str(host)
+    {
+        headers.insert(host_name, v);
+    }
+}
+
+/// Sets `Host` to the upstream's authority.
+pub fn set_upstream_host(headers: &mut HeaderMap, upstream: &Uri) {
+    if let Some(authority) = upstream.authority()
+        && let Ok(v) = HeaderValue::from_str(authority.as_str())
+    {
+        headers.insert(HOST, v);
+    }
+}
+
+/// Joins the `Cookie` header lines into one (HTTP/2 clients may split
+/// them; HTTP/1.1 upstreams expect one) and drops the named cookies (the
+/// gateway's own). An emptied header is removed.
+pub fn filter_cookies(headers: &mut HeaderMap, is_gateway_cookie: impl Fn(&str) -> bool) {
+    if !headers.contains_key(COOKIE) {
+        return;
+    }
+    let mut kept: Vec<&str> = Vec::new();
+    for line in headers.get_all(COOKIE) {
+        let Ok(line) = line.to_str() else { continue };
+        for pair in line.split(';') {
+            let pair = pair.trim();
+            if pair.is_empty() {
+                continue;
+            }
+            let name = pair.split('=').next().unwrap_or(pair).trim();
+            if !is_gateway_cookie(name) {
+                kept.push(pair);
+            }
+        }
+    }
+    let joined = kept.join("; ");
+    headers.remove(COOKIE);
+    if !joined.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&joined)
+    {
+        headers.insert(COOKIE, v);
+    }
+}
+
+/// Drops upstream `Set-Cookie` lines that would set one of the gateway's
+/// cookies.
+pub fn filter_set_cookies(headers: &mut HeaderMap, is_gateway_cookie: impl Fn(&str) -> bool) {
+    if !headers.contains_key(SET_COOKIE) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter(|v| {
+            let name = v
+                .to_str()
+                .ok()
+                .and_then(|s| s.split(['=', ';']).next())
+                .map(str::trim)
+                .unwrap_or("");
+            !is_gateway_cookie(name)
+        })
+        .cloned()
+        .collect();
+    headers.remove(SET_COOKIE);
+    for v in kept {
+        headers.append(SET_COOKIE, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named() {
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Secret-Hop"),
+            ("x-secret-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("upgrade", "h2c"),
+            ("x-kept", "1"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn identity_variants_removed() {
+        let custom = HeaderName::from_static("x-auth-user");
+        let ids = IdentityNames::new([&custom].into_iter());
+        let mut h = map(&[
+            ("x-forwarded-user", "mallory"),
+            ("x_forwarded_user", "mallory"),
+            ("x-forwarded_email", "m@x"),
+            ("x_auth_user", "mallory"),
+            ("x-original-url", "/admin"),
+            ("x_http_method_override", "DELETE"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-real-ip", "1.2.3.4"),
+            ("authorization", "Bearer client"),
+        ]);
+        strip_client_controlled(&mut h, &ids, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("authorization"));
+
+        let mut h = map(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-user", "m")]);
+        strip_client_controlled(&mut h, &ids, true);
+        assert!(h.contains_key("x-forwarded-for"));
+        assert!(!h.contains_key("x-forwarded-user"));
+    }
+
+    #[test]
+    fn forwarded_chain() {
+        let mut h = map(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        set_forwarded(
+            &mut h,
+            "10.0.0.1".parse().unwrap(),
+            true,
+            "http",
+            "app:8080",
+        );
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 10.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "app:8080");
+        let mut h = HeaderMap::new();
+        set_forwarded(&mut h, "127.0.0.1".parse().unwrap(), false, "http", "app");
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn cookies_filtered_and_joined() {
+        let mut h = map(&[("cookie", "a=1; portcullis=secret"), ("cookie", "b=2")]);
+        filter_cookies(&mut h, |n| n == "portcullis");
+        assert_eq!(h.get_all(COOKIE).iter().count(), 1);
+        assert_eq!(h[COOKIE], "a=1; b=2");
+        let mut h = map(&[("cookie", "portcullis=x")]);
+        filter_cookies(&mut h, |n| n == "portcullis");
+        assert!(!h.contains_key(COOKIE));
+
+        let mut h = map(&[
+            ("set-cookie", "portcullis=evil; Path=/"),
+            ("set-cookie", "app=1; Path=/"),
+        ]);
+        filter_set_cookies(&mut h, |n| n == "portcullis");
+        assert_eq!(h.get_all(SET_COOKIE).iter().count(), 1);
+        assert_eq!(h[SET_COOKIE], "app=1; Path=/");
+    }
+}

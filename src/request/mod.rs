@@ -1,0 +1,10 @@
+//! Inspecting an incoming request before anything acts on it: framing and
+//! header hygiene, the canonical path, the client kind, the public origin.
+
+pub mod hygiene;
+pub mod kind;
+pub mod origin;
+pub mod path;
+
+pub use kind::ClientKind;
+pub use origin::Peer;

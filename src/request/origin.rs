@@ -1,0 +1,108 @@
+//! Which configured public origin a request belongs to, and who the client
+//! is. URLs the gateway emits are built from the configured origin chosen
+//! here, never from the raw `Host` or `X-Forwarded-Host`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::Request;
+use http::header::HOST;
+use ipnet::IpNet;
+
+use crate::config::PublicOrigin;
+
+/// The request's authority: `:authority` (HTTP/2) or `Host` (HTTP/1.1),
+/// lower-cased.
+pub fn request_authority<B>(req: &Request<B>) -> Option<String> {
+    let raw = match req.uri().authority() {
+        Some(a) => a.as_str(),
+        None => req.headers().get(HOST)?.to_str().ok()?,
+    };
+    Some(raw.to_ascii_lowercase())
+}
+
+/// The host part of an authority (`host[:port]`, IPv6 in brackets).
+pub fn authority_host(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return match authority.find(']') {
+            Some(end) => &authority[..=end],
+            None => authority,
+        };
+    }
+    authority.split(':').next().unwrap_or(authority)
+}
+
+/// Chooses the public origin whose authority the request names; requests
+/// naming none get the first (default) public origin. Returns the index.
+pub fn select_origin(origins: &[PublicOrigin], authority: Option<&str>) -> usize {
+    let Some(authority) = authority else { return 0 };
+    let host = authority_host(authority);
+    origins
+        .iter()
+        .position(|o| o.authority() == authority)
+        .or_else(|| origins.iter().position(|o| o.host == host))
+        .unwrap_or(0)
+}
+
+/// Whether a peer is one of the trusted proxies.
+pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
+    let peer = match peer {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(peer),
+        v4 => v4,
+    };
+    trusted.iter().any(|net| net.contains(&peer))
+}
+
+/// The TCP peer of a connection, carried as a request extension.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// The remote address.
+    pub addr: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Scheme;
+
+    fn origin(scheme: Scheme, host: &str, port: u16, origin: &str) -> PublicOrigin {
+        PublicOrigin {
+            scheme,
+            host: host.into(),
+            port,
+            origin: origin.into(),
+        }
+    }
+
+    #[test]
+    fn selects_by_authority_then_host_else_default() {
+        let origins = [
+            origin(
+                Scheme::Https,
+                "app.example.com",
+                443,
+                "https://app.example.com",
+            ),
+            origin(
+                Scheme::Https,
+                "api.example.com",
+                443,
+                "https://api.example.com",
+            ),
+        ];
+        assert_eq!(select_origin(&origins, Some("api.example.com")), 1);
+        assert_eq!(select_origin(&origins, Some("api.example.com:8443")), 1);
+        assert_eq!(select_origin(&origins, Some("evil.example")), 0);
+        assert_eq!(select_origin(&origins, None), 0);
+        assert_eq!(authority_host("[::1]:8080"), "[::1]");
+    }
+
+    #[test]
+    fn trusted_peers() {
+        let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        assert!(is_trusted("10.1.2.3".parse().unwrap(), &nets));
+        assert!(is_trusted("::ffff:10.1.2.3".parse().unwrap(), &nets));
+        assert!(!is_trusted("127.0.0.1".parse().unwrap(), &nets));
+    }
+}

@@ -1,0 +1,223 @@
+//! Request path normalisation.
+//!
+//! Routing decisions are only as good as the path they look at: if the
+//! gateway matched `/public/..%2fadmin` against `/public/` and the upstream
+//! then decoded it to `/admin`, a protected route would be bypassed. So the
+//! gateway settles one canonical path before matching, rejects every form
+//! whose meaning could differ between it and an upstream, and sends the
+//! canonical path upstream.
+//!
+//! RFC 3986 §5.2.4 ("Remove Dot Segments") and §6.2.2.2 ("Percent-Encoding
+//! Normalization": "URIs should be normalized by decoding any percent-encoded
+//! octet that corresponds to an unreserved character") are applied; on top:
+//!
+//! - encoded `/` (`%2F`), `\` (`%5C`) and `.` (`%2E`) are rejected, as is a raw
+//!   `\` (some servers treat it as `/`);
+//! - a dot-segment with parameters (`..;x`, `.;x`) is rejected (servlet
+//!   containers treat `/..;/` as `/../`);
+//! - control characters, raw or percent-encoded, and malformed percent
+//!   escapes are rejected;
+//! - runs of `/` are merged, so `//admin` cannot slip past a `/admin` route
+//!   that an upstream would reach by merging them itself.
+
+use thiserror::Error;
+
+/// Why a path was refused (all answered with 400).
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PathError {
+    /// The path does not start with `/` (e.g. `*` or an absolute URI form
+    /// that was not split).
+    #[error("the path must start with '/'")]
+    NotAbsolute,
+    /// `%` not followed by two hex digits.
+    #[error("malformed percent-encoding in path")]
+    BadEscape,
+    /// `%2F`, `%5C` or `%2E`.
+    #[error("encoded '/', '\\' or '.' in path")]
+    EncodedSeparator,
+    /// A raw backslash.
+    #[error("backslash in path")]
+    Backslash,
+    /// A control character, raw or percent-encoded.
+    #[error("control character in path")]
+    ControlCharacter,
+    /// `..;` or `.;` segments.
+    #[error("parameters on a dot-segment in path")]
+    DotSegmentParameters,
+}
+
+const fn is_unreserved(b: u8) -> bool {
+    // '.' is unreserved too, but an encoded dot is refused before this test.
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~')
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Normalises a raw request path (without the query) into the canonical
+/// form used for matching and sent upstream.
+pub fn normalize(raw: &str) -> Result<String, PathError> {
+    let bytes = raw.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::NotAbsolute);
+    }
+    // Pass 1: percent-decode unreserved octets, refuse the dangerous ones,
+    // upper-case the hex of the rest, merge slashes.
+    let mut decoded = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'%' => {
+                let (Some(h), Some(l)) = (
+                    bytes.get(i + 1).copied().and_then(hex_value),
+                    bytes.get(i + 2).copied().and_then(hex_value),
+                ) else {
+                    return Err(PathError::BadEscape);
+                };
+                let v = (h << 4) | l;
+                if v < 0x20 || v == 0x7f {
+                    return Err(PathError::ControlCharacter);
+                }
+                if matches!(v, b'/' | b'\\' | b'.') {
+                    return Err(PathError::EncodedSeparator);
+                }
+                if is_unreserved(v) {
+                    decoded.push(char::from(v));
+                } else {
+                    decoded.push('%');
+                    decoded.push(char::from(b"0123456789ABCDEF"[usize::from(h)]));
+                    decoded.push(char::from(b"0123456789ABCDEF"[usize::from(l)]));
+                }
+                i += 3;
+                continue;
+            }
+            b'\\' => return Err(PathError::Backslash),
+            0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
+            b'/' if decoded.ends_with('/') => {}
+            _ => {
+                // The raw path is ASCII (hyper's URI parser guarantees it), but
+                // stay correct for any UTF-8 by copying the whole character.
+                let ch = raw[i..].chars().next().ok_or(PathError::BadEscape)?;
+                decoded.push(ch);
+                i += ch.len_utf8();
+                continue;
+            }
+        }
+        i += 1;
+    }
+
+    // Pass 2: remove dot-segments (RFC 3986 §5.2.4) over whole segments.
+    let trailing_slash = decoded.ends_with('/')
+        || decoded.ends_with("/.")
+        || decoded.ends_with("/..")
+        || decoded == "/.";
+    let mut out: Vec<&str> = Vec::new();
+    for segment in decoded.split('/').skip(1) {
+        let name = segment.split(';').next().unwrap_or(segment);
+        let has_params = name.len() != segment.len();
+        match name {
+            "." | ".." if has_params => return Err(PathError::DotSegmentParameters),
+            "." => {}
+            ".." => {
+                out.pop();
+            }
+            _ => out.push(segment),
+        }
+    }
+    let mut path = String::with_capacity(decoded.len());
+    for segment in &out {
+        path.push('/');
+        path.push_str(segment);
+    }
+    if path.is_empty() || (trailing_slash && !path.ends_with('/')) {
+        path.push('/');
+    }
+    Ok(path)
+}
+
+/// Whether `path` (normalised) lies under `prefix` on whole segments:
+/// `/public` matches `/public` and `/public/x`, never `/publicity`.
+/// `prefix` is stored without a trailing slash, except the root `/`.
+pub fn under_prefix(path: &str, prefix: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_forms() {
+        let cases = [
+            ("/", "/"),
+            ("/a/b", "/a/b"),
+            ("/a/b/", "/a/b/"),
+            ("/a/./b", "/a/b"),
+            ("/a/../b", "/b"),
+            ("/a/b/..", "/a/"),
+            ("/a/b/.", "/a/b/"),
+            ("/..", "/"),
+            ("/../../x", "/x"),
+            ("/public/../admin", "/admin"),
+            ("//admin", "/admin"),
+            ("/a//b///c", "/a/b/c"),
+            ("/%61dmin", "/admin"),
+            ("/a%7e%2d%5F", "/a~-_"),
+            ("/a%20b", "/a%20b"),
+            ("/a%3fb%3F", "/a%3Fb%3F"),
+            ("/a;jsessionid=1/b", "/a;jsessionid=1/b"),
+            ("/.well-known/x", "/.well-known/x"),
+            ("/a/..b/c", "/a/..b/c"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(normalize(raw).as_deref(), Ok(want), "{raw}");
+        }
+    }
+
+    #[test]
+    fn refused_forms() {
+        let cases = [
+            ("/public/..%2fadmin", PathError::EncodedSeparator),
+            ("/public/%2e%2e/admin", PathError::EncodedSeparator),
+            ("/public/%2E./admin", PathError::EncodedSeparator),
+            ("/public/..%5cadmin", PathError::EncodedSeparator),
+            ("/public\\..\\admin", PathError::Backslash),
+            ("/public/..;/admin", PathError::DotSegmentParameters),
+            ("/public/.;x/admin", PathError::DotSegmentParameters),
+            ("/a%00b", PathError::ControlCharacter),
+            ("/a%0d%0aSet-Cookie:x", PathError::ControlCharacter),
+            ("/a%7F", PathError::ControlCharacter),
+            ("/a\tb", PathError::ControlCharacter),
+            ("/a%zz", PathError::BadEscape),
+            ("/a%4", PathError::BadEscape),
+            ("*", PathError::NotAbsolute),
+            ("", PathError::NotAbsolute),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(normalize(raw), Err(want), "{raw}");
+        }
+    }
+
+    #[test]
+    fn prefixes_match_whole_segments() {
+        assert!(under_prefix("/public", "/public"));
+        assert!(under_prefix("/public/", "/public"));
+        assert!(under_prefix("/public/x", "/public"));
+        assert!(!under_prefix("/publicity", "/public"));
+        assert!(!under_prefix("/", "/public"));
+        assert!(under_prefix("/anything", "/"));
+    }
+}
