@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod destination;
 pub mod gateway;
 pub mod logout;
 pub mod oidc;

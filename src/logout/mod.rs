@@ -1,1 +1,4 @@
-//! Ending sessions: RP-initiated logout, back-channel and front-channel logout.
+//! Ending sessions: RP-initiated logout (`/logout`), back-channel and
+//! front-channel logout receivers.
+
+pub mod trigger;
