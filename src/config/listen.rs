@@ -1,0 +1,31 @@
+//! `portcullis check`'s listener test: can every configured address be
+//! bound right now?
+
+use std::net::{SocketAddr, TcpListener};
+
+use super::diag::Diagnostic;
+use super::Loaded;
+
+/// Tries to bind every `listen` and `admin_listen` address (and releases
+/// it at once); returns one error per address that cannot be bound, at the
+/// place the address was written.
+pub fn check_listeners(loaded: &Loaded) -> Vec<Diagnostic> {
+    let server = &loaded.config.server;
+    let addrs: Vec<(SocketAddr, &str)> = server
+        .listen
+        .iter()
+        .map(|a| (*a, "listen"))
+        .chain(server.admin_listen.map(|a| (a, "admin_listen")))
+        .collect();
+    let mut out = Vec::new();
+    for (addr, key) in addrs {
+        if let Err(e) = TcpListener::bind(addr) {
+            let message = match e.kind() {
+                std::io::ErrorKind::AddrInUse => format!("{key} address {addr} is in use"),
+                _ => format!("cannot bind {key} address {addr}: {e}"),
+            };
+            out.push(loaded.listen_diagnostic(addr, message));
+        }
+    }
+    out
+}
