@@ -1,0 +1,82 @@
+//! Hermetic harness for the integration tests: every test starts the real
+//! parts it needs (the gateway binary, an HTTP upstream, redis-server) on
+//! free ports of 127.0.0.1 and they are stopped when the handles drop.
+//!
+//! Include it from a test file with `mod support;`. Each test binary uses only
+//! part of it, hence the `dead_code` and `unused_imports` allowances.
+#![allow(dead_code, unused_imports)]
+
+pub mod gateway;
+pub mod redis;
+pub mod upstream;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+pub use gateway::{
+    CheckOutput, Gateway, GatewayBuilder, Signal, StartError, TEST_ADMIN_TOKEN, TEST_CLIENT_SECRET,
+    TEST_SESSION_SECRET, log_field, run_check,
+};
+pub use redis::Redis;
+pub use upstream::{
+    RecordedRequest, SilentUpstream, Upstream, pattern_bytes, silent_upstream, unused_addr,
+};
+
+/// A port on 127.0.0.1 that was free a moment ago.
+///
+/// The kernel picks it (bind to port 0) so parallel tests do not collide;
+/// another process could still take it before the caller binds it, which is
+/// rare enough on a test machine.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port on 127.0.0.1: {e}"))
+}
+
+/// Waits until something accepts TCP connections at `addr`; false on timeout.
+pub fn wait_for_port(addr: SocketAddr, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// FNV-1a (64 bit) over `data`, as lowercase hex: the checksum the upstream's
+/// `/upload` answers, so a test can compare what it sent with what arrived.
+pub fn checksum(data: &[u8]) -> String {
+    let mut h = Fnv1a::default();
+    h.update(data);
+    h.hex()
+}
+
+/// Incremental FNV-1a 64, so bodies can be checked without buffering them.
+#[derive(Clone, Copy)]
+pub struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv1a {
+    /// Feeds more bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        for &b in data {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    /// The digest so far, 16 lowercase hex digits.
+    pub fn hex(&self) -> String {
+        format!("{:016x}", self.0)
+    }
+}

@@ -1,0 +1,87 @@
+//! A real `redis-server` on a free port, without persistence, stopped on drop.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{free_port, wait_for_port};
+
+/// A running redis-server owned by one test.
+pub struct Redis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    /// Starts `redis-server` on a free port of 127.0.0.1 and waits until it
+    /// accepts connections. Panics with a hint when it is not installed
+    /// (`scripts/test-deps.sh` installs it).
+    pub fn start() -> Redis {
+        let mut redis = Redis {
+            port: free_port(),
+            child: None,
+        };
+        redis.spawn();
+        redis
+    }
+
+    /// `redis://127.0.0.1:<port>/0`, as `session.redis.url`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The listening port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills the server (for "Redis is unreachable" tests); data is lost.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a fresh, empty server on the same port after [`Redis::stop`].
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            // A test's server needs no protection from other local users.
+            .args(["--protected-mode", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start redis-server ({e}); run scripts/test-deps.sh")
+            });
+        self.child = Some(child);
+        if !wait_for_port(self.addr(), Duration::from_secs(10)) {
+            self.stop();
+            panic!(
+                "redis-server did not listen on port {} within 10 s",
+                self.port
+            );
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
