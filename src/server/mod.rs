@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -104,7 +104,11 @@ pub async fn run(config_path: PathBuf, loaded: Loaded) -> Result<(), ServerError
     for task in tasks {
         let _ = task.await;
     }
-    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
+    // The accept loops held the only other references and have ended.
+    let Ok(graceful) = Arc::try_unwrap(graceful) else {
+        tracing::error!("connections could not be drained");
+        return Ok(());
+    };
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections drained"),
         () = tokio::time::sleep(shutdown_timeout) => tracing::warn!("shutdown timeout: closing remaining connections"),
@@ -175,16 +179,16 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let graceful = graceful.clone();
+        let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             match acceptor {
-                None => serve_connection(stream, peer, false, app, &graceful).await,
+                None => serve_connection(stream, peer, false, app, watcher).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
                         Ok(Ok(tls_stream)) => {
-                            serve_connection(tls_stream, peer, true, app, &graceful).await
+                            serve_connection(tls_stream, peer, true, app, watcher).await
                         }
                         Ok(Err(err)) => {
                             tracing::debug!(%peer, error = %err, "TLS handshake failed")
@@ -202,7 +206,7 @@ async fn serve_connection<S>(
     peer: SocketAddr,
     tls: bool,
     app: Arc<App>,
-    graceful: &GracefulShutdown,
+    watcher: Watcher,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -230,7 +234,7 @@ async fn serve_connection<S>(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let conn = builder.serve_connection_with_upgrades(io, service);
-    let conn = graceful.watch(conn.into_owned());
+    let conn = watcher.watch(conn.into_owned());
     if let Err(err) = conn.await {
         tracing::debug!(%peer, error = %err, "connection ended with an error");
     }

@@ -1,0 +1,172 @@
+/*! Portcullis logout.js — portcullis.logout({mode, returnTo}) */
+// Served by the gateway at /.portcullis/logout.js with the two settings
+// below filled in from gateway.toml. It never sees a token: the gateway ends
+// the session first and hands back only a continue URL for the IdP leg.
+(function () {
+  'use strict';
+  var LOGOUT_PATH = __LOGOUT_PATH__;
+  var SILENT_TIMEOUT_MS = __SILENT_TIMEOUT_MS__;
+  var CHANNEL = 'portcullis-logout';
+  var MESSAGE_TYPE = 'portcullis:logout';
+
+  function announce(detail) {
+    try {
+      window.dispatchEvent(new CustomEvent('portcullis:logout', { detail: detail }));
+    } catch (e) { /* an app listener threw: not ours to handle */ }
+  }
+
+  function stateOf(continueUrl) {
+    try { return new URL(continueUrl, location.href).searchParams.get('state'); } catch (e) { return null; }
+  }
+
+  // Ends the gateway session; resolves the gateway's JSON answer.
+  function endGatewaySession(mode, returnTo, scope) {
+    var url = new URL(LOGOUT_PATH, location.href);
+    url.searchParams.set('mode', mode);
+    if (returnTo) url.searchParams.set('return_to', returnTo);
+    if (scope) url.searchParams.set('scope', scope);
+    return fetch(url.toString(), {
+      method: 'POST',
+      credentials: 'same-origin',
+      cache: 'no-store',
+      headers: { 'Accept': 'application/json' }
+    }).then(function (r) {
+      if (!r.ok) throw new Error('portcullis: logout refused (HTTP ' + r.status + ')');
+      return r.json();
+    });
+  }
+
+  // Waits for /.portcullis/logout/done to announce `state` from `source`
+  // (a window) or, for popups, on the BroadcastChannel (an opener link can
+  // be cut by Cross-Origin-Opener-Policy). Only this origin is believed.
+  function waitForDone(state, isSource, useChannel, timeoutMs) {
+    return new Promise(function (resolve, reject) {
+      var channel = null;
+      var timer = null;
+      function finish(ok, value) {
+        window.removeEventListener('message', onMessage);
+        if (channel) channel.close();
+        if (timer) clearTimeout(timer);
+        if (ok) resolve(value); else reject(value);
+      }
+      function accept(data) {
+        return data && data.type === MESSAGE_TYPE && typeof data.state === 'string' && data.state === state;
+      }
+      function onMessage(event) {
+        if (event.origin !== location.origin || !isSource(event.source) || !accept(event.data)) return;
+        finish(true, event.data);
+      }
+      window.addEventListener('message', onMessage);
+      if (useChannel && typeof BroadcastChannel === 'function') {
+        channel = new BroadcastChannel(CHANNEL);
+        channel.onmessage = function (event) { if (accept(event.data)) finish(true, event.data); };
+      }
+      if (timeoutMs > 0) timer = setTimeout(function () { finish(false, new Error('timeout')); }, timeoutMs);
+    });
+  }
+
+  function go(url) { if (url) location.assign(url); }
+
+  // Silent: the IdP leg in a hidden iframe. No answer in time means the IdP
+  // could not be reached that way (framing refused, third-party cookies
+  // blocked, a confirmation page): fall back to a top-level redirect so the
+  // IdP session is never silently left alive.
+  function silent(answer, navigate) {
+    var state = stateOf(answer.continue_url);
+    var frame = document.createElement('iframe');
+    frame.hidden = true;
+    frame.setAttribute('aria-hidden', 'true');
+    frame.title = 'Signing out';
+    frame.src = answer.continue_url;
+    var waiting = waitForDone(state, function (s) { return s === frame.contentWindow; }, false, SILENT_TIMEOUT_MS);
+    document.body.appendChild(frame);
+    return waiting.then(function () {
+      frame.remove();
+      // The message proves only that the IdP redirected back: inside a
+      // third-party frame it may not have received its own cookie.
+      var outcome = { gateway: true, idp: 'unknown', mode: 'silent', returnTo: answer.return_to };
+      announce(outcome);
+      if (navigate) go(answer.return_to);
+      return outcome;
+    }, function () {
+      frame.remove();
+      announce({ gateway: true, idp: 'unknown', mode: 'silent', fallback: 'redirect' });
+      go(answer.continue_url);
+      throw new Error('portcullis: silent logout timed out; continuing with a redirect');
+    });
+  }
+
+  function popup(win, answer, navigate) {
+    var state = stateOf(answer.continue_url);
+    win.location.href = answer.continue_url;
+    var closedWatch = null;
+    var closed = new Promise(function (_, reject) {
+      closedWatch = setInterval(function () {
+        if (win.closed) reject(new Error('popup_closed'));
+      }, 500);
+    });
+    var done = waitForDone(state, function (s) { return s === win; }, true, 0);
+    return Promise.race([done, closed]).then(function () {
+      clearInterval(closedWatch);
+      try { win.close(); } catch (e) { /* already closed */ }
+      var outcome = { gateway: true, idp: 'unknown', mode: 'popup', returnTo: answer.return_to };
+      announce(outcome);
+      if (navigate) go(answer.return_to);
+      return outcome;
+    }, function (err) {
+      clearInterval(closedWatch);
+      announce({ gateway: true, idp: 'unknown', mode: 'popup', error: err.message });
+      throw err;
+    });
+  }
+
+  /**
+   * Logs out. Call it from a click handler for mode 'popup' (browsers only
+   * allow popups opened synchronously there).
+   * options: {mode: 'redirect'|'silent'|'popup'|'local', returnTo: '/path',
+   *           scope: 'all' (every session of this user), navigate: true}
+   * Resolves {gateway: true, idp: 'unknown'|'kept', mode, returnTo}.
+   */
+  function logout(options) {
+    options = options || {};
+    var mode = options.mode || 'redirect';
+    var navigate = options.navigate !== false;
+    var win = null;
+    if (mode === 'popup') {
+      win = window.open('about:blank', 'portcullis-logout', 'popup,width=520,height=640');
+      // A blocked popup falls back to a redirect.
+      if (!win) mode = 'redirect';
+    }
+    return endGatewaySession(mode, options.returnTo, options.scope).then(function (answer) {
+      if (!answer || answer.logged_out !== true) throw new Error('portcullis: unexpected logout answer');
+      if (mode === 'local' || !answer.continue_url) {
+        var outcome = { gateway: true, idp: mode === 'local' ? 'kept' : 'unknown', mode: mode, returnTo: answer.return_to };
+        announce(outcome);
+        if (navigate) go(answer.return_to);
+        return outcome;
+      }
+      if (mode === 'silent') return silent(answer, navigate);
+      if (mode === 'popup') return popup(win, answer, navigate);
+      var redirecting = { gateway: true, idp: 'unknown', mode: 'redirect', returnTo: answer.return_to };
+      announce(redirecting);
+      go(answer.continue_url);
+      return redirecting;
+    }, function (err) {
+      if (win) try { win.close(); } catch (e) { /* ignore */ }
+      announce({ gateway: false, error: err.message, mode: mode });
+      throw err;
+    });
+  }
+
+  var api = window.portcullis || {};
+  api.logout = logout;
+  // Used by the gateway's own silent/popup pages, which have already ended
+  // the gateway session.
+  api._continue = function (answer, mode) {
+    if (mode === 'silent') return silent(answer, true);
+    var win = window.open('about:blank', 'portcullis-logout', 'popup,width=520,height=640');
+    if (!win) { go(answer.continue_url); return Promise.resolve(); }
+    return popup(win, answer, true);
+  };
+  window.portcullis = api;
+})();
