@@ -23,7 +23,9 @@ pub enum EnvError {
     #[error("unterminated `${{` (write `$${{` for a literal `${{`)")]
     Unterminated,
     /// `${...}` whose content is not a variable name.
-    #[error("`${{{0}}}` is not a valid environment variable name (letters, digits and `_`; write `$${{` for a literal `${{`)")]
+    #[error(
+        "`${{{0}}}` is not a valid environment variable name (letters, digits and `_`; write `$${{` for a literal `${{`)"
+    )]
     BadName(String),
 }
 
@@ -123,7 +125,10 @@ mod tests {
 
     #[test]
     fn errors_name_the_problem() {
-        assert_eq!(expand("${NOPE}", &env), Err(EnvError::Missing("NOPE".into())));
+        assert_eq!(
+            expand("${NOPE}", &env),
+            Err(EnvError::Missing("NOPE".into()))
+        );
         assert_eq!(expand("${A", &env), Err(EnvError::Unterminated));
         assert_eq!(expand("${1A}", &env), Err(EnvError::BadName("1A".into())));
         assert_eq!(expand("${}", &env), Err(EnvError::BadName(String::new())));

@@ -3,8 +3,8 @@
 
 use std::net::{SocketAddr, TcpListener};
 
-use super::diag::Diagnostic;
 use super::Loaded;
+use super::diag::Diagnostic;
 
 /// Tries to bind every `listen` and `admin_listen` address (and releases
 /// it at once); returns one error per address that cannot be bound, at the

@@ -42,8 +42,10 @@ pub(crate) fn run(path: &Path, src: &str, env: &dyn Fn(&str) -> Option<String>) 
         }
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
-            v.sink
-                .error(&span, format!("TOML syntax error: {}", e.message().trim_end()));
+            v.sink.error(
+                &span,
+                format!("TOML syntax error: {}", e.message().trim_end()),
+            );
             None
         }
     };
@@ -108,9 +110,9 @@ impl V<'_> {
         let (server, tls) = match take("server") {
             Some((h, val)) => {
                 let (s, mut subs) = self.table::<RawServer>("[server]", h, val, &["tls"]);
-                let tls = subs.remove("tls").map(|(h, val)| {
-                    self.table::<RawTls>("[server.tls]", h, val, &[]).0
-                });
+                let tls = subs
+                    .remove("tls")
+                    .map(|(h, val)| self.table::<RawTls>("[server.tls]", h, val, &[]).0);
                 (s, tls)
             }
             None => {
@@ -128,9 +130,9 @@ impl V<'_> {
         let (session, redis) = match take("session") {
             Some((h, val)) => {
                 let (s, mut subs) = self.table::<RawSession>("[session]", h, val, &["redis"]);
-                let redis = subs.remove("redis").map(|(h, val)| {
-                    self.table::<RawRedis>("[session.redis]", h, val, &[]).0
-                });
+                let redis = subs
+                    .remove("redis")
+                    .map(|(h, val)| self.table::<RawRedis>("[session.redis]", h, val, &[]).0);
                 (s, redis)
             }
             None => (Section::Absent, None),
@@ -182,7 +184,12 @@ impl V<'_> {
 
     // ----- generic table handling -----
 
-    fn unknown_key(&mut self, key: &Spanned<std::borrow::Cow<'_, str>>, where_: &str, valid: &[&str]) {
+    fn unknown_key(
+        &mut self,
+        key: &Spanned<std::borrow::Cow<'_, str>>,
+        where_: &str,
+        valid: &[&str],
+    ) {
         let name = key.get_ref().as_ref();
         let mut msg = format!("unknown key `{name}` {where_}");
         if let Some(best) = closest(name, valid) {
@@ -282,14 +289,17 @@ impl V<'_> {
         let mut listen = Vec::new();
         match &r.listen {
             None => {
-                self.sink
-                    .error(&t.header, "missing key `listen` in [server] (e.g. \"127.0.0.1:8080\")");
+                self.sink.error(
+                    &t.header,
+                    "missing key `listen` in [server] (e.g. \"127.0.0.1:8080\")",
+                );
                 ok = false;
             }
             Some(l) => {
                 let items = OneOrMany::items(l);
                 if items.is_empty() {
-                    self.sink.error(&l.span(), "`listen` needs at least one address");
+                    self.sink
+                        .error(&l.span(), "`listen` needs at least one address");
                     ok = false;
                 }
                 for item in items {
@@ -322,12 +332,17 @@ impl V<'_> {
             Some(l) => {
                 let items = OneOrMany::items(l);
                 if items.is_empty() {
-                    self.sink.error(&l.span(), "`public_url` needs at least one URL");
+                    self.sink
+                        .error(&l.span(), "`public_url` needs at least one URL");
                     ok = false;
                 }
                 for item in items {
                     match self.public_origin(&item, allow_insecure_http) {
-                        Some(o) if public_urls.iter().any(|p: &PublicOrigin| p.origin == o.origin) => {
+                        Some(o)
+                            if public_urls
+                                .iter()
+                                .any(|p: &PublicOrigin| p.origin == o.origin) =>
+                        {
                             self.sink.error(
                                 &item.span(),
                                 format!("public_url {} is given twice", o.origin),
@@ -376,7 +391,8 @@ impl V<'_> {
             },
         };
 
-        let admin_token = match self.secret(&t, "admin_token", &r.admin_token, &r.admin_token_file) {
+        let admin_token = match self.secret(&t, "admin_token", &r.admin_token, &r.admin_token_file)
+        {
             Err(()) => {
                 ok = false;
                 None
@@ -422,10 +438,18 @@ impl V<'_> {
             }
         }
 
-        let header_read_timeout =
-            self.duration(&r.header_read_timeout, "header_read_timeout", Duration::from_secs(10), true);
-        let shutdown_timeout =
-            self.duration(&r.shutdown_timeout, "shutdown_timeout", Duration::from_secs(30), false);
+        let header_read_timeout = self.duration(
+            &r.header_read_timeout,
+            "header_read_timeout",
+            Duration::from_secs(10),
+            true,
+        );
+        let shutdown_timeout = self.duration(
+            &r.shutdown_timeout,
+            "shutdown_timeout",
+            Duration::from_secs(30),
+            false,
+        );
         let max_header_bytes = match &r.max_header_bytes {
             None => Some(65536),
             Some(n) => match usize::try_from(*n.get_ref()) {
@@ -469,8 +493,10 @@ impl V<'_> {
     /// A required path to a file that must be readable now.
     fn readable_path<T>(&mut self, t: &Table<T>, key: &str, v: &Option<Str>) -> Option<PathBuf> {
         let Some(v) = v else {
-            self.sink
-                .error(&t.header, format!("missing key `{key}` in [server.tls] (a PEM file)"));
+            self.sink.error(
+                &t.header,
+                format!("missing key `{key}` in [server.tls] (a PEM file)"),
+            );
             return None;
         };
         let path = self.dir.join(v.get_ref());
@@ -548,7 +574,11 @@ impl V<'_> {
     // ----- [oidc] -----
 
     /// `Some(None)`: absent; `None`: broken.
-    fn oidc(&mut self, s: Section<RawOidc>, server: Option<&ServerConfig>) -> Option<Option<OidcConfig>> {
+    fn oidc(
+        &mut self,
+        s: Section<RawOidc>,
+        server: Option<&ServerConfig>,
+    ) -> Option<Option<OidcConfig>> {
         let t = match s {
             Section::Absent => return Some(None),
             Section::Broken => return None,
@@ -572,35 +602,42 @@ impl V<'_> {
                 None
             }
             None => {
-                self.sink.error(&t.header, "missing key `client_id` in [oidc]");
+                self.sink
+                    .error(&t.header, "missing key `client_id` in [oidc]");
                 None
             }
         };
-        let client_secret = match self.secret(&t, "client_secret", &r.client_secret, &r.client_secret_file) {
-            Err(()) => {
-                ok = false;
-                None
-            }
-            Ok(None) => None,
-            Ok(Some((s, span))) => {
-                if s.is_empty() {
-                    self.sink.error(
-                        &span,
-                        "client_secret is empty (leave it out for a public client)",
-                    );
+        let client_secret =
+            match self.secret(&t, "client_secret", &r.client_secret, &r.client_secret_file) {
+                Err(()) => {
                     ok = false;
+                    None
                 }
-                Some(Secret::new(s))
-            }
-        };
+                Ok(None) => None,
+                Ok(Some((s, span))) => {
+                    if s.is_empty() {
+                        self.sink.error(
+                            &span,
+                            "client_secret is empty (leave it out for a public client)",
+                        );
+                        ok = false;
+                    }
+                    Some(Secret::new(s))
+                }
+            };
 
         let mut scopes = vec!["openid".to_string()];
         if let Some(list) = &r.scopes {
             for s in list.get_ref() {
                 let v = s.get_ref();
-                if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\') {
-                    self.sink
-                        .error(&s.span(), format!("invalid scope `{v}`: one scope per list item, no spaces"));
+                if v.is_empty()
+                    || v.chars()
+                        .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\')
+                {
+                    self.sink.error(
+                        &s.span(),
+                        format!("invalid scope `{v}`: one scope per list item, no spaces"),
+                    );
                     ok = false;
                 } else if !scopes.contains(v) {
                     scopes.push(v.clone());
@@ -622,18 +659,26 @@ impl V<'_> {
             "code_challenge",
             "code_challenge_method",
         ];
-        const LOGOUT_RESERVED: &[&str] = &["id_token_hint", "client_id", "post_logout_redirect_uri", "state"];
+        const LOGOUT_RESERVED: &[&str] = &[
+            "id_token_hint",
+            "client_id",
+            "post_logout_redirect_uri",
+            "state",
+        ];
         let auth_params = self.params(&r.auth_params, "auth_params", AUTH_RESERVED, &mut ok);
-        let logout_params = self.params(&r.logout_params, "logout_params", LOGOUT_RESERVED, &mut ok);
+        let logout_params =
+            self.params(&r.logout_params, "logout_params", LOGOUT_RESERVED, &mut ok);
 
         let end_session_endpoint = match &r.end_session_endpoint {
-            Some(v) if !v.get_ref().is_empty() => match self.http_url(v, "end_session_endpoint", insecure_ok) {
-                Some(u) => Some(u),
-                None => {
-                    ok = false;
-                    None
+            Some(v) if !v.get_ref().is_empty() => {
+                match self.http_url(v, "end_session_endpoint", insecure_ok) {
+                    Some(u) => Some(u),
+                    None => {
+                        ok = false;
+                        None
+                    }
                 }
-            },
+            }
             _ => None,
         };
 
@@ -641,7 +686,10 @@ impl V<'_> {
         if let Some(list) = &r.frontchannel_frame_ancestors {
             for s in list.get_ref() {
                 let v = s.get_ref();
-                if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control() || c == ';' || c == ',') {
+                if v.is_empty()
+                    || v.chars()
+                        .any(|c| c.is_whitespace() || c.is_control() || c == ';' || c == ',')
+                {
                     self.sink.error(
                         &s.span(),
                         format!("invalid frame ancestor `{v}`: one CSP source (e.g. \"https://idp.example.com\") per list item"),
@@ -719,12 +767,16 @@ impl V<'_> {
         if url.scheme() != "http" && url.scheme() != "https" {
             self.sink.error(
                 &v.span(),
-                format!("{key} `{raw}` must be an http or https URL (scheme is `{}`)", url.scheme()),
+                format!(
+                    "{key} `{raw}` must be an http or https URL (scheme is `{}`)",
+                    url.scheme()
+                ),
             );
             return None;
         }
         if url.host_str().is_none() {
-            self.sink.error(&v.span(), format!("{key} `{raw}` has no host"));
+            self.sink
+                .error(&v.span(), format!("{key} `{raw}` has no host"));
             return None;
         }
         if url.scheme() == "http" && insecure_ok == Some(false) && !is_loopback_host(&url) {
@@ -752,10 +804,8 @@ impl V<'_> {
         let t = match s {
             Section::Absent => {
                 if let Some(h) = oidc_header {
-                    self.sink.error(
-                        &h,
-                        "[oidc] needs a [session] section (at least `secret`)",
-                    );
+                    self.sink
+                        .error(&h, "[oidc] needs a [session] section (at least `secret`)");
                     return None;
                 }
                 return Some(None);
@@ -767,7 +817,9 @@ impl V<'_> {
         let mut ok = true;
         let public = server.map(|s| s.public_urls.as_slice());
         let any_http = public.map(|p| p.iter().any(|o| o.scheme == Scheme::Http));
-        let first_https = public.and_then(|p| p.first()).map(|o| o.scheme == Scheme::Https);
+        let first_https = public
+            .and_then(|p| p.first())
+            .map(|o| o.scheme == Scheme::Https);
 
         // secret / secret_file
         let mut secrets = Vec::new();
@@ -790,7 +842,8 @@ impl V<'_> {
             (Some(list), None) => {
                 let items = OneOrMany::items(list);
                 if items.is_empty() {
-                    self.sink.error(&list.span(), "`secret` needs at least one value");
+                    self.sink
+                        .error(&list.span(), "`secret` needs at least one value");
                     ok = false;
                 }
                 for item in items {
@@ -827,7 +880,10 @@ impl V<'_> {
         let cookie_domain = match &r.cookie_domain {
             Some(v) if !v.get_ref().is_empty() => {
                 let d = v.get_ref().trim_start_matches('.').to_ascii_lowercase();
-                if d.is_empty() || d.chars().any(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '.')) {
+                if d.is_empty()
+                    || d.chars()
+                        .any(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+                {
                     self.sink.error(
                         &v.span(),
                         format!("invalid cookie_domain `{}`: expected a domain name such as \"example.com\"", v.get_ref()),
@@ -858,7 +914,9 @@ impl V<'_> {
                 if name.is_empty() || !name.bytes().all(is_cookie_token) {
                     self.sink.error(
                         &v.span(),
-                        format!("invalid cookie_name `{name}`: letters, digits and !#$%&'*+-.^_`|~ only"),
+                        format!(
+                            "invalid cookie_name `{name}`: letters, digits and !#$%&'*+-.^_`|~ only"
+                        ),
                     );
                     ok = false;
                 }
@@ -883,7 +941,9 @@ impl V<'_> {
                 name
             }
             None => match (first_https, &cookie_domain, any_http) {
-                (Some(true), _, Some(false)) if cookie_domain.is_some() => "__Secure-portcullis".into(),
+                (Some(true), _, Some(false)) if cookie_domain.is_some() => {
+                    "__Secure-portcullis".into()
+                }
                 (Some(true), None, Some(false)) => "__Host-portcullis".into(),
                 _ => "portcullis".into(),
             },
@@ -916,8 +976,18 @@ impl V<'_> {
         };
 
         let persistent = r.persistent.as_ref().is_some_and(|b| *b.get_ref());
-        let idle_timeout = self.duration(&r.idle_timeout, "idle_timeout", Duration::from_secs(30 * 60), true);
-        let max_lifetime = self.duration(&r.max_lifetime, "max_lifetime", Duration::from_secs(12 * 3600), true);
+        let idle_timeout = self.duration(
+            &r.idle_timeout,
+            "idle_timeout",
+            Duration::from_secs(30 * 60),
+            true,
+        );
+        let max_lifetime = self.duration(
+            &r.max_lifetime,
+            "max_lifetime",
+            Duration::from_secs(12 * 3600),
+            true,
+        );
         if let (Some(i), Some(m)) = (idle_timeout, max_lifetime)
             && i > m
         {
@@ -977,8 +1047,10 @@ impl V<'_> {
         let url = match self.secret(&t, "url", &r.url, &r.url_file) {
             Err(()) => None,
             Ok(None) => {
-                self.sink
-                    .error(&t.header, "missing key `url` in [session.redis] (e.g. \"redis://127.0.0.1:6379/0\")");
+                self.sink.error(
+                    &t.header,
+                    "missing key `url` in [session.redis] (e.g. \"redis://127.0.0.1:6379/0\")",
+                );
                 None
             }
             Ok(Some((u, span))) => {
@@ -1022,7 +1094,11 @@ impl V<'_> {
 
     // ----- [[route]] -----
 
-    fn routes<'i>(&mut self, header: Range<usize>, value: Val<'i>) -> Option<Vec<(usize, Section<RawRoute>)>> {
+    fn routes<'i>(
+        &mut self,
+        header: Range<usize>,
+        value: Val<'i>,
+    ) -> Option<Vec<(usize, Section<RawRoute>)>> {
         let span = value.span();
         let DeValue::Array(items) = value.into_inner() else {
             self.sink.error(
@@ -1033,7 +1109,8 @@ impl V<'_> {
         };
         let mut out = Vec::new();
         if items.is_empty() {
-            self.sink.error(&header, "no [[route]]: at least one route is required");
+            self.sink
+                .error(&header, "no [[route]]: at least one route is required");
             return None;
         }
         for (i, item) in items.iter().enumerate() {
@@ -1095,8 +1172,10 @@ impl V<'_> {
 
         let prefix = match &r.prefix {
             None => {
-                self.sink
-                    .error(&t.header, format!("missing key `prefix` in {label} (e.g. \"/\")"));
+                self.sink.error(
+                    &t.header,
+                    format!("missing key `prefix` in {label} (e.g. \"/\")"),
+                );
                 None
             }
             Some(p) => self.prefix(p),
@@ -1112,7 +1191,8 @@ impl V<'_> {
                         .iter()
                         .any(|o| o.host == host || o.authority() == host);
                     if !known {
-                        let hosts: Vec<_> = server.public_urls.iter().map(|o| o.authority()).collect();
+                        let hosts: Vec<_> =
+                            server.public_urls.iter().map(|o| o.authority()).collect();
                         self.sink.error(
                             &h.span(),
                             format!(
@@ -1162,15 +1242,17 @@ impl V<'_> {
             }
         };
 
-        let allow_groups = self.string_list(&r.allow_groups, "allow_groups", |s| Some(s.to_string()));
+        let allow_groups =
+            self.string_list(&r.allow_groups, "allow_groups", |s| Some(s.to_string()));
         let allow_emails = self.string_list(&r.allow_emails, "allow_emails", |s| {
             let s = s.to_ascii_lowercase();
             (s.contains('@') && !s.starts_with('@') && !s.ends_with('@')).then_some(s)
         });
-        let allow_email_domains = self.string_list(&r.allow_email_domains, "allow_email_domains", |s| {
-            let s = s.trim_start_matches('@').to_ascii_lowercase();
-            (!s.is_empty() && !s.contains('@')).then_some(s)
-        });
+        let allow_email_domains =
+            self.string_list(&r.allow_email_domains, "allow_email_domains", |s| {
+                let s = s.trim_start_matches('@').to_ascii_lowercase();
+                (!s.is_empty() && !s.contains('@')).then_some(s)
+            });
         if auth == Some(AuthMode::None) {
             for key in ["allow_groups", "allow_emails", "allow_email_domains"] {
                 if t.keys.contains_key(key) {
@@ -1183,7 +1265,12 @@ impl V<'_> {
             }
         }
 
-        let connect_timeout = self.duration(&r.connect_timeout, "connect_timeout", Duration::from_secs(5), true);
+        let connect_timeout = self.duration(
+            &r.connect_timeout,
+            "connect_timeout",
+            Duration::from_secs(5),
+            true,
+        );
         let timeout = self.duration(&r.timeout, "timeout", Duration::from_secs(60), true);
 
         if !ok {
@@ -1208,8 +1295,10 @@ impl V<'_> {
     fn prefix(&mut self, p: &Str) -> Option<String> {
         let raw = p.get_ref();
         if !raw.starts_with('/') {
-            self.sink
-                .error(&p.span(), format!("route prefix `{raw}` must start with `/`"));
+            self.sink.error(
+                &p.span(),
+                format!("route prefix `{raw}` must start with `/`"),
+            );
             return None;
         }
         let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/".contains(c);
@@ -1223,7 +1312,11 @@ impl V<'_> {
             return None;
         }
         let trimmed = raw.trim_end_matches('/');
-        if trimmed.split('/').skip(1).any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+        if trimmed
+            .split('/')
+            .skip(1)
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
             self.sink.error(
                 &p.span(),
                 format!("route prefix `{raw}` has an empty, `.` or `..` segment"),
@@ -1237,7 +1330,11 @@ impl V<'_> {
             );
             return None;
         }
-        Some(if trimmed.is_empty() { "/".into() } else { trimmed.into() })
+        Some(if trimmed.is_empty() {
+            "/".into()
+        } else {
+            trimmed.into()
+        })
     }
 
     fn upstream(&mut self, u: &Str) -> Option<Url> {
@@ -1255,22 +1352,30 @@ impl V<'_> {
         if url.scheme() != "http" && url.scheme() != "https" {
             self.sink.error(
                 &u.span(),
-                format!("upstream `{raw}` has scheme `{}`; it must be http or https", url.scheme()),
+                format!(
+                    "upstream `{raw}` has scheme `{}`; it must be http or https",
+                    url.scheme()
+                ),
             );
             return None;
         }
         if url.host_str().is_none() {
-            self.sink.error(&u.span(), format!("upstream `{raw}` has no host"));
+            self.sink
+                .error(&u.span(), format!("upstream `{raw}` has no host"));
             return None;
         }
         if url.query().is_some() || url.fragment().is_some() {
-            self.sink
-                .error(&u.span(), format!("upstream `{raw}` must not have a query or fragment"));
+            self.sink.error(
+                &u.span(),
+                format!("upstream `{raw}` must not have a query or fragment"),
+            );
             return None;
         }
         if !url.username().is_empty() || url.password().is_some() {
-            self.sink
-                .error(&u.span(), "upstream URL must not contain a user name or password");
+            self.sink.error(
+                &u.span(),
+                "upstream URL must not contain a user name or password",
+            );
             return None;
         }
         Some(url)
@@ -1289,8 +1394,10 @@ impl V<'_> {
             match f(item.get_ref()) {
                 Some(s) => out.push(s),
                 None => {
-                    self.sink
-                        .error(&item.span(), format!("invalid entry `{}` in {key}", item.get_ref()));
+                    self.sink.error(
+                        &item.span(),
+                        format!("invalid entry `{}` in {key}", item.get_ref()),
+                    );
                     ok = false;
                 }
             }
@@ -1310,7 +1417,11 @@ impl V<'_> {
         let r = t.as_ref().map(|t| &t.raw).unwrap_or(&empty);
         let mut seen: Vec<http::HeaderName> = Vec::new();
         let mut ok = true;
-        let mut header = |this: &mut Self, v: &Option<Str>, key: &str, default: &str| -> Option<http::HeaderName> {
+        let mut header = |this: &mut Self,
+                          v: &Option<Str>,
+                          key: &str,
+                          default: &str|
+         -> Option<http::HeaderName> {
             let (raw, span) = match v {
                 None => (default.to_string(), None),
                 Some(s) if s.get_ref().is_empty() => return None,
@@ -1376,7 +1487,8 @@ impl V<'_> {
             "X-Forwarded-Preferred-Username",
         );
         let groups = header(self, &r.groups, "groups", "X-Forwarded-Groups");
-        let flag = |b: &Option<Spanned<bool>>, default: bool| b.as_ref().map_or(default, |b| *b.get_ref());
+        let flag =
+            |b: &Option<Spanned<bool>>, default: bool| b.as_ref().map_or(default, |b| *b.get_ref());
         if !ok {
             return None;
         }
@@ -1407,11 +1519,15 @@ impl V<'_> {
             None => "/logout".to_string(),
             Some(p) => {
                 let raw = p.get_ref();
-                let bad_char = raw.chars().any(|c| c.is_whitespace() || c.is_control() || "?#%\\".contains(c));
+                let bad_char = raw
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || "?#%\\".contains(c));
                 if !raw.starts_with('/') || raw.starts_with("//") || bad_char {
                     self.sink.error(
                         &p.span(),
-                        format!("logout path `{raw}` must be a plain path starting with a single `/`"),
+                        format!(
+                            "logout path `{raw}` must be a plain path starting with a single `/`"
+                        ),
                     );
                     ok = false;
                 } else if raw == "/.portcullis" || raw.starts_with("/.portcullis/") {
@@ -1467,10 +1583,17 @@ impl V<'_> {
             },
         };
         if ok && !allowed_modes.contains(&mode) {
-            let span = r.mode.as_ref().map(|m| m.span()).or_else(|| r.allowed_modes.as_ref().map(|m| m.span()));
+            let span = r
+                .mode
+                .as_ref()
+                .map(|m| m.span())
+                .or_else(|| r.allowed_modes.as_ref().map(|m| m.span()));
             self.sink.error(
                 &span.unwrap_or(0..0),
-                format!("logout mode `{}` is not listed in allowed_modes", mode.as_str()),
+                format!(
+                    "logout mode `{}` is not listed in allowed_modes",
+                    mode.as_str()
+                ),
             );
             ok = false;
         }
@@ -1478,15 +1601,20 @@ impl V<'_> {
         let mut allowed_return_to = Vec::new();
         for s in r.allowed_return_to.iter().flat_map(|l| l.get_ref()) {
             let raw = s.get_ref();
-            let good = !raw.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\')
-                && Url::parse(raw)
-                    .is_ok_and(|u| (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some());
+            let good = !raw
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace() || c == '\\')
+                && Url::parse(raw).is_ok_and(|u| {
+                    (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some()
+                });
             if good {
                 allowed_return_to.push(raw.clone());
             } else {
                 self.sink.error(
                     &s.span(),
-                    format!("allowed_return_to entry `{raw}` must be an absolute http or https URL"),
+                    format!(
+                        "allowed_return_to entry `{raw}` must be an absolute http or https URL"
+                    ),
                 );
                 ok = false;
             }
@@ -1543,7 +1671,12 @@ impl V<'_> {
             }
         }
 
-        let silent_timeout = self.duration(&r.silent_timeout, "silent_timeout", Duration::from_secs(5), true);
+        let silent_timeout = self.duration(
+            &r.silent_timeout,
+            "silent_timeout",
+            Duration::from_secs(5),
+            true,
+        );
         if !ok {
             return None;
         }
@@ -1561,7 +1694,13 @@ impl V<'_> {
 
     // ----- shared helpers -----
 
-    fn duration(&mut self, v: &Option<Str>, key: &str, default: Duration, nonzero: bool) -> Option<Duration> {
+    fn duration(
+        &mut self,
+        v: &Option<Str>,
+        key: &str,
+        default: Duration,
+        nonzero: bool,
+    ) -> Option<Duration> {
         let Some(v) = v else {
             return Some(default);
         };
