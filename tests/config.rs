@@ -754,3 +754,44 @@ fn secrets_do_not_reach_debug_output() {
     let loaded = load(BASE).unwrap();
     assert!(!format!("{:?}", loaded.config).contains(SECRET));
 }
+
+#[test]
+fn type_error_does_not_hide_other_problems_in_the_same_table() {
+    let src = base_with(
+        "listen = \"127.0.0.1:8080\"",
+        "listen = \"127.0.0.1:80800\"\ntrusted_proxies = \"10.0.0.0/8\"\nmax_header_bytes = 10",
+    );
+    let errs = errors(&src);
+    let got: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    assert_eq!(errs.len(), 3, "{got:#?}");
+    assert!(got[0].starts_with("gw.toml:2:10: invalid listen address `127.0.0.1:80800`"));
+    assert!(got[1].starts_with("gw.toml:3:19: `trusted_proxies` in [server]: invalid type"));
+    assert!(got[2].starts_with("gw.toml:4:20: max_header_bytes must be between"));
+}
+
+#[test]
+fn unexpanded_value_is_not_also_reported_missing_or_short() {
+    let src = base_with("secret = \"${PORTCULLIS_SECRET}\"", "secret = \"${NOPE}\"");
+    assert_one_error(&src, 10, 10, "`NOPE` is not set");
+}
+
+#[test]
+fn transposed_key_gets_a_suggestion() {
+    let src = base_with(
+        "public_url = \"http://127.0.0.1:8080\"",
+        "public_url = \"http://127.0.0.1:8080\"\n[server.tls]\ncert = \"/dev/null\"\nkye = \"/dev/null\"",
+    );
+    let errs = errors(&src);
+    let got: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    assert!(
+        got.contains(
+            &"gw.toml:6:1: unknown key `kye` in [server.tls]; did you mean `key`?".to_string()
+        ),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter()
+            .any(|e| e.starts_with("gw.toml:4:9: missing key `key` in [server.tls]")),
+        "{got:#?}"
+    );
+}
