@@ -795,3 +795,16 @@ fn transposed_key_gets_a_suggestion() {
         "{got:#?}"
     );
 }
+
+#[test]
+fn session_without_oidc_is_a_warning_and_ignored() {
+    let src = "[server]\nlisten = \"127.0.0.1:8080\"\npublic_url = \"http://127.0.0.1:8080\"\n\n[session]\nsecret = \"${PORTCULLIS_SECRET}\"\n\n[[route]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:3000\"\nauth = \"none\"\n";
+    let loaded = load(src).unwrap();
+    assert!(loaded.config.session.is_none());
+    assert_eq!(loaded.warnings.len(), 1);
+    assert!(
+        loaded.warnings[0]
+            .to_string()
+            .starts_with("gw.toml:5:2: warning: [session] has no effect without [oidc]")
+    );
+}

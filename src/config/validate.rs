@@ -185,7 +185,7 @@ impl V<'_> {
             _ => None,
         };
         let oidc = self.oidc(oidc, server.as_ref());
-        let session = self.session(session, redis, server.as_ref(), oidc_header);
+        let session = self.session(session, redis, server.as_ref(), oidc_header, oidc_present);
         let routes = routes.map(|r| self.route_models(r, server.as_ref(), oidc_present));
         let headers = self.headers(headers);
         let logout = self.logout(logout);
@@ -856,6 +856,7 @@ impl V<'_> {
         redis: Option<Section<RawRedis>>,
         server: Option<&ServerConfig>,
         oidc_header: Option<Range<usize>>,
+        oidc_present: Option<bool>,
     ) -> Option<Option<SessionConfig>> {
         let t = match s {
             Section::Absent => {
@@ -871,6 +872,12 @@ impl V<'_> {
         };
         let r = &t.raw;
         let mut ok = true;
+        if oidc_present == Some(false) {
+            self.sink.warn(
+                &t.header,
+                "[session] has no effect without [oidc]: no route can have a session",
+            );
+        }
         let public = server.map(|s| s.public_urls.as_slice());
         let any_http = public.map(|p| p.iter().any(|o| o.scheme == Scheme::Http));
         let first_https = public
@@ -1084,6 +1091,9 @@ impl V<'_> {
 
         if !ok {
             return None;
+        }
+        if oidc_present == Some(false) {
+            return Some(None);
         }
         Some(Some(SessionConfig {
             secrets: secrets.into_iter().map(|(s, _)| Secret::new(s)).collect(),
