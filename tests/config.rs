@@ -808,3 +808,16 @@ fn session_without_oidc_is_a_warning_and_ignored() {
             .starts_with("gw.toml:5:2: warning: [session] has no effect without [oidc]")
     );
 }
+
+#[test]
+fn no_panic_on_any_truncation_or_mangling() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.toml");
+    let full = std::fs::read_to_string(&path).unwrap();
+    for (i, _) in full.char_indices() {
+        let _ = load(&full[..i]);
+        let mangled = format!("{}\"{}", &full[..i], &full[i..]);
+        let _ = load(&mangled);
+        let mangled = format!("{}${{{}", &full[..i], &full[i..]);
+        let _ = load(&mangled);
+    }
+}
