@@ -68,37 +68,68 @@ fn is_name(name: &str) -> bool {
 }
 
 /// Expands every string value in the document, recording an error at each
-/// string that cannot be expanded (and leaving it unchanged).
+/// string that cannot be expanded. A key whose value (or any item of its
+/// list) cannot be expanded is removed, and its dotted path (`server.listen`,
+/// `route.0.prefix`) is pushed to `broken`, so later checks neither judge the
+/// unexpanded text nor call the key missing. `path` is the table's own path
+/// (empty for the document).
 pub(crate) fn expand_table(
     table: &mut DeTable<'_>,
     env: &dyn Fn(&str) -> Option<String>,
     sink: &mut Sink<'_>,
+    path: &str,
+    broken: &mut Vec<String>,
 ) {
-    for (_, value) in table.iter_mut() {
-        expand_value(value, env, sink);
+    let mut failed = Vec::new();
+    for (key, value) in table.iter_mut() {
+        let key_path = join(path, key.get_ref());
+        if !expand_value(value, env, sink, &key_path, broken) {
+            failed.push(key.clone());
+        }
+    }
+    for key in failed {
+        broken.push(join(path, key.get_ref()));
+        table.remove(&key);
     }
 }
 
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// Returns false when a string in `value` (outside nested tables) failed.
 fn expand_value(
     value: &mut Spanned<DeValue<'_>>,
     env: &dyn Fn(&str) -> Option<String>,
     sink: &mut Sink<'_>,
-) {
+    path: &str,
+    broken: &mut Vec<String>,
+) -> bool {
     let span = value.span();
     match value.get_mut() {
         DeValue::String(s) => match expand(s, env) {
             Ok(Some(expanded)) => *s = Cow::Owned(expanded),
             Ok(None) => {}
-            Err(e) => sink.error(&span, e.to_string()),
+            Err(e) => {
+                sink.error(&span, e.to_string());
+                return false;
+            }
         },
         DeValue::Array(items) => {
-            for item in items.iter_mut() {
-                expand_value(item, env, sink);
+            let mut ok = true;
+            for (i, item) in items.iter_mut().enumerate() {
+                ok &= expand_value(item, env, sink, &join(path, &i.to_string()), broken);
             }
+            return ok;
         }
-        DeValue::Table(t) => expand_table(t, env, sink),
+        DeValue::Table(t) => expand_table(t, env, sink, path, broken),
         _ => {}
     }
+    true
 }
 
 #[cfg(test)]

@@ -129,6 +129,11 @@ pub struct TlsConfig {
 #[derive(Debug, Clone)]
 pub struct OidcConfig {
     /// The issuer; discovery at `<issuer>/.well-known/openid-configuration`.
+    ///
+    /// Note: `Url` serialises an empty path as `/`, so
+    /// `issuer = "https://idp.example.com"` reads back as
+    /// `"https://idp.example.com/"`; compare with the discovered `issuer` and
+    /// the `iss` claim allowing for that one trailing slash.
     pub issuer: Url,
     /// OAuth client id.
     pub client_id: String,
@@ -183,7 +188,9 @@ pub struct RedisConfig {
 pub struct SessionConfig {
     /// Secrets, each ≥ 32 bytes: the first encrypts, any decrypts.
     pub secrets: Vec<Secret>,
-    /// Session cookie name.
+    /// Session cookie name. Default: `__Host-portcullis` when every public
+    /// URL is https (`__Secure-portcullis` with a `cookie_domain`), else
+    /// `portcullis`.
     pub cookie_name: String,
     /// Cookie `Domain`, to share a session across subdomains.
     pub cookie_domain: Option<String>,
@@ -214,6 +221,11 @@ pub struct Route {
     /// Position in the file, for logs and metrics labels.
     pub index: usize,
     /// Path prefix, matched on whole segments; always starts with `/`.
+    /// Stored without a trailing `/` (except the root `/`), so `"/public/"`
+    /// and `"/public"` in the file both mean the segment `public`: it
+    /// matches `/public` and `/public/…`, never `/publicity`. Contains no
+    /// empty, `.` or `..` segment, no percent-encoding, and is never under
+    /// `/.portcullis/`.
     pub prefix: String,
     /// Optional `Host` to match (lower-case, without port unless configured).
     pub host: Option<String>,

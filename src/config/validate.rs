@@ -32,12 +32,13 @@ pub(crate) fn run(path: &Path, src: &str, env: &dyn Fn(&str) -> Option<String>) 
         sink: Sink::new(path, src),
         dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         listen_locations: Vec::new(),
+        broken_keys: Vec::new(),
     };
     let config = match toml::de::DeTable::parse(src) {
         Ok(root) => {
             let span = root.span();
             let mut root = root.into_inner();
-            super::env::expand_table(&mut root, env, &mut v.sink);
+            super::env::expand_table(&mut root, env, &mut v.sink, "", &mut v.broken_keys);
             v.document(root, span)
         }
         Err(e) => {
@@ -50,6 +51,7 @@ pub(crate) fn run(path: &Path, src: &str, env: &dyn Fn(&str) -> Option<String>) 
         }
     };
     let failed = v.sink.has_errors();
+    v.sink.diagnostics.sort_by_key(|d| (d.line, d.column));
     Outcome {
         config: if failed { None } else { config },
         diagnostics: v.sink.diagnostics,
@@ -64,12 +66,19 @@ struct Table<T> {
     header: Range<usize>,
     /// Span of each key present.
     keys: HashMap<String, Range<usize>>,
+    /// Keys whose value was already reported as wrong and dropped.
+    broken: Vec<String>,
 }
 
 impl<T> Table<T> {
     /// The key's span, or the table header's when the key is absent.
     fn key(&self, name: &str) -> Range<usize> {
         self.keys.get(name).cloned().unwrap_or(self.header.clone())
+    }
+
+    /// Whether the key was given but already reported as wrong.
+    fn is_broken(&self, name: &str) -> bool {
+        self.broken.iter().any(|b| b == name)
     }
 }
 
@@ -86,6 +95,9 @@ struct V<'a> {
     /// Directory relative `_file` and TLS paths are resolved against.
     dir: PathBuf,
     listen_locations: Vec<(SocketAddr, Location)>,
+    /// Dotted paths of keys already reported and removed (so they are not
+    /// also reported as missing).
+    broken_keys: Vec<String>,
 }
 
 type Val<'i> = Spanned<DeValue<'i>>;
@@ -109,10 +121,11 @@ impl V<'_> {
 
         let (server, tls) = match take("server") {
             Some((h, val)) => {
-                let (s, mut subs) = self.table::<RawServer>("[server]", h, val, &["tls"]);
-                let tls = subs
-                    .remove("tls")
-                    .map(|(h, val)| self.table::<RawTls>("[server.tls]", h, val, &[]).0);
+                let (s, mut subs) = self.table::<RawServer>("[server]", "server", h, val, &["tls"]);
+                let tls = subs.remove("tls").map(|(h, val)| {
+                    self.table::<RawTls>("[server.tls]", "server.tls", h, val, &[])
+                        .0
+                });
                 (s, tls)
             }
             None => {
@@ -124,15 +137,17 @@ impl V<'_> {
             }
         };
         let oidc = match take("oidc") {
-            Some((h, val)) => self.table::<RawOidc>("[oidc]", h, val, &[]).0,
+            Some((h, val)) => self.table::<RawOidc>("[oidc]", "oidc", h, val, &[]).0,
             None => Section::Absent,
         };
         let (session, redis) = match take("session") {
             Some((h, val)) => {
-                let (s, mut subs) = self.table::<RawSession>("[session]", h, val, &["redis"]);
-                let redis = subs
-                    .remove("redis")
-                    .map(|(h, val)| self.table::<RawRedis>("[session.redis]", h, val, &[]).0);
+                let (s, mut subs) =
+                    self.table::<RawSession>("[session]", "session", h, val, &["redis"]);
+                let redis = subs.remove("redis").map(|(h, val)| {
+                    self.table::<RawRedis>("[session.redis]", "session.redis", h, val, &[])
+                        .0
+                });
                 (s, redis)
             }
             None => (Section::Absent, None),
@@ -148,11 +163,14 @@ impl V<'_> {
             }
         };
         let headers = match take("headers") {
-            Some((h, val)) => self.table::<RawHeaders>("[headers]", h, val, &[]).0,
+            Some((h, val)) => {
+                self.table::<RawHeaders>("[headers]", "headers", h, val, &[])
+                    .0
+            }
             None => Section::Absent,
         };
         let logout = match take("logout") {
-            Some((h, val)) => self.table::<RawLogout>("[logout]", h, val, &[]).0,
+            Some((h, val)) => self.table::<RawLogout>("[logout]", "logout", h, val, &[]).0,
             None => Section::Absent,
         };
 
@@ -167,7 +185,7 @@ impl V<'_> {
             _ => None,
         };
         let oidc = self.oidc(oidc, server.as_ref());
-        let session = self.session(session, redis, server.as_ref(), oidc_header);
+        let session = self.session(session, redis, server.as_ref(), oidc_header, oidc_present);
         let routes = routes.map(|r| self.route_models(r, server.as_ref(), oidc_present));
         let headers = self.headers(headers);
         let logout = self.logout(logout);
@@ -204,6 +222,7 @@ impl V<'_> {
     fn table<'i, T: DeserializeOwned>(
         &mut self,
         label: &str,
+        path: &str,
         header: Range<usize>,
         value: Val<'i>,
         subs: &[&str],
@@ -235,27 +254,56 @@ impl V<'_> {
                 keys.insert(name.to_string(), key.span());
             }
         }
-        // Remember value spans to name the key a type error is about.
-        let value_spans: Vec<(String, Range<usize>)> = table
+        let mut broken: Vec<String> = self
+            .broken_keys
             .iter()
-            .map(|(k, v)| (k.get_ref().to_string(), v.span()))
+            .filter_map(|p| p.strip_prefix(path)?.strip_prefix('.'))
+            .filter(|k| !k.contains('.'))
+            .map(str::to_string)
             .collect();
-        let de = ValueDeserializer::from(Spanned::new(span.clone(), DeValue::Table(table)));
-        match T::deserialize(de) {
-            Ok(raw) => (Section::Read(Table { raw, header, keys }), sub_values),
-            Err(e) => {
-                let at = e.span().unwrap_or(span);
-                let key = value_spans
-                    .iter()
-                    .find(|(_, s)| s.start <= at.start && at.start < s.end.max(s.start + 1))
-                    .map(|(k, _)| k.clone());
-                let msg = e.message().trim_end().to_string();
-                let msg = match key {
-                    Some(k) => format!("`{k}` in {label}: {msg}"),
-                    None => format!("{label}: {msg}"),
-                };
-                self.sink.error(&at, msg);
-                (Section::Broken, sub_values)
+        // On a type error, report it, drop that key and try again, so one
+        // wrong value does not hide the problems of the rest of the table.
+        loop {
+            let value_spans: Vec<(String, Range<usize>)> = table
+                .iter()
+                .map(|(k, v)| (k.get_ref().to_string(), v.span()))
+                .collect();
+            let de =
+                ValueDeserializer::from(Spanned::new(span.clone(), DeValue::Table(table.clone())));
+            let e = match T::deserialize(de) {
+                Ok(raw) => {
+                    let t = Table {
+                        raw,
+                        header,
+                        keys,
+                        broken,
+                    };
+                    return (Section::Read(t), sub_values);
+                }
+                Err(e) => e,
+            };
+            let at = e.span().unwrap_or(span.clone());
+            let key = value_spans
+                .iter()
+                .find(|(_, s)| s.start <= at.start && at.start < s.end.max(s.start + 1))
+                .map(|(k, _)| k.clone());
+            let msg = e.message().trim_end();
+            match key {
+                Some(k) => {
+                    self.sink.error(&at, format!("`{k}` in {label}: {msg}"));
+                    let found = table
+                        .keys()
+                        .find(|n| n.get_ref().as_ref() == k.as_str())
+                        .cloned();
+                    if let Some(name) = found {
+                        table.remove(&name);
+                    }
+                    broken.push(k);
+                }
+                None => {
+                    self.sink.error(&at, format!("{label}: {msg}"));
+                    return (Section::Broken, sub_values);
+                }
             }
         }
     }
@@ -289,8 +337,9 @@ impl V<'_> {
         let mut listen = Vec::new();
         match &r.listen {
             None => {
-                self.sink.error(
+                self.missing(
                     &t.header,
+                    t.is_broken("listen"),
                     "missing key `listen` in [server] (e.g. \"127.0.0.1:8080\")",
                 );
                 ok = false;
@@ -323,8 +372,7 @@ impl V<'_> {
         let mut public_urls = Vec::new();
         match &r.public_url {
             None => {
-                self.sink.error(
-                    &t.header,
+                self.missing(&t.header, t.is_broken("public_url"),
                     "missing key `public_url` in [server] (the origin browsers use, e.g. \"https://app.example.com\")",
                 );
                 ok = false;
@@ -493,8 +541,9 @@ impl V<'_> {
     /// A required path to a file that must be readable now.
     fn readable_path<T>(&mut self, t: &Table<T>, key: &str, v: &Option<Str>) -> Option<PathBuf> {
         let Some(v) = v else {
-            self.sink.error(
+            self.missing(
                 &t.header,
+                t.is_broken(key),
                 format!("missing key `{key}` in [server.tls] (a PEM file)"),
             );
             return None;
@@ -590,7 +639,11 @@ impl V<'_> {
 
         let issuer = match &r.issuer {
             None => {
-                self.sink.error(&t.header, "missing key `issuer` in [oidc]");
+                self.missing(
+                    &t.header,
+                    t.is_broken("issuer"),
+                    "missing key `issuer` in [oidc]",
+                );
                 None
             }
             Some(v) => self.http_url(v, "issuer", insecure_ok),
@@ -602,8 +655,11 @@ impl V<'_> {
                 None
             }
             None => {
-                self.sink
-                    .error(&t.header, "missing key `client_id` in [oidc]");
+                self.missing(
+                    &t.header,
+                    t.is_broken("client_id"),
+                    "missing key `client_id` in [oidc]",
+                );
                 None
             }
         };
@@ -800,6 +856,7 @@ impl V<'_> {
         redis: Option<Section<RawRedis>>,
         server: Option<&ServerConfig>,
         oidc_header: Option<Range<usize>>,
+        oidc_present: Option<bool>,
     ) -> Option<Option<SessionConfig>> {
         let t = match s {
             Section::Absent => {
@@ -815,6 +872,12 @@ impl V<'_> {
         };
         let r = &t.raw;
         let mut ok = true;
+        if oidc_present == Some(false) {
+            self.sink.warn(
+                &t.header,
+                "[session] has no effect without [oidc]: no route can have a session",
+            );
+        }
         let public = server.map(|s| s.public_urls.as_slice());
         let any_http = public.map(|p| p.iter().any(|o| o.scheme == Scheme::Http));
         let first_https = public
@@ -833,8 +896,7 @@ impl V<'_> {
                 ok = false;
             }
             (None, None) => {
-                self.sink.error(
-                    &t.header,
+                self.missing(&t.header, t.is_broken("secret"),
                     "missing key `secret` in [session] (≥ 32 bytes; e.g. secret = \"${PORTCULLIS_SECRET}\")",
                 );
                 ok = false;
@@ -1030,6 +1092,9 @@ impl V<'_> {
         if !ok {
             return None;
         }
+        if oidc_present == Some(false) {
+            return Some(None);
+        }
         Some(Some(SessionConfig {
             secrets: secrets.into_iter().map(|(s, _)| Secret::new(s)).collect(),
             cookie_name,
@@ -1047,8 +1112,9 @@ impl V<'_> {
         let url = match self.secret(&t, "url", &r.url, &r.url_file) {
             Err(()) => None,
             Ok(None) => {
-                self.sink.error(
+                self.missing(
                     &t.header,
+                    t.is_broken("url"),
                     "missing key `url` in [session.redis] (e.g. \"redis://127.0.0.1:6379/0\")",
                 );
                 None
@@ -1116,7 +1182,13 @@ impl V<'_> {
         for (i, item) in items.iter().enumerate() {
             let label = format!("[[route]] #{}", i + 1);
             let item_header = item.span().start..item.span().start;
-            let (s, _) = self.table::<RawRoute>(&label, item_header, item.clone(), &[]);
+            let (s, _) = self.table::<RawRoute>(
+                &label,
+                &format!("route.{i}"),
+                item_header,
+                item.clone(),
+                &[],
+            );
             out.push((i, s));
         }
         Some(out)
@@ -1172,8 +1244,9 @@ impl V<'_> {
 
         let prefix = match &r.prefix {
             None => {
-                self.sink.error(
+                self.missing(
                     &t.header,
+                    t.is_broken("prefix"),
                     format!("missing key `prefix` in {label} (e.g. \"/\")"),
                 );
                 None
@@ -1209,8 +1282,9 @@ impl V<'_> {
 
         let upstream = match &r.upstream {
             None => {
-                self.sink.error(
+                self.missing(
                     &t.header,
+                    t.is_broken("upstream"),
                     format!("missing key `upstream` in {label} (e.g. \"http://127.0.0.1:3000\")"),
                 );
                 None
@@ -1694,6 +1768,13 @@ impl V<'_> {
 
     // ----- shared helpers -----
 
+    /// Reports a missing key, unless it was given and already reported.
+    fn missing(&mut self, header: &Range<usize>, broken: bool, message: impl Into<String>) {
+        if !broken {
+            self.sink.error(header, message);
+        }
+    }
+
     fn duration(
         &mut self,
         v: &Option<Str>,
@@ -1782,13 +1863,14 @@ impl V<'_> {
     }
 }
 
-/// The closest valid name, if one is close enough to be a likely typo.
+/// The closest valid name, if one is close enough to be a likely typo
+/// (edit distance with transpositions, at most a third of the name).
 fn closest<'a>(name: &str, valid: &[&'a str]) -> Option<&'a str> {
     valid
         .iter()
-        .map(|v| (strsim::jaro_winkler(name, v), *v))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|v| (strsim::osa_distance(name, v), *v))
+        .filter(|(d, v)| *d <= (v.len() / 3).max(1))
+        .min_by_key(|(d, _)| *d)
         .map(|(_, v)| v)
 }
 
