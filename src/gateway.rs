@@ -17,7 +17,7 @@ use crate::pages::{self, Body};
 use crate::proxy::{self, IdentityNames, Upstream};
 use crate::request::{ClientKind, Peer, hygiene, origin, path};
 use crate::server::framing::FramingFlag;
-use crate::telemetry;
+use crate::telemetry::{RouteMetrics, access_log};
 
 /// Why a gateway could not be built from a configuration.
 #[derive(Debug, Error)]
@@ -58,7 +58,7 @@ pub struct Limits {
 struct ActiveRoute {
     route: Route,
     upstream: Upstream,
-    label: String,
+    metrics: RouteMetrics,
 }
 
 /// Everything built from one configuration; replaced whole on reload.
@@ -66,6 +66,9 @@ pub struct Gateway {
     config: Arc<Config>,
     routes: Vec<ActiveRoute>,
     identity: IdentityNames,
+    /// Metrics for the gateway's own paths and for requests no route matched.
+    own_metrics: RouteMetrics,
+    unrouted_metrics: RouteMetrics,
 }
 
 impl Gateway {
@@ -88,13 +91,15 @@ impl Gateway {
             routes.push(ActiveRoute {
                 route: route.clone(),
                 upstream,
-                label,
+                metrics: RouteMetrics::new(&label),
             });
         }
         Ok(Gateway {
             config: Arc::new(config.clone()),
             routes,
             identity: IdentityNames::new(config.headers.configured_names()),
+            own_metrics: RouteMetrics::new("gateway"),
+            unrouted_metrics: RouteMetrics::new("-"),
         })
     }
 
@@ -127,10 +132,10 @@ pub struct App {
 }
 
 /// Per-request facts for the access log and metrics.
-struct RequestLog {
+struct RequestLog<'g> {
     id: String,
-    route: String,
-    upstream: String,
+    route: &'g RouteMetrics,
+    upstream: &'g str,
     error: Option<&'static str>,
 }
 
@@ -200,25 +205,24 @@ impl App {
         let raw_path = req.uri().path().to_owned();
         let mut log = RequestLog {
             id: request_id(),
-            route: String::from("-"),
-            upstream: String::from("-"),
+            route: &gateway.unrouted_metrics,
+            upstream: "-",
             error: None,
         };
         let resp = gateway.respond(req, conn, &mut log).await;
         let elapsed = started.elapsed();
-        telemetry::record_request(&log.route, resp.status(), elapsed, log.error);
-        tracing::info!(
-            target: "portcullis::access",
-            request_id = %log.id,
-            method = %method,
-            path = %raw_path,
-            status = resp.status().as_u16(),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            route = %log.route,
-            upstream = %log.upstream,
-            error = log.error.unwrap_or(""),
-            peer = %conn.peer.ip(),
-        );
+        log.route.record(resp.status(), elapsed, log.error);
+        access_log::write(&access_log::Entry {
+            request_id: &log.id,
+            method: method.as_str(),
+            path: &raw_path,
+            status: resp.status().as_u16(),
+            duration: elapsed,
+            route: log.route.label(),
+            upstream: log.upstream,
+            error: log.error.unwrap_or(""),
+            peer: conn.peer.ip(),
+        });
         resp
     }
 }
@@ -232,11 +236,11 @@ fn refuse_and_close(kind: ClientKind, status: StatusCode, message: &str) -> Resp
 }
 
 impl Gateway {
-    async fn respond(
-        &self,
+    async fn respond<'g>(
+        &'g self,
         mut req: Request<Incoming>,
         conn: &ConnInfo,
-        log: &mut RequestLog,
+        log: &mut RequestLog<'g>,
     ) -> Response<Body> {
         let kind = ClientKind::of(req.headers());
 
@@ -275,7 +279,7 @@ impl Gateway {
 
         // 4. The gateway's own paths never reach an upstream.
         if path == "/.portcullis" || path.starts_with("/.portcullis/") {
-            log.route = "gateway".into();
+            log.route = &self.own_metrics;
             return pages::error(
                 kind,
                 StatusCode::NOT_FOUND,
@@ -294,8 +298,8 @@ impl Gateway {
                 "No route matches this path.",
             );
         };
-        log.route.clone_from(&active.label);
-        log.upstream.clone_from(&active.upstream.display);
+        log.route = &active.metrics;
+        log.upstream = &active.upstream.display;
 
         // 6. The session (routes with auth = "session").
         let private_cache = active.route.auth == AuthMode::Session;
@@ -322,7 +326,7 @@ impl Gateway {
             Ok(resp) => resp,
             Err(err) => {
                 log.error = Some(err.kind());
-                tracing::warn!(request_id = %log.id, route = %active.label, error = %err, "proxy error");
+                tracing::warn!(request_id = %log.id, route = %active.metrics.label(), error = %err, "proxy error");
                 let message = match err.status() {
                     StatusCode::GATEWAY_TIMEOUT => "The application did not answer in time.",
                     StatusCode::FORBIDDEN => "Cross-origin WebSocket connections are not allowed.",

@@ -73,7 +73,7 @@ fn run(cli: Cli) -> ExitCode {
         } else {
             LogFormat::Json
         });
-    telemetry::init_logging(format);
+    let _log_guard = telemetry::init_logging(format);
     let loaded = match config::load(&cli.config) {
         Ok(loaded) => loaded,
         Err(err) => {
@@ -95,7 +95,9 @@ fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(portcullis::server::run(cli.config, loaded)) {
+    let result = runtime.block_on(portcullis::server::run(cli.config, loaded));
+    telemetry::access_log::flush();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %err, "gateway stopped");
