@@ -607,7 +607,6 @@ async fn redis_down_is_an_error_never_no_session() {
     let cfg = config(redis_store(&r, Duration::from_millis(300)), LONG, LONG);
     let s = Sessions::new(&cfg).await.unwrap();
     let (id, _) = s.create(login("lee", Some("sid-l"))).await.unwrap();
-    let (unknown, _) = s.create(login("lee", None)).await.unwrap();
     s.ready().await.unwrap();
     r.kill();
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -615,7 +614,6 @@ async fn redis_down_is_an_error_never_no_session() {
     let c = id.to_cookie_value();
     let res = s.load(&c).await;
     assert!(is_store_error(res), "load must fail, not say no session");
-    let _ = unknown;
     let other = portcullis::session::SessionId::parse(&"A".repeat(43)).unwrap();
     assert!(is_store_error(s.load(&other.to_cookie_value()).await));
     assert!(
@@ -689,4 +687,35 @@ async fn redis_subscriber_reconnects_after_restart() {
         .expect("revocation after reconnect")
         .unwrap();
     assert!(b.load(&c).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn redis_resubscribe_clears_local_cache() {
+    // Messages sent while the subscription was down are lost, so a
+    // resubscription must forget everything cached.
+    let r = RedisServer::start();
+    let cfg = config(redis_store(&r, Duration::from_secs(60)), LONG, LONG);
+    let s = Sessions::new(&cfg).await.unwrap();
+    let (id, created) = s.create(login("nell", None)).await.unwrap();
+    let c = id.to_cookie_value();
+    assert!(s.load(&c).await.unwrap().is_some());
+    let mut raw = r.raw().await;
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("portcullis:s:{}", created.key()))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(s.load(&c).await.unwrap().is_some(), "cached, message lost");
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while s.load(&c).await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "cache survived a resubscription");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

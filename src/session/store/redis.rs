@@ -34,6 +34,8 @@ const LOCAL_CACHE_CAPACITY: u64 = 100_000;
 /// How long a Redis command may take before it counts as unavailable.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the subscriber checks its connection is alive.
+const HEARTBEAT: Duration = Duration::from_secs(5);
 
 const DEL_FN: &str = r#"
 local prefix, channel = ARGV[1], ARGV[2]
@@ -487,20 +489,27 @@ async fn subscriber(
             subscribed.send_replace(true);
             tracing::debug!("session revocation subscription live");
             backoff = Duration::from_millis(50);
-            let mut stream = ps.into_on_message();
-            while let Some(msg) = stream.next().await {
-                let payload = String::from_utf8_lossy(msg.get_payload_bytes());
-                let (revocation, key) = match payload.strip_prefix("u:") {
-                    Some(k) => (false, k),
-                    None => (true, payload.as_ref()),
-                };
-                let Some(key) = StoreKey::from_stored(key) else {
-                    continue;
-                };
-                epoch.fetch_add(1, Ordering::SeqCst);
-                local.invalidate(&key).await;
-                if revocation {
-                    let _ = revoked.send(key);
+            let (mut sink, mut stream) = ps.split();
+            let mut heartbeat = tokio::time::interval(HEARTBEAT);
+            heartbeat.reset();
+            loop {
+                tokio::select! {
+                    msg = stream.next() => {
+                        let Some(msg) = msg else { break };
+                        handle_message(msg.get_payload_bytes(), &local, &epoch, &revoked).await;
+                    }
+                    _ = heartbeat.tick() => {
+                        // A silently dead link (no FIN) would otherwise look
+                        // like a quiet channel forever.
+                        let pong = tokio::time::timeout(
+                            RESPONSE_TIMEOUT,
+                            sink.ping::<redis::Value>(),
+                        )
+                        .await;
+                        if !matches!(pong, Ok(Ok(_))) {
+                            break;
+                        }
+                    }
                 }
             }
             subscribed.send_replace(false);
@@ -509,5 +518,31 @@ async fn subscriber(
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Applies one message: `u:<key>` drops a cached copy (the record changed),
+/// `<key>` is a revocation (dropped and announced).
+async fn handle_message(
+    payload: &[u8],
+    local: &Cache<StoreKey, Arc<[u8]>>,
+    epoch: &AtomicU64,
+    revoked: &broadcast::Sender<StoreKey>,
+) {
+    let Ok(payload) = std::str::from_utf8(payload) else {
+        return;
+    };
+    let (revocation, key) = match payload.strip_prefix("u:") {
+        Some(k) => (false, k),
+        None => (true, payload),
+    };
+    let Some(key) = StoreKey::from_stored(key) else {
+        return;
+    };
+    epoch.fetch_add(1, Ordering::SeqCst);
+    local.invalidate(&key).await;
+    if revocation {
+        // Nobody listening is fine.
+        let _ = revoked.send(key);
     }
 }
