@@ -340,6 +340,9 @@ async fn single_use_values(s: Sessions) {
     );
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert!(s.claim_once("jti-3", ttl).await.unwrap());
+    // Extreme durations are clamped, not a panic or a store error.
+    assert!(s.claim_once("jti-4", Duration::MAX).await.unwrap());
+    assert!(!s.claim_once("jti-4", Duration::ZERO).await.unwrap());
 
     s.put_temp("state-1", b"/return".to_vec(), ttl)
         .await

@@ -91,7 +91,7 @@ impl Sessions {
                 RedisStore::connect(
                     r.url.expose(),
                     r.cache_ttl,
-                    cfg.max_lifetime + Duration::from_secs(60),
+                    cfg.max_lifetime.saturating_add(Duration::from_secs(60)),
                     revoked.clone(),
                 )
                 .await?,

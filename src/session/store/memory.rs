@@ -23,6 +23,9 @@ pub const DEFAULT_SESSION_CAPACITY_BYTES: u64 = 256 * 1024 * 1024;
 pub const DEFAULT_AUX_CAPACITY: u64 = 1_000_000;
 /// Bookkeeping bytes counted per session besides its sealed record.
 const ENTRY_OVERHEAD: u32 = 256;
+/// Longest expiry the cache is given: far beyond any configured lifetime,
+/// short enough that `Instant` arithmetic cannot overflow.
+const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 #[derive(Clone)]
 struct SessEntry {
@@ -180,7 +183,7 @@ impl MemoryStore {
             sid: idx.sid.as_deref().map(Arc::from),
             sub: Arc::from(idx.sub.as_str()),
             created_ms: idx.created_at_ms,
-            ttl,
+            ttl: ttl.min(MAX_TTL),
         };
         lock_index(&self.index).add(key, &e);
         self.sessions.insert(key.clone(), e).await;
@@ -210,7 +213,7 @@ impl MemoryStore {
                     Some(cur) => {
                         let mut e = cur.into_value();
                         e.blob = blob;
-                        e.ttl = ttl;
+                        e.ttl = ttl.min(MAX_TTL);
                         Op::Put(e)
                     }
                     None => Op::Nop,
@@ -285,6 +288,7 @@ impl MemoryStore {
     }
 
     fn aux_entry(value: Vec<u8>, ttl: Duration) -> AuxEntry {
+        let ttl = ttl.min(MAX_TTL);
         AuxEntry {
             value: value.into(),
             deadline: Instant::now() + ttl,

@@ -170,7 +170,11 @@ impl Store {
     }
 }
 
-/// A duration in whole milliseconds, at least 1 (Redis refuses `PX 0`).
+/// A duration in whole milliseconds, at least 1 (Redis refuses `PX 0`) and
+/// at most ten years (Redis refuses expiries that overflow its clock).
 pub(crate) fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    const TEN_YEARS_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
+    u64::try_from(d.as_millis())
+        .unwrap_or(u64::MAX)
+        .clamp(1, TEN_YEARS_MS)
 }
