@@ -186,15 +186,15 @@ both_stores!(
 );
 
 async fn idle_expiry(s: Sessions) {
-    // idle 800 ms: kept alive by activity, gone after a quiet spell.
+    // idle 1.5 s: kept alive by activity, gone after a quiet spell.
     let (id, _) = s.create(login("bob", None)).await.unwrap();
     let c = id.to_cookie_value();
-    for _ in 0..6 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    for _ in 0..7 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(s.load(&c).await.unwrap().is_some(), "activity keeps it");
     }
-    // 1.5 s after creation, well past one idle period: it slid.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // 2.1 s after creation, past one idle period: it slid. Now stay quiet.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     assert!(s.load(&c).await.unwrap().is_none(), "idle timeout ends it");
     assert!(s.list_by_sub(ISS, "bob").await.unwrap().is_empty());
 }
@@ -202,20 +202,20 @@ both_stores!(
     memory_idle_expiry,
     redis_idle_expiry,
     idle_expiry,
-    Duration::from_millis(800),
+    Duration::from_millis(1500),
     LONG
 );
 
 async fn absolute_expiry(s: Sessions) {
-    // max 1.2 s, idle long: activity does not extend the absolute lifetime.
+    // max 2 s, idle long: activity does not extend the absolute lifetime.
     let (id, _) = s.create(login("carol", None)).await.unwrap();
     let c = id.to_cookie_value();
     let start = Instant::now();
-    while start.elapsed() < Duration::from_millis(1000) {
+    while start.elapsed() < Duration::from_millis(1300) {
         assert!(s.load(&c).await.unwrap().is_some());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     assert!(s.load(&c).await.unwrap().is_none(), "max_lifetime ends it");
 }
 both_stores!(
@@ -223,7 +223,7 @@ both_stores!(
     redis_absolute_expiry,
     absolute_expiry,
     LONG,
-    Duration::from_millis(1200)
+    Duration::from_millis(2000)
 );
 
 async fn sliding_is_throttled(s: Sessions) {
@@ -721,4 +721,43 @@ async fn redis_resubscribe_clears_local_cache() {
         assert!(Instant::now() < deadline, "cache survived a resubscription");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn redis_record_ttl_follows_the_idle_timer() {
+    // The store itself forgets an idle session: its PTTL is the idle
+    // window, refreshed only when a slide is written (every 2 s here).
+    let r = RedisServer::start();
+    let cfg = config(
+        redis_store(&r, Duration::from_secs(5)),
+        Duration::from_secs(20),
+        LONG,
+    );
+    let s = Sessions::new(&cfg).await.unwrap();
+    let (id, created) = s.create(login("olga", None)).await.unwrap();
+    let c = id.to_cookie_value();
+    let raw = r.raw().await;
+    let rk = format!("portcullis:s:{}", created.key());
+    let pttl = |mut raw: redis::aio::MultiplexedConnection, rk: String| async move {
+        redis::cmd("PTTL")
+            .arg(rk)
+            .query_async::<i64>(&mut raw)
+            .await
+            .unwrap()
+    };
+    let t0 = pttl(raw.clone(), rk.clone()).await;
+    assert!((19_000..=20_000).contains(&t0), "{t0}");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    for _ in 0..10 {
+        s.load(&c).await.unwrap().unwrap();
+    }
+    let t1 = pttl(raw.clone(), rk.clone()).await;
+    assert!(t1 <= 19_100, "loads within 2 s wrote nothing: {t1}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    s.load_without_slide(&c).await.unwrap().unwrap();
+    let t2 = pttl(raw.clone(), rk.clone()).await;
+    assert!(t2 <= 18_000, "a peek wrote nothing: {t2}");
+    s.load(&c).await.unwrap().unwrap();
+    let t3 = pttl(raw.clone(), rk.clone()).await;
+    assert!(t3 >= 19_500, "the slide reset the idle window: {t3}");
 }
