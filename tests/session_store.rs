@@ -148,9 +148,17 @@ async fn create_load_delete(s: Sessions) {
             .unwrap(),
         LONG
     );
+    // The logout CSRF token belongs to this session only.
+    let csrf = s.csrf_token(&loaded);
+    assert!(s.verify_csrf(&loaded, &csrf));
+    assert!(!s.verify_csrf(&loaded, ""));
+    assert!(!s.verify_csrf(&loaded, &csrf[..csrf.len() - 1]));
+    assert!(!s.verify_csrf(&loaded, "not base64 !"));
     // A second login is a new session with a new id.
     let (id2, _) = s.create(login("alice", Some("sid-1"))).await.unwrap();
     assert_ne!(id2.to_cookie_value(), cookie);
+    let second = s.load(&id2.to_cookie_value()).await.unwrap().unwrap();
+    assert!(!s.verify_csrf(&second, &csrf), "another session's token");
 
     // Garbage and unknown ids are "no session", not errors.
     for bad in [

@@ -55,6 +55,7 @@ pub struct Sessions {
     keys: KeyRing,
     records: Sealer,
     index_mac: Mac,
+    csrf_mac: Mac,
     store: Store,
     idle_timeout: Duration,
     max_lifetime: Duration,
@@ -111,6 +112,7 @@ impl Sessions {
         Ok(Sessions {
             records: keys.sealer(crypto::PURPOSE_SESSION_RECORD),
             index_mac: keys.mac(crypto::PURPOSE_SESSION_INDEX),
+            csrf_mac: keys.mac(crypto::PURPOSE_LOGOUT_CSRF),
             keys,
             store,
             idle_timeout: cfg.idle_timeout,
@@ -378,6 +380,23 @@ impl Sessions {
     /// Releases a lock taken by [`Sessions::try_lock`].
     pub async fn unlock(&self, key: &str, token: &LockToken) -> Result<(), SessionError> {
         Ok(self.store.unlock(key, token).await?)
+    }
+
+    /// The session's logout CSRF token: base64url HMAC-SHA256 of its store
+    /// key under the "logout-csrf" key. Stable for the session's life, so
+    /// `/.portcullis/logout/flow` can hand it out any number of times.
+    pub fn csrf_token(&self, session: &Session) -> String {
+        URL_SAFE_NO_PAD.encode(self.csrf_mac.sign(session.key().as_str().as_bytes()))
+    }
+
+    /// Whether `token` is this session's CSRF token (constant-time compare;
+    /// tokens made under an older secret still verify).
+    pub fn verify_csrf(&self, session: &Session, token: &str) -> bool {
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(token) else {
+            return false;
+        };
+        self.csrf_mac
+            .verify(session.key().as_str().as_bytes(), &tag)
     }
 
     /// Whether the store answers (`/readyz`).
