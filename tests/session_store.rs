@@ -769,3 +769,109 @@ async fn redis_record_ttl_follows_the_idle_timer() {
     let t3 = pttl(raw.clone(), rk.clone()).await;
     assert!(t3 >= 19_500, "the slide reset the idle window: {t3}");
 }
+
+/// `rediss://`: the gateway talks TLS to Redis and verifies the server
+/// against the system roots. The trusted run happens in a child process of
+/// this test binary with `SSL_CERT_FILE` naming the test CA, so no test
+/// mutates its own environment.
+#[tokio::test]
+async fn redis_over_tls_verifies_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert = dir.path().join("redis.crt");
+    let key = dir.path().join("redis.key");
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--tls-auth-clients",
+            "no",
+        ])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .arg("--tls-ca-cert-file")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = RedisServer {
+        child: Some(child),
+        port,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "redis-server (tls) did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = format!("rediss://127.0.0.1:{port}/0");
+
+    // Untrusted server certificate: an error, never a session.
+    let cfg = config(
+        StoreConfig::Redis(RedisConfig {
+            url: Secret::new(url.clone()),
+            cache_ttl: Duration::from_secs(5),
+        }),
+        LONG,
+        LONG,
+    );
+    let s = Sessions::new(&cfg).await.unwrap();
+    assert!(is_store_error(s.create(login("pat", None)).await));
+    assert!(is_store_error(s.ready().await));
+
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "redis_over_tls_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("SSL_CERT_FILE", &cert)
+        .env("PORTCULLIS_TEST_REDISS_URL", &url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "trusted TLS run failed:\n{text}");
+    assert!(text.contains("1 passed"), "{text}");
+}
+
+#[tokio::test]
+#[ignore = "run by redis_over_tls_verifies_the_server in a child process"]
+async fn redis_over_tls_child() {
+    let url = std::env::var("PORTCULLIS_TEST_REDISS_URL").unwrap();
+    let cfg = config(
+        StoreConfig::Redis(RedisConfig {
+            url: Secret::new(url),
+            cache_ttl: Duration::from_secs(5),
+        }),
+        LONG,
+        LONG,
+    );
+    let s = Sessions::new(&cfg).await.unwrap();
+    let Store::Redis(r) = s.store() else {
+        panic!("redis store expected")
+    };
+    assert!(r.is_subscribed(), "subscription over TLS");
+    create_load_delete(s).await;
+}
