@@ -47,22 +47,35 @@ pub fn expired_session_cookie(cfg: &SessionConfig, secure: bool) -> String {
 /// when it is absent or present more than once (across one or several
 /// headers): a second value may be planted by a sibling subdomain, so the
 /// request is treated as having no session.
+///
+/// Parsed on bytes rather than with `cookie::Cookie::split_parse`, so a
+/// header that is not valid UTF-8 (another cookie with odd bytes) neither
+/// hides the session cookie nor hides a second copy of it.
 pub fn read_session_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    let mut found: Option<String> = None;
+    let mut found: Option<Option<String>> = None;
     for header in headers.get_all(COOKIE) {
-        let Ok(text) = header.to_str() else {
-            continue;
-        };
-        for c in Cookie::split_parse(text).flatten() {
-            if c.name() == name {
-                if found.is_some() {
-                    return None;
-                }
-                found = Some(c.value().to_owned());
+        for pair in header.as_bytes().split(|b| *b == b';') {
+            let pair = pair.trim_ascii();
+            let (n, v) = match pair.iter().position(|b| *b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => continue,
+            };
+            if n.trim_ascii() != name.as_bytes() {
+                continue;
             }
+            if found.is_some() {
+                return None;
+            }
+            let v = v.trim_ascii();
+            // RFC 6265 allows a quoted value.
+            let v = v
+                .strip_prefix(b"\"")
+                .and_then(|x| x.strip_suffix(b"\""))
+                .unwrap_or(v);
+            found = Some(std::str::from_utf8(v).ok().map(str::to_owned));
         }
     }
-    found
+    found.flatten()
 }
 
 #[cfg(test)]
@@ -155,5 +168,25 @@ mod tests {
         h.insert(COOKIE, HeaderValue::from_static("x=1"));
         h.append(COOKIE, HeaderValue::from_static("sc=zz"));
         assert_eq!(read_session_cookie(&h, "sc").as_deref(), Some("zz"));
+
+        // Odd bytes in another cookie neither hide ours nor hide a double.
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_bytes(b"x=\xff\xfe; sc=abc").unwrap(),
+        );
+        assert_eq!(read_session_cookie(&h, "sc").as_deref(), Some("abc"));
+        h.append(COOKIE, HeaderValue::from_bytes(b"y=\xff; sc=evil").unwrap());
+        assert_eq!(read_session_cookie(&h, "sc"), None);
+        // Quoted values and spaces around '=' are the same cookie.
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_static("sc=\"abc\""));
+        assert_eq!(read_session_cookie(&h, "sc").as_deref(), Some("abc"));
+        h.append(COOKIE, HeaderValue::from_static("sc =def"));
+        assert_eq!(read_session_cookie(&h, "sc"), None);
+        // A non-UTF-8 value of ours is no session.
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_bytes(b"sc=\xff").unwrap());
+        assert_eq!(read_session_cookie(&h, "sc"), None);
     }
 }
