@@ -340,6 +340,9 @@ async fn single_use_values(s: Sessions) {
     assert!(s.claim_once("jti-1", ttl).await.unwrap());
     assert!(!s.claim_once("jti-1", ttl).await.unwrap(), "replay refused");
     assert!(s.claim_once("jti-2", ttl).await.unwrap());
+    s.release_claim("jti-2").await.unwrap();
+    assert!(s.claim_once("jti-2", ttl).await.unwrap(), "released claim");
+    assert!(!s.claim_once("jti-1", ttl).await.unwrap(), "others stay");
     // A short claim lapses.
     assert!(
         s.claim_once("jti-3", Duration::from_millis(100))

@@ -353,6 +353,12 @@ impl Sessions {
         Ok(self.store.claim_once(key, ttl).await?)
     }
 
+    /// Forgets a claim made by [`Sessions::claim_once`] (back-channel: the
+    /// deletion failed, so the IdP's retry must not look like a replay).
+    pub async fn release_claim(&self, key: &str) -> Result<(), SessionError> {
+        Ok(self.store.release_claim(key).await?)
+    }
+
     /// Stores a single-use value (logout `state`).
     pub async fn put_temp(
         &self,

@@ -305,6 +305,11 @@ impl MemoryStore {
         Ok(e.is_fresh())
     }
 
+    pub(super) async fn release_claim(&self, key: &str) -> Result<(), StoreError> {
+        self.aux.invalidate(&format!("once:{key}")).await;
+        Ok(())
+    }
+
     pub(super) async fn put_temp(
         &self,
         key: &str,

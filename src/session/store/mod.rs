@@ -133,6 +133,13 @@ impl Store {
         each!(self, s => s.claim_once(key, ttl).await)
     }
 
+    /// Forgets a claim, so the same key can be claimed again (a back-channel
+    /// logout whose deletion failed must not turn the IdP's retry into a
+    /// replay).
+    pub async fn release_claim(&self, key: &str) -> Result<(), StoreError> {
+        each!(self, s => s.release_claim(key).await)
+    }
+
     /// Stores a value that [`Store::take_temp`] returns at most once.
     pub async fn put_temp(
         &self,

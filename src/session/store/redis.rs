@@ -404,6 +404,16 @@ impl RedisStore {
         self.set_nx(format!("{PREFIX}once:{key}"), b"1", ttl).await
     }
 
+    pub(super) async fn release_claim(&self, key: &str) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("DEL")
+            .arg(format!("{PREFIX}once:{key}"))
+            .query_async::<i64>(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     pub(super) async fn put_temp(
         &self,
         key: &str,
