@@ -1,1 +1,412 @@
 //! Sessions: ids, encrypted records, and the stores they live in.
+//!
+//! [`Sessions`] is the service the gateway calls. A session id is 256 random
+//! bits ([`SessionId`]) carried in the cookie ([`cookie`]); the store keys
+//! the session by a hash of it ([`StoreKey`]) and holds the record sealed
+//! with AES-256-GCM ([`crypto`]), so neither a copy of the store nor a
+//! store operator gets a usable cookie or a token. Records are indexed by
+//! the IdP's `iss`+`sid` and by `iss`+`sub` (keyed hashes), so IdP-initiated
+//! logout finds them without a cookie.
+
+pub mod cookie;
+pub mod crypto;
+mod id;
+mod record;
+pub mod store;
+
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use tokio::sync::broadcast;
+
+pub use id::{ID_BYTES, ID_COOKIE_LEN, SessionId, StoreKey};
+pub use record::{NewSession, Session, SessionRecord, SessionSummary};
+pub use store::{LockToken, Store, StoreError};
+
+use crate::config::{SessionConfig, StoreConfig};
+use crypto::{CryptoError, KeyRing, Mac, Sealer};
+use record::{SessionRecord as Record, to_ms};
+use store::{IndexRefs, MemoryStore, RedisStore};
+
+/// Errors of the session layer. None carries a secret, a token or an id.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The store cannot answer: the gateway answers 503, never "no session".
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Sealing failed (random generator) or no secret is configured.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// A record could not be encoded.
+    #[error("session record encoding failed")]
+    Encode,
+}
+
+/// Largest slide interval: the idle timer is written at most this often.
+const MAX_SLIDE_INTERVAL: Duration = Duration::from_secs(5);
+/// Capacity of the revocation broadcast; a receiver that lags gets
+/// `RecvError::Lagged` and should re-check its session.
+const REVOCATION_CAPACITY: usize = 1024;
+
+/// The session service. Cheap to clone.
+#[derive(Clone)]
+pub struct Sessions {
+    keys: KeyRing,
+    records: Sealer,
+    index_mac: Mac,
+    csrf_mac: Mac,
+    store: Store,
+    idle_timeout: Duration,
+    max_lifetime: Duration,
+    revoked: broadcast::Sender<StoreKey>,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_lifetime", &self.max_lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now() -> SystemTime {
+    SystemTime::now()
+}
+
+impl Sessions {
+    /// Builds the service from `[session]`. For Redis it connects lazily and
+    /// starts the revocation subscriber (waiting briefly for it), so it must
+    /// run inside a tokio runtime; Redis being down is not an error here
+    /// (see [`Sessions::ready`]), a malformed URL is.
+    pub async fn new(cfg: &SessionConfig) -> Result<Sessions, SessionError> {
+        let (revoked, _) = broadcast::channel(REVOCATION_CAPACITY);
+        let store = match &cfg.store {
+            StoreConfig::Memory => Store::Memory(MemoryStore::new(
+                store::DEFAULT_SESSION_CAPACITY_BYTES,
+                store::DEFAULT_AUX_CAPACITY,
+                revoked.clone(),
+            )),
+            StoreConfig::Redis(r) => Store::Redis(
+                RedisStore::connect(
+                    r.url.expose(),
+                    r.cache_ttl,
+                    cfg.max_lifetime.saturating_add(Duration::from_secs(60)),
+                    revoked.clone(),
+                )
+                .await?,
+            ),
+        };
+        Self::with_store(cfg, store, revoked)
+    }
+
+    /// Builds the service over a given store (tests, custom bounds).
+    /// `revoked` must be the sender the store announces revocations on.
+    pub fn with_store(
+        cfg: &SessionConfig,
+        store: Store,
+        revoked: broadcast::Sender<StoreKey>,
+    ) -> Result<Sessions, SessionError> {
+        let keys = KeyRing::new(&cfg.secrets)?;
+        Ok(Sessions {
+            records: keys.sealer(crypto::PURPOSE_SESSION_RECORD),
+            index_mac: keys.mac(crypto::PURPOSE_SESSION_INDEX),
+            csrf_mac: keys.mac(crypto::PURPOSE_LOGOUT_CSRF),
+            keys,
+            store,
+            idle_timeout: cfg.idle_timeout,
+            max_lifetime: cfg.max_lifetime,
+            revoked,
+        })
+    }
+
+    /// The key ring, for other parts' sealed cookies and MACs (login state,
+    /// logout state, CSRF).
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// How often at most the idle timer is written: the smaller of 5 s and a
+    /// tenth of the idle timeout.
+    pub fn slide_interval(&self) -> Duration {
+        (self.idle_timeout / 10).min(MAX_SLIDE_INTERVAL)
+    }
+
+    fn index_hashes(&self, kind: &str, iss: &str, value: &str) -> Vec<String> {
+        // Length-prefixed parts, so ("a","bc") and ("ab","c") differ.
+        let msg = format!("{kind}\n{}\n{iss}{value}", iss.len());
+        self.index_mac
+            .sign_all(msg.as_bytes())
+            .iter()
+            .map(|t| URL_SAFE_NO_PAD.encode(t))
+            .collect()
+    }
+
+    fn index_refs(&self, r: &Record) -> IndexRefs {
+        let first = |v: Vec<String>| v.into_iter().next().unwrap_or_default();
+        IndexRefs {
+            sid: r
+                .sid
+                .as_ref()
+                .map(|sid| first(self.index_hashes("sid", &r.iss, sid))),
+            sub: first(self.index_hashes("sub", &r.iss, &r.sub)),
+            created_at_ms: r.created_at,
+        }
+    }
+
+    fn seal(&self, key: &StoreKey, r: &Record) -> Result<Vec<u8>, SessionError> {
+        let json = serde_json::to_vec(r).map_err(|_| SessionError::Encode)?;
+        Ok(self.records.seal(key.as_str().as_bytes(), &json)?)
+    }
+
+    fn open(&self, key: &StoreKey, blob: &[u8]) -> Option<Record> {
+        let json = self.records.open(key.as_str().as_bytes(), blob).ok()?;
+        serde_json::from_slice(&json).ok()
+    }
+
+    /// Time the record may still live in the store: until the idle or the
+    /// absolute deadline, whichever is first. `None` when already past.
+    fn remaining(&self, r: &Record, now_ms: u64) -> Option<Duration> {
+        let idle = u64::try_from(self.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        let end = r.last_seen.saturating_add(idle).min(r.expires_at);
+        (end > now_ms).then(|| Duration::from_millis(end - now_ms))
+    }
+
+    /// Creates a session (always a new id) and returns the id for the
+    /// cookie with the session.
+    pub async fn create(&self, new: NewSession) -> Result<(SessionId, Session), SessionError> {
+        let id = SessionId::generate(&self.keys)?;
+        let key = id.store_key();
+        let record = Record::new(new, now(), self.max_lifetime);
+        let ttl = self
+            .remaining(&record, record.created_at)
+            .unwrap_or(Duration::from_millis(1));
+        let blob = self.seal(&key, &record)?;
+        self.store
+            .insert(&key, blob, &self.index_refs(&record), ttl)
+            .await?;
+        Ok((id, Session::new(key, record, self.idle_timeout)))
+    }
+
+    /// The session of a cookie value, sliding the idle timer (written at
+    /// most every [`Sessions::slide_interval`]). `Ok(None)`: no valid session
+    /// (malformed, unknown, tampered, expired). `Err`: the store cannot
+    /// tell — never treat that as "no session" nor as "session ok".
+    pub async fn load(&self, cookie_value: &str) -> Result<Option<Session>, SessionError> {
+        self.load_inner(cookie_value, true).await
+    }
+
+    /// Like [`Sessions::load`] but never slides (for `/.portcullis/session`).
+    pub async fn load_without_slide(
+        &self,
+        cookie_value: &str,
+    ) -> Result<Option<Session>, SessionError> {
+        self.load_inner(cookie_value, false).await
+    }
+
+    async fn load_inner(
+        &self,
+        cookie_value: &str,
+        slide: bool,
+    ) -> Result<Option<Session>, SessionError> {
+        let Some(id) = SessionId::parse(cookie_value) else {
+            return Ok(None);
+        };
+        let key = id.store_key();
+        let Some(mut record) = self.fetch(&key, false).await? else {
+            return Ok(None);
+        };
+        let t = to_ms(now());
+        if self.remaining(&record, t).is_none() {
+            // A cached copy may predate another instance's slide: decide on
+            // a fresh read before ending anything.
+            match self.fetch(&key, true).await? {
+                Some(fresh) if self.remaining(&fresh, t).is_some() => record = fresh,
+                Some(_) => {
+                    self.store.delete(&key).await?;
+                    return Ok(None);
+                }
+                None => return Ok(None),
+            }
+        }
+        let interval = u64::try_from(self.slide_interval().as_millis()).unwrap_or(u64::MAX);
+        if slide && t.saturating_sub(record.last_seen) >= interval {
+            // Slide from a fresh read so a token refresh made elsewhere is
+            // not overwritten with a cached copy.
+            let Some(mut fresh) = self.fetch(&key, true).await? else {
+                return Ok(None);
+            };
+            fresh.last_seen = t.max(fresh.last_seen);
+            let Some(ttl) = self.remaining(&fresh, t) else {
+                self.store.delete(&key).await?;
+                return Ok(None);
+            };
+            let blob = self.seal(&key, &fresh)?;
+            match self.store.replace(&key, blob, ttl).await {
+                Ok(true) => record = fresh,
+                Ok(false) => return Ok(None),
+                // The session is valid; a failed slide only shortens its
+                // idle window, so serve it and try again next time.
+                Err(e) => {
+                    tracing::warn!(error = %e, "session slide not written");
+                    record = fresh;
+                    record.last_seen = t;
+                }
+            }
+        }
+        Ok(Some(Session::new(key, record, self.idle_timeout)))
+    }
+
+    async fn fetch(&self, key: &StoreKey, fresh: bool) -> Result<Option<Record>, SessionError> {
+        let Some(blob) = self.store.get(key, fresh).await? else {
+            return Ok(None);
+        };
+        let rec = self.open(key, &blob);
+        if rec.is_none() {
+            tracing::debug!(session = %key, "stored session does not open (tampered or unknown key)");
+        }
+        Ok(rec)
+    }
+
+    /// Writes a changed session (after a token refresh). `false` when the
+    /// session was deleted meanwhile (it is not brought back) or has expired.
+    pub async fn update(&self, session: &Session) -> Result<bool, SessionError> {
+        let Some(ttl) = self.remaining(&session.record, to_ms(now())) else {
+            return Ok(false);
+        };
+        let blob = self.seal(session.key(), &session.record)?;
+        Ok(self.store.replace(session.key(), blob, ttl).await?)
+    }
+
+    /// Deletes a session and its index entries and tells the other
+    /// instances. `true` if it existed.
+    pub async fn delete(&self, session: &Session) -> Result<bool, SessionError> {
+        Ok(self.store.delete(session.key()).await?)
+    }
+
+    /// Ends every session of an IdP session (`iss`+`sid`); the count ended.
+    pub async fn delete_by_sid(&self, iss: &str, sid: &str) -> Result<usize, SessionError> {
+        let mut n = 0;
+        for h in self.index_hashes("sid", iss, sid) {
+            n += self.store.delete_by_sid(&h).await?.len();
+        }
+        Ok(n)
+    }
+
+    /// Ends the sessions of `iss`+`sub` created strictly before
+    /// `created_before` (every one when `None`); the count ended.
+    pub async fn delete_by_sub(
+        &self,
+        iss: &str,
+        sub: &str,
+        created_before: Option<SystemTime>,
+    ) -> Result<usize, SessionError> {
+        let before = created_before.map(to_ms);
+        let mut n = 0;
+        for h in self.index_hashes("sub", iss, sub) {
+            n += self.store.delete_by_sub(&h, before).await?.len();
+        }
+        Ok(n)
+    }
+
+    /// The live sessions of `iss`+`sub`, oldest first (no tokens, no ids).
+    pub async fn list_by_sub(
+        &self,
+        iss: &str,
+        sub: &str,
+    ) -> Result<Vec<SessionSummary>, SessionError> {
+        let mut out = Vec::new();
+        let t = to_ms(now());
+        for h in self.index_hashes("sub", iss, sub) {
+            for (key, _) in self.store.find_by_sub(&h).await? {
+                if let Some(r) = self.fetch(&key, false).await?
+                    && self.remaining(&r, t).is_some()
+                {
+                    out.push(SessionSummary {
+                        id_hash: key.as_str().to_owned(),
+                        created_at: record::from_ms(r.created_at),
+                        last_seen: record::from_ms(r.last_seen),
+                    });
+                }
+            }
+        }
+        out.sort_by_key(|s| s.created_at);
+        Ok(out)
+    }
+
+    /// Store keys of revoked sessions, as they are revoked on this or (Redis)
+    /// any instance: close upgraded connections of those sessions. On
+    /// `Lagged`, re-check each open connection's session.
+    pub fn revocations(&self) -> broadcast::Receiver<StoreKey> {
+        self.revoked.subscribe()
+    }
+
+    /// Set-if-absent (back-channel `jti` replay cache). `Err` when the store
+    /// cannot tell: never accept on error.
+    pub async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, SessionError> {
+        Ok(self.store.claim_once(key, ttl).await?)
+    }
+
+    /// Forgets a claim made by [`Sessions::claim_once`] (back-channel: the
+    /// deletion failed, so the IdP's retry must not look like a replay).
+    pub async fn release_claim(&self, key: &str) -> Result<(), SessionError> {
+        Ok(self.store.release_claim(key).await?)
+    }
+
+    /// Stores a single-use value (logout `state`).
+    pub async fn put_temp(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<(), SessionError> {
+        Ok(self.store.put_temp(key, value, ttl).await?)
+    }
+
+    /// Takes a single-use value; a second take gets `None`.
+    pub async fn take_temp(&self, key: &str) -> Result<Option<Vec<u8>>, SessionError> {
+        Ok(self.store.take_temp(key).await?)
+    }
+
+    /// Takes a fleet-wide lock (one token refresh per session in flight).
+    pub async fn try_lock(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<LockToken>, SessionError> {
+        Ok(self.store.try_lock(key, ttl).await?)
+    }
+
+    /// Releases a lock taken by [`Sessions::try_lock`].
+    pub async fn unlock(&self, key: &str, token: &LockToken) -> Result<(), SessionError> {
+        Ok(self.store.unlock(key, token).await?)
+    }
+
+    /// The session's logout CSRF token: base64url HMAC-SHA256 of its store
+    /// key under the "logout-csrf" key. Stable for the session's life, so
+    /// `/.portcullis/logout/flow` can hand it out any number of times.
+    pub fn csrf_token(&self, session: &Session) -> String {
+        URL_SAFE_NO_PAD.encode(self.csrf_mac.sign(session.key().as_str().as_bytes()))
+    }
+
+    /// Whether `token` is this session's CSRF token (constant-time compare;
+    /// tokens made under an older secret still verify).
+    pub fn verify_csrf(&self, session: &Session, token: &str) -> bool {
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(token) else {
+            return false;
+        };
+        self.csrf_mac
+            .verify(session.key().as_str().as_bytes(), &tag)
+    }
+
+    /// Whether the store answers (`/readyz`).
+    pub async fn ready(&self) -> Result<(), SessionError> {
+        Ok(self.store.ping().await?)
+    }
+}

@@ -1,0 +1,192 @@
+//! The session cookie: `Set-Cookie` values and reading it from a request.
+
+use cookie::{Cookie, SameSite as CookieSameSite};
+use http::HeaderMap;
+use http::header::COOKIE;
+
+use super::id::SessionId;
+use crate::config::{SameSite, SessionConfig};
+
+fn base<'c>(cfg: &SessionConfig, value: String, secure: bool) -> cookie::CookieBuilder<'c> {
+    let mut b = Cookie::build((cfg.cookie_name.clone(), value))
+        .http_only(true)
+        .path("/")
+        .same_site(match cfg.cookie_samesite {
+            SameSite::Lax => CookieSameSite::Lax,
+            SameSite::Strict => CookieSameSite::Strict,
+            SameSite::None => CookieSameSite::None,
+        })
+        .secure(secure);
+    if let Some(d) = &cfg.cookie_domain {
+        b = b.domain(d.clone());
+    }
+    b
+}
+
+/// The `Set-Cookie` value that carries a session. `secure` is true when the
+/// public URL is https. `Max-Age` (= `max_lifetime`) only when `persistent`.
+pub fn session_cookie(cfg: &SessionConfig, id: &SessionId, secure: bool) -> String {
+    let mut b = base(cfg, id.to_cookie_value(), secure);
+    if cfg.persistent {
+        let secs = i64::try_from(cfg.max_lifetime.as_secs()).unwrap_or(i64::MAX);
+        b = b.max_age(cookie::time::Duration::seconds(secs));
+    }
+    b.build().to_string()
+}
+
+/// The `Set-Cookie` value that deletes the session cookie: same name, domain
+/// and attributes, empty value, `Max-Age=0`.
+pub fn expired_session_cookie(cfg: &SessionConfig, secure: bool) -> String {
+    base(cfg, String::new(), secure)
+        .max_age(cookie::time::Duration::ZERO)
+        .build()
+        .to_string()
+}
+
+/// The session cookie's value from the request's `Cookie` headers. `None`
+/// when it is absent or present more than once (across one or several
+/// headers): a second value may be planted by a sibling subdomain, so the
+/// request is treated as having no session.
+///
+/// Parsed on bytes rather than with `cookie::Cookie::split_parse`, so a
+/// header that is not valid UTF-8 (another cookie with odd bytes) neither
+/// hides the session cookie nor hides a second copy of it.
+pub fn read_session_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    let mut found: Option<Option<String>> = None;
+    for header in headers.get_all(COOKIE) {
+        for pair in header.as_bytes().split(|b| *b == b';') {
+            let pair = pair.trim_ascii();
+            let (n, v) = match pair.iter().position(|b| *b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => continue,
+            };
+            if n.trim_ascii() != name.as_bytes() {
+                continue;
+            }
+            if found.is_some() {
+                return None;
+            }
+            let v = v.trim_ascii();
+            // RFC 6265 allows a quoted value.
+            let v = v
+                .strip_prefix(b"\"")
+                .and_then(|x| x.strip_suffix(b"\""))
+                .unwrap_or(v);
+            found = Some(std::str::from_utf8(v).ok().map(str::to_owned));
+        }
+    }
+    found.flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Secret, StoreConfig};
+    use crate::session::crypto::KeyRing;
+    use http::HeaderValue;
+    use std::time::Duration;
+
+    fn cfg() -> SessionConfig {
+        SessionConfig {
+            secrets: vec![Secret::new("0123456789abcdef0123456789abcdef")],
+            cookie_name: "__Host-portcullis".into(),
+            cookie_domain: None,
+            cookie_samesite: SameSite::Lax,
+            persistent: false,
+            idle_timeout: Duration::from_secs(1800),
+            max_lifetime: Duration::from_secs(43200),
+            store: StoreConfig::Memory,
+        }
+    }
+
+    fn attrs(s: &str) -> Vec<String> {
+        s.split(';').skip(1).map(|a| a.trim().to_owned()).collect()
+    }
+
+    #[test]
+    fn session_cookie_attributes() {
+        let keys = KeyRing::new(&cfg().secrets).unwrap();
+        let id = SessionId::generate(&keys).unwrap();
+        let c = session_cookie(&cfg(), &id, true);
+        assert!(c.starts_with(&format!("__Host-portcullis={};", id.to_cookie_value())));
+        let a = attrs(&c);
+        for want in ["HttpOnly", "Path=/", "SameSite=Lax", "Secure"] {
+            assert!(a.contains(&want.to_string()), "{want} missing in {c}");
+        }
+        assert!(!c.contains("Max-Age") && !c.contains("Domain"), "{c}");
+
+        let mut http_cfg = cfg();
+        http_cfg.cookie_name = "portcullis".into();
+        http_cfg.cookie_samesite = SameSite::Strict;
+        http_cfg.persistent = true;
+        http_cfg.cookie_domain = Some("example.com".into());
+        let c = session_cookie(&http_cfg, &id, false);
+        let a = attrs(&c);
+        assert!(!a.contains(&"Secure".to_string()), "{c}");
+        for want in ["SameSite=Strict", "Max-Age=43200", "Domain=example.com"] {
+            assert!(a.contains(&want.to_string()), "{want} missing in {c}");
+        }
+    }
+
+    #[test]
+    fn expired_cookie_mirrors_attributes() {
+        let mut c = cfg();
+        c.cookie_domain = Some("example.com".into());
+        c.cookie_samesite = SameSite::None;
+        let e = expired_session_cookie(&c, true);
+        assert!(e.starts_with("__Host-portcullis=;"), "{e}");
+        let a = attrs(&e);
+        for want in [
+            "HttpOnly",
+            "Path=/",
+            "SameSite=None",
+            "Secure",
+            "Domain=example.com",
+            "Max-Age=0",
+        ] {
+            assert!(a.contains(&want.to_string()), "{want} missing in {e}");
+        }
+    }
+
+    #[test]
+    fn reads_single_cookie_and_rejects_doubles() {
+        let mut h = HeaderMap::new();
+        assert_eq!(read_session_cookie(&h, "sc"), None);
+        h.insert(COOKIE, HeaderValue::from_static("a=1; sc=abc; b=2"));
+        assert_eq!(read_session_cookie(&h, "sc").as_deref(), Some("abc"));
+        // A cookie whose name merely contains ours is not ours.
+        assert_eq!(read_session_cookie(&h, "s"), None);
+
+        h.insert(COOKIE, HeaderValue::from_static("sc=abc; sc=def"));
+        assert_eq!(read_session_cookie(&h, "sc"), None);
+
+        h.insert(COOKIE, HeaderValue::from_static("sc=abc"));
+        h.append(COOKIE, HeaderValue::from_static("x=1; sc=abc"));
+        assert_eq!(read_session_cookie(&h, "sc"), None, "across headers");
+
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_static("x=1"));
+        h.append(COOKIE, HeaderValue::from_static("sc=zz"));
+        assert_eq!(read_session_cookie(&h, "sc").as_deref(), Some("zz"));
+
+        // Odd bytes in another cookie neither hide ours nor hide a double.
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_bytes(b"x=\xff\xfe; sc=abc").unwrap(),
+        );
+        assert_eq!(read_session_cookie(&h, "sc").as_deref(), Some("abc"));
+        h.append(COOKIE, HeaderValue::from_bytes(b"y=\xff; sc=evil").unwrap());
+        assert_eq!(read_session_cookie(&h, "sc"), None);
+        // Quoted values and spaces around '=' are the same cookie.
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_static("sc=\"abc\""));
+        assert_eq!(read_session_cookie(&h, "sc").as_deref(), Some("abc"));
+        h.append(COOKIE, HeaderValue::from_static("sc =def"));
+        assert_eq!(read_session_cookie(&h, "sc"), None);
+        // A non-UTF-8 value of ours is no session.
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_bytes(b"sc=\xff").unwrap());
+        assert_eq!(read_session_cookie(&h, "sc"), None);
+    }
+}

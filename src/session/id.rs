@@ -1,0 +1,129 @@
+//! Session ids (the cookie value) and the store keys derived from them.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::digest;
+
+use super::crypto::{CryptoError, KeyRing};
+
+/// Random bytes in a session id (256 bits).
+pub const ID_BYTES: usize = 32;
+/// Length of the cookie value: base64url without padding of [`ID_BYTES`].
+pub const ID_COOKIE_LEN: usize = 43;
+
+/// A session id: 256 random bits. Its cookie form is base64url without
+/// padding. `Debug` does not show it: it is a bearer credential.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionId([u8; ID_BYTES]);
+
+impl std::fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionId(<redacted>)")
+    }
+}
+
+impl SessionId {
+    /// A fresh random id.
+    pub fn generate(keys: &KeyRing) -> Result<Self, CryptoError> {
+        let mut b = [0u8; ID_BYTES];
+        keys.fill_random(&mut b)?;
+        Ok(SessionId(b))
+    }
+
+    /// Parses a cookie value strictly: exactly [`ID_COOKIE_LEN`] base64url
+    /// characters in canonical form; anything else is `None`.
+    pub fn parse(cookie_value: &str) -> Option<Self> {
+        if cookie_value.len() != ID_COOKIE_LEN
+            || !cookie_value
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        {
+            return None;
+        }
+        // The default engine rejects non-zero trailing bits: one id, one form.
+        let bytes = URL_SAFE_NO_PAD.decode(cookie_value).ok()?;
+        let arr: [u8; ID_BYTES] = bytes.try_into().ok()?;
+        Some(SessionId(arr))
+    }
+
+    /// The cookie value. Never log it.
+    pub fn to_cookie_value(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// The key the session is stored under: SHA-256 of the id.
+    pub fn store_key(&self) -> StoreKey {
+        StoreKey(URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, &self.0)))
+    }
+}
+
+/// Where a session lives in the store: base64url(SHA-256(id)). Knowing it
+/// does not give the cookie, so it is safe to log and to show to admins.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoreKey(String);
+
+impl StoreKey {
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Rebuilds a key read back from the store or a revocation message;
+    /// `None` unless it has the form [`SessionId::store_key`] produces.
+    pub fn from_stored(s: &str) -> Option<Self> {
+        let ok = s.len() == ID_COOKIE_LEN
+            && s.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+        ok.then(|| StoreKey(s.to_owned()))
+    }
+}
+
+impl std::fmt::Display for StoreKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn keys() -> KeyRing {
+        KeyRing::new(&[Secret::new("0123456789abcdef0123456789abcdef")]).unwrap()
+    }
+
+    #[test]
+    fn generate_parse_round_trip() {
+        let id = SessionId::generate(&keys()).unwrap();
+        let v = id.to_cookie_value();
+        assert_eq!(v.len(), ID_COOKIE_LEN);
+        assert_eq!(SessionId::parse(&v), Some(id.clone()));
+        assert_eq!(SessionId::parse(&v).unwrap().store_key(), id.store_key());
+        assert_ne!(id.store_key().as_str(), v, "store key is not the cookie");
+        assert_ne!(SessionId::generate(&keys()).unwrap(), id);
+        assert!(!format!("{id:?}").contains(&v));
+    }
+
+    #[test]
+    fn parse_rejects_bad_input() {
+        let good = SessionId::generate(&keys()).unwrap().to_cookie_value();
+        let bad = [
+            String::new(),
+            good[..42].to_string(),
+            format!("{good}A"),
+            format!("{}=", &good[..42]),
+            format!("{}+", &good[..42]),
+            format!("{}/", &good[..42]),
+            format!("{} ", &good[..42]),
+            format!("{}é", &good[..41]),
+            "A".repeat(1000),
+            // Non-canonical: last char carries non-zero trailing bits.
+            format!("{}B", &"A".repeat(42)),
+        ];
+        for b in bad {
+            assert!(SessionId::parse(&b).is_none(), "accepted {b:?}");
+        }
+        assert!(SessionId::parse(&format!("{}A", "A".repeat(42))).is_some());
+    }
+}

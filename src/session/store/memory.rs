@@ -1,0 +1,373 @@
+//! The embedded store: moka caches, one instance.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use moka::Expiry;
+use moka::future::Cache;
+use moka::notification::RemovalCause;
+use moka::ops::compute::Op;
+use moka::policy::EvictionPolicy;
+use tokio::sync::broadcast;
+
+use super::{IndexRefs, LockToken, StoreError};
+use crate::session::id::StoreKey;
+
+/// Default bound of the session cache, in bytes of sealed records (plus a
+/// fixed per-entry overhead): 256 MiB, room for ~100k sessions with large
+/// tokens or far more with small ones.
+pub const DEFAULT_SESSION_CAPACITY_BYTES: u64 = 256 * 1024 * 1024;
+/// Default bound of the single-use values (`jti`s, logout states, locks).
+pub const DEFAULT_AUX_CAPACITY: u64 = 1_000_000;
+/// Bookkeeping bytes counted per session besides its sealed record.
+const ENTRY_OVERHEAD: u32 = 256;
+/// Longest expiry the cache is given: far beyond any configured lifetime,
+/// short enough that `Instant` arithmetic cannot overflow.
+const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+#[derive(Clone)]
+struct SessEntry {
+    blob: Arc<[u8]>,
+    sid: Option<Arc<str>>,
+    sub: Arc<str>,
+    created_ms: u64,
+    ttl: Duration,
+}
+
+#[derive(Clone)]
+struct AuxEntry {
+    value: Arc<[u8]>,
+    deadline: Instant,
+    ttl: Duration,
+}
+
+/// Each entry expires `ttl` after its last write; reads do not extend it
+/// (the session layer decides about sliding, not the cache).
+struct WriteTtl;
+
+trait HasTtl {
+    fn ttl(&self) -> Duration;
+}
+impl HasTtl for SessEntry {
+    fn ttl(&self) -> Duration {
+        self.ttl
+    }
+}
+impl HasTtl for AuxEntry {
+    fn ttl(&self) -> Duration {
+        self.ttl
+    }
+}
+
+impl<K, V: HasTtl> Expiry<K, V> for WriteTtl {
+    fn expire_after_create(&self, _: &K, v: &V, _: Instant) -> Option<Duration> {
+        Some(v.ttl())
+    }
+    fn expire_after_update(
+        &self,
+        _: &K,
+        v: &V,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(v.ttl())
+    }
+}
+
+#[derive(Default)]
+struct Index {
+    sid: HashMap<Arc<str>, HashSet<StoreKey>>,
+    sub: HashMap<Arc<str>, HashMap<StoreKey, u64>>,
+}
+
+impl Index {
+    fn add(&mut self, key: &StoreKey, e: &SessEntry) {
+        if let Some(sid) = &e.sid {
+            self.sid.entry(sid.clone()).or_default().insert(key.clone());
+        }
+        self.sub
+            .entry(e.sub.clone())
+            .or_default()
+            .insert(key.clone(), e.created_ms);
+    }
+
+    fn remove(&mut self, key: &StoreKey, e: &SessEntry) {
+        if let Some(sid) = &e.sid
+            && let Some(set) = self.sid.get_mut(sid)
+        {
+            set.remove(key);
+            if set.is_empty() {
+                self.sid.remove(sid);
+            }
+        }
+        if let Some(map) = self.sub.get_mut(&e.sub) {
+            map.remove(key);
+            if map.is_empty() {
+                self.sub.remove(&e.sub);
+            }
+        }
+    }
+}
+
+/// The embedded store. Sessions live in a moka cache bounded in bytes with
+/// **LRU** eviction: moka's default TinyLFU admission may refuse a new entry
+/// when the cache is full, and a fresh login must never vanish; LRU always
+/// admits and evicts the least recently used session instead. Index entries
+/// follow every removal (delete, expiry, eviction) through the eviction
+/// listener. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct MemoryStore {
+    sessions: Cache<StoreKey, SessEntry>,
+    aux: Cache<String, AuxEntry>,
+    index: Arc<Mutex<Index>>,
+    revoked: broadcast::Sender<StoreKey>,
+    lock_seq: Arc<AtomicU64>,
+}
+
+fn lock_index(index: &Mutex<Index>) -> std::sync::MutexGuard<'_, Index> {
+    // A panic elsewhere while holding the lock cannot leave the maps
+    // half-updated in a way that matters more than losing them: keep going.
+    index.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl MemoryStore {
+    /// A store bounded to `session_capacity_bytes` of records and
+    /// `aux_capacity` single-use values; revocations go to `revoked`.
+    pub fn new(
+        session_capacity_bytes: u64,
+        aux_capacity: u64,
+        revoked: broadcast::Sender<StoreKey>,
+    ) -> Self {
+        let index = Arc::new(Mutex::new(Index::default()));
+        let listener_index = index.clone();
+        let sessions = Cache::builder()
+            .max_capacity(session_capacity_bytes)
+            .weigher(|_k: &StoreKey, v: &SessEntry| {
+                u32::try_from(v.blob.len())
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(ENTRY_OVERHEAD)
+            })
+            .eviction_policy(EvictionPolicy::lru())
+            .expire_after(WriteTtl)
+            .eviction_listener(move |k: Arc<StoreKey>, v: SessEntry, cause| {
+                if cause != RemovalCause::Replaced {
+                    lock_index(&listener_index).remove(&k, &v);
+                }
+            })
+            .build();
+        let aux = Cache::builder()
+            .max_capacity(aux_capacity)
+            .eviction_policy(EvictionPolicy::lru())
+            .expire_after(WriteTtl)
+            .build();
+        MemoryStore {
+            sessions,
+            aux,
+            index,
+            revoked,
+            lock_seq: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    pub(super) async fn insert(
+        &self,
+        key: &StoreKey,
+        blob: Vec<u8>,
+        idx: &IndexRefs,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let e = SessEntry {
+            blob: blob.into(),
+            sid: idx.sid.as_deref().map(Arc::from),
+            sub: Arc::from(idx.sub.as_str()),
+            created_ms: idx.created_at_ms,
+            ttl: ttl.min(MAX_TTL),
+        };
+        lock_index(&self.index).add(key, &e);
+        self.sessions.insert(key.clone(), e).await;
+        Ok(())
+    }
+
+    pub(super) async fn get(
+        &self,
+        key: &StoreKey,
+        _fresh: bool,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.sessions.get(key).await.map(|e| e.blob.to_vec()))
+    }
+
+    pub(super) async fn replace(
+        &self,
+        key: &StoreKey,
+        blob: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let blob: Arc<[u8]> = blob.into();
+        let res = self
+            .sessions
+            .entry(key.clone())
+            .and_compute_with(|cur| {
+                let op = match cur {
+                    Some(cur) => {
+                        let mut e = cur.into_value();
+                        e.blob = blob;
+                        e.ttl = ttl.min(MAX_TTL);
+                        Op::Put(e)
+                    }
+                    None => Op::Nop,
+                };
+                std::future::ready(op)
+            })
+            .await;
+        Ok(matches!(
+            res,
+            moka::ops::compute::CompResult::ReplacedWith(_)
+        ))
+    }
+
+    pub(super) async fn delete(&self, key: &StoreKey) -> Result<bool, StoreError> {
+        match self.sessions.remove(key).await {
+            Some(e) => {
+                lock_index(&self.index).remove(key, &e);
+                // Nobody listening is fine.
+                let _ = self.revoked.send(key.clone());
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    pub(super) async fn find_by_sid(&self, sid: &str) -> Result<Vec<StoreKey>, StoreError> {
+        let keys: Vec<StoreKey> = lock_index(&self.index)
+            .sid
+            .get(sid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        Ok(keys
+            .into_iter()
+            .filter(|k| self.sessions.contains_key(k))
+            .collect())
+    }
+
+    pub(super) async fn find_by_sub(&self, sub: &str) -> Result<Vec<(StoreKey, u64)>, StoreError> {
+        let keys: Vec<(StoreKey, u64)> = lock_index(&self.index)
+            .sub
+            .get(sub)
+            .map(|m| m.iter().map(|(k, c)| (k.clone(), *c)).collect())
+            .unwrap_or_default();
+        Ok(keys
+            .into_iter()
+            .filter(|(k, _)| self.sessions.contains_key(k))
+            .collect())
+    }
+
+    pub(super) async fn delete_by_sid(&self, sid: &str) -> Result<Vec<StoreKey>, StoreError> {
+        let mut out = Vec::new();
+        for k in self.find_by_sid(sid).await? {
+            if self.delete(&k).await? {
+                out.push(k);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn delete_by_sub(
+        &self,
+        sub: &str,
+        created_before_ms: Option<u64>,
+    ) -> Result<Vec<StoreKey>, StoreError> {
+        let mut out = Vec::new();
+        for (k, created) in self.find_by_sub(sub).await? {
+            if created_before_ms.is_none_or(|b| created < b) && self.delete(&k).await? {
+                out.push(k);
+            }
+        }
+        Ok(out)
+    }
+
+    fn aux_entry(value: Vec<u8>, ttl: Duration) -> AuxEntry {
+        let ttl = ttl.min(MAX_TTL);
+        AuxEntry {
+            value: value.into(),
+            deadline: Instant::now() + ttl,
+            ttl,
+        }
+    }
+
+    pub(super) async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let e = self
+            .aux
+            .entry(format!("once:{key}"))
+            .or_insert(Self::aux_entry(Vec::new(), ttl))
+            .await;
+        Ok(e.is_fresh())
+    }
+
+    pub(super) async fn release_claim(&self, key: &str) -> Result<(), StoreError> {
+        self.aux.invalidate(&format!("once:{key}")).await;
+        Ok(())
+    }
+
+    pub(super) async fn put_temp(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.aux
+            .insert(format!("tmp:{key}"), Self::aux_entry(value, ttl))
+            .await;
+        Ok(())
+    }
+
+    pub(super) async fn take_temp(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .aux
+            .remove(&format!("tmp:{key}"))
+            .await
+            .filter(|e| e.deadline > Instant::now())
+            .map(|e| e.value.to_vec()))
+    }
+
+    pub(super) async fn try_lock(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<LockToken>, StoreError> {
+        let token = self.lock_seq.fetch_add(1, Ordering::Relaxed).to_string();
+        let e = self
+            .aux
+            .entry(format!("lock:{key}"))
+            .or_insert(Self::aux_entry(token.clone().into_bytes(), ttl))
+            .await;
+        Ok(e.is_fresh().then_some(LockToken(token)))
+    }
+
+    pub(super) async fn unlock(&self, key: &str, token: &LockToken) -> Result<(), StoreError> {
+        let want = token.0.as_bytes().to_vec();
+        self.aux
+            .entry(format!("lock:{key}"))
+            .and_compute_with(|cur| {
+                let op = match cur {
+                    Some(e) if *e.value().value == *want => Op::Remove,
+                    _ => Op::Nop,
+                };
+                std::future::ready(op)
+            })
+            .await;
+        Ok(())
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Runs the cache's pending maintenance (evictions, listener calls) now;
+    /// for tests that check bounds.
+    pub async fn run_pending_tasks(&self) {
+        self.sessions.run_pending_tasks().await;
+        self.aux.run_pending_tasks().await;
+    }
+}

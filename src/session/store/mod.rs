@@ -1,0 +1,187 @@
+//! Where sealed session records, their indexes and the gateway's small
+//! single-use values live: embedded ([`MemoryStore`]) or shared by a fleet
+//! ([`RedisStore`]).
+//!
+//! The store never sees plaintext: records arrive sealed, index keys arrive
+//! hashed. Every operation reports store trouble as an error, never as
+//! "absent" or "refused", so callers can tell "no session" from "cannot
+//! tell" (the gateway answers 503 for the latter).
+
+mod memory;
+mod redis;
+
+use std::time::Duration;
+
+pub use memory::{DEFAULT_AUX_CAPACITY, DEFAULT_SESSION_CAPACITY_BYTES, MemoryStore};
+pub use redis::{REVOCATION_CHANNEL, RedisStore};
+
+use super::id::StoreKey;
+
+/// Errors of the store. Messages name the kind of failure only (no URL, no
+/// value, no key material).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or did not answer in time.
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered something this code does not understand.
+    #[error("session store answered unexpectedly: {0}")]
+    Protocol(String),
+    /// The store's configuration is unusable (e.g. a malformed URL).
+    #[error("session store misconfigured: {0}")]
+    Config(String),
+}
+
+/// The index entries of one session: hashed keys, never plaintext claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexRefs {
+    /// Hash of `iss`+`sid`, when the IdP sent a `sid`.
+    pub sid: Option<String>,
+    /// Hash of `iss`+`sub`.
+    pub sub: String,
+    /// Session creation time (Unix ms), the score for `created_before`.
+    pub created_at_ms: u64,
+}
+
+/// Proof of holding a lock; only its holder can release it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockToken(pub(crate) String);
+
+/// One of the two stores. An enum rather than a trait object: there are two
+/// and the set is closed.
+#[derive(Clone)]
+pub enum Store {
+    /// Embedded, one instance.
+    Memory(MemoryStore),
+    /// Redis, a fleet.
+    Redis(RedisStore),
+}
+
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Store::Memory($s) => $e,
+            Store::Redis($s) => $e,
+        }
+    };
+}
+
+impl Store {
+    /// Stores a new session record with its index entries; it expires
+    /// after `ttl` unless replaced.
+    pub async fn insert(
+        &self,
+        key: &StoreKey,
+        blob: Vec<u8>,
+        idx: &IndexRefs,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.insert(key, blob, idx, ttl).await)
+    }
+
+    /// The sealed record. `fresh` bypasses an instance-local cache (Redis).
+    pub async fn get(&self, key: &StoreKey, fresh: bool) -> Result<Option<Vec<u8>>, StoreError> {
+        each!(self, s => s.get(key, fresh).await)
+    }
+
+    /// Replaces the record of an existing session (index entries stay) and
+    /// sets its expiry to `ttl`. `false` if the session no longer exists, so
+    /// a late write never brings a deleted session back.
+    pub async fn replace(
+        &self,
+        key: &StoreKey,
+        blob: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        each!(self, s => s.replace(key, blob, ttl).await)
+    }
+
+    /// Deletes a session and its index entries and announces the
+    /// revocation. `true` if it existed.
+    pub async fn delete(&self, key: &StoreKey) -> Result<bool, StoreError> {
+        each!(self, s => s.delete(key).await)
+    }
+
+    /// Keys of the sessions indexed under a `sid` hash.
+    pub async fn find_by_sid(&self, sid: &str) -> Result<Vec<StoreKey>, StoreError> {
+        each!(self, s => s.find_by_sid(sid).await)
+    }
+
+    /// Keys and creation times (Unix ms) of the sessions under a `sub` hash.
+    pub async fn find_by_sub(&self, sub: &str) -> Result<Vec<(StoreKey, u64)>, StoreError> {
+        each!(self, s => s.find_by_sub(sub).await)
+    }
+
+    /// Deletes every session under a `sid` hash; returns those deleted.
+    pub async fn delete_by_sid(&self, sid: &str) -> Result<Vec<StoreKey>, StoreError> {
+        each!(self, s => s.delete_by_sid(sid).await)
+    }
+
+    /// Deletes the sessions under a `sub` hash created strictly before
+    /// `created_before_ms` (all when `None`); returns those deleted.
+    pub async fn delete_by_sub(
+        &self,
+        sub: &str,
+        created_before_ms: Option<u64>,
+    ) -> Result<Vec<StoreKey>, StoreError> {
+        each!(self, s => s.delete_by_sub(sub, created_before_ms).await)
+    }
+
+    /// Set-if-absent: `true` the first time `key` is claimed within `ttl`,
+    /// `false` after. A store failure is an error, never `true`.
+    pub async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        each!(self, s => s.claim_once(key, ttl).await)
+    }
+
+    /// Forgets a claim, so the same key can be claimed again (a back-channel
+    /// logout whose deletion failed must not turn the IdP's retry into a
+    /// replay).
+    pub async fn release_claim(&self, key: &str) -> Result<(), StoreError> {
+        each!(self, s => s.release_claim(key).await)
+    }
+
+    /// Stores a value that [`Store::take_temp`] returns at most once.
+    pub async fn put_temp(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.put_temp(key, value, ttl).await)
+    }
+
+    /// Returns and removes a value stored by [`Store::put_temp`] (atomic:
+    /// two concurrent takes never both get it).
+    pub async fn take_temp(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        each!(self, s => s.take_temp(key).await)
+    }
+
+    /// Takes a lock for `ttl` unless someone holds it; `None` if held.
+    pub async fn try_lock(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<LockToken>, StoreError> {
+        each!(self, s => s.try_lock(key, ttl).await)
+    }
+
+    /// Releases a lock if `token` still holds it (after its ttl someone
+    /// else may).
+    pub async fn unlock(&self, key: &str, token: &LockToken) -> Result<(), StoreError> {
+        each!(self, s => s.unlock(key, token).await)
+    }
+
+    /// Whether the store answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        each!(self, s => s.ping().await)
+    }
+}
+
+/// A duration in whole milliseconds, at least 1 (Redis refuses `PX 0`) and
+/// at most ten years (Redis refuses expiries that overflow its clock).
+pub(crate) fn ms(d: Duration) -> u64 {
+    const TEN_YEARS_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
+    u64::try_from(d.as_millis())
+        .unwrap_or(u64::MAX)
+        .clamp(1, TEN_YEARS_MS)
+}

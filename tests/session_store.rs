@@ -1,0 +1,880 @@
+//! The session layer against real stores: the embedded memory store and a
+//! real `redis-server` started per test on a free port.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use portcullis::config::{RedisConfig, SameSite, Secret, SessionConfig, StoreConfig};
+use portcullis::session::store::{MemoryStore, Store};
+use portcullis::session::{NewSession, SessionError, Sessions, StoreKey};
+use tokio::sync::broadcast;
+
+const SECRET_A: &str = "test-secret-A-0123456789abcdef0123456789";
+const SECRET_B: &str = "test-secret-B-0123456789abcdef0123456789";
+const ISS: &str = "https://idp.example";
+
+/// A `redis-server` of our own, killed on drop.
+struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisServer {
+            child: Some(child),
+            port,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    async fn raw(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn config(store: StoreConfig, idle: Duration, max: Duration) -> SessionConfig {
+    SessionConfig {
+        secrets: vec![Secret::new(SECRET_A)],
+        cookie_name: "portcullis".into(),
+        cookie_domain: None,
+        cookie_samesite: SameSite::Lax,
+        persistent: false,
+        idle_timeout: idle,
+        max_lifetime: max,
+        store,
+    }
+}
+
+fn redis_store(r: &RedisServer, cache_ttl: Duration) -> StoreConfig {
+    StoreConfig::Redis(RedisConfig {
+        url: Secret::new(r.url()),
+        cache_ttl,
+    })
+}
+
+fn login(sub: &str, sid: Option<&str>) -> NewSession {
+    NewSession {
+        iss: ISS.into(),
+        sub: sub.into(),
+        sid: sid.map(Into::into),
+        email: Some(format!("{sub}@example.com")),
+        email_verified: true,
+        preferred_username: Some(sub.into()),
+        groups: vec!["staff".into()],
+        id_token: format!("id-token-of-{sub}"),
+        access_token: format!("access-token-of-{sub}"),
+        access_token_expires_at: Some(SystemTime::now() + Duration::from_secs(300)),
+        refresh_token: Some("refresh".into()),
+    }
+}
+
+const LONG: Duration = Duration::from_secs(3600);
+
+/// Runs one async test body over the memory store and over a fresh Redis.
+macro_rules! both_stores {
+    ($mem:ident, $red:ident, $body:ident, $idle:expr, $max:expr) => {
+        #[tokio::test]
+        async fn $mem() {
+            let s = Sessions::new(&config(StoreConfig::Memory, $idle, $max))
+                .await
+                .unwrap();
+            $body(s).await;
+        }
+        #[tokio::test]
+        async fn $red() {
+            let r = RedisServer::start();
+            let s = Sessions::new(&config(
+                redis_store(&r, Duration::from_secs(5)),
+                $idle,
+                $max,
+            ))
+            .await
+            .unwrap();
+            $body(s).await;
+        }
+    };
+}
+
+async fn create_load_delete(s: Sessions) {
+    let (id, created) = s.create(login("alice", Some("sid-1"))).await.unwrap();
+    let cookie = id.to_cookie_value();
+    let loaded = s.load(&cookie).await.unwrap().expect("session loads");
+    assert_eq!(loaded.record.sub, "alice");
+    assert_eq!(loaded.record.sid.as_deref(), Some("sid-1"));
+    assert_eq!(loaded.record.id_token, "id-token-of-alice");
+    assert_eq!(loaded.key(), created.key());
+    assert_eq!(
+        loaded
+            .expires_at()
+            .duration_since(loaded.created_at())
+            .unwrap(),
+        LONG
+    );
+    // The logout CSRF token belongs to this session only.
+    let csrf = s.csrf_token(&loaded);
+    assert!(s.verify_csrf(&loaded, &csrf));
+    assert!(!s.verify_csrf(&loaded, ""));
+    assert!(!s.verify_csrf(&loaded, &csrf[..csrf.len() - 1]));
+    assert!(!s.verify_csrf(&loaded, "not base64 !"));
+    // A second login is a new session with a new id.
+    let (id2, _) = s.create(login("alice", Some("sid-1"))).await.unwrap();
+    assert_ne!(id2.to_cookie_value(), cookie);
+    let second = s.load(&id2.to_cookie_value()).await.unwrap().unwrap();
+    assert!(!s.verify_csrf(&second, &csrf), "another session's token");
+
+    // Garbage and unknown ids are "no session", not errors.
+    for bad in [
+        "",
+        "x",
+        "not a cookie at all",
+        &"A".repeat(43),
+        &"€".repeat(20),
+    ] {
+        assert!(s.load(bad).await.unwrap().is_none(), "{bad:?}");
+    }
+
+    let mut rx = s.revocations();
+    assert!(s.delete(&loaded).await.unwrap());
+    assert!(s.load(&cookie).await.unwrap().is_none());
+    assert!(
+        !s.delete(&loaded).await.unwrap(),
+        "second delete finds nothing"
+    );
+    let revoked = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+        .await
+        .expect("revocation announced")
+        .unwrap();
+    assert_eq!(&revoked, loaded.key());
+    assert!(s.load(&id2.to_cookie_value()).await.unwrap().is_some());
+}
+both_stores!(
+    memory_create_load_delete,
+    redis_create_load_delete,
+    create_load_delete,
+    LONG,
+    LONG
+);
+
+async fn idle_expiry(s: Sessions) {
+    // idle 1.5 s: kept alive by activity, gone after a quiet spell.
+    let (id, _) = s.create(login("bob", None)).await.unwrap();
+    let c = id.to_cookie_value();
+    for _ in 0..7 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(s.load(&c).await.unwrap().is_some(), "activity keeps it");
+    }
+    // 2.1 s after creation, past one idle period: it slid. Now stay quiet.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(s.load(&c).await.unwrap().is_none(), "idle timeout ends it");
+    assert!(s.list_by_sub(ISS, "bob").await.unwrap().is_empty());
+}
+both_stores!(
+    memory_idle_expiry,
+    redis_idle_expiry,
+    idle_expiry,
+    Duration::from_millis(1500),
+    LONG
+);
+
+async fn absolute_expiry(s: Sessions) {
+    // max 2 s, idle long: activity does not extend the absolute lifetime.
+    let (id, _) = s.create(login("carol", None)).await.unwrap();
+    let c = id.to_cookie_value();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(1300) {
+        assert!(s.load(&c).await.unwrap().is_some());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(s.load(&c).await.unwrap().is_none(), "max_lifetime ends it");
+}
+both_stores!(
+    memory_absolute_expiry,
+    redis_absolute_expiry,
+    absolute_expiry,
+    LONG,
+    Duration::from_millis(2000)
+);
+
+async fn sliding_is_throttled(s: Sessions) {
+    // idle 20 s → written at most every 2 s.
+    assert_eq!(s.slide_interval(), Duration::from_secs(2));
+    let (id, created) = s.create(login("dave", None)).await.unwrap();
+    let c = id.to_cookie_value();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let a = s.load(&c).await.unwrap().unwrap();
+    assert_eq!(a.last_seen(), created.last_seen(), "no write within 2 s");
+    tokio::time::sleep(Duration::from_millis(1400)).await;
+    let peek = s.load_without_slide(&c).await.unwrap().unwrap();
+    assert_eq!(peek.last_seen(), created.last_seen(), "peek never slides");
+    let b = s.load(&c).await.unwrap().unwrap();
+    assert!(b.last_seen() > created.last_seen(), "slid after 2 s");
+    let stored = s.load_without_slide(&c).await.unwrap().unwrap();
+    assert_eq!(stored.last_seen(), b.last_seen(), "slide reached the store");
+    assert!(stored.idle_expires_at() > created.idle_expires_at());
+    assert_eq!(
+        stored.expires_at(),
+        created.expires_at(),
+        "absolute never slides"
+    );
+}
+both_stores!(
+    memory_sliding_is_throttled,
+    redis_sliding_is_throttled,
+    sliding_is_throttled,
+    Duration::from_secs(20),
+    LONG
+);
+
+async fn indexes_follow_sessions(s: Sessions) {
+    let (a1, _) = s.create(login("erin", Some("idp-sid-1"))).await.unwrap();
+    let (a2, _) = s.create(login("erin", Some("idp-sid-2"))).await.unwrap();
+    let (other, _) = s.create(login("frank", Some("idp-sid-3"))).await.unwrap();
+    let listed = s.list_by_sub(ISS, "erin").await.unwrap();
+    assert_eq!(listed.len(), 2);
+    // Index keys are keyed hashes: a sub in another issuer is another user.
+    assert!(
+        s.list_by_sub("https://other.idp", "erin")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Deleting one session removes it from both indexes.
+    let s1 = s.load(&a1.to_cookie_value()).await.unwrap().unwrap();
+    assert!(s.delete(&s1).await.unwrap());
+    let listed = s.list_by_sub(ISS, "erin").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(s.delete_by_sid(ISS, "idp-sid-1").await.unwrap(), 0);
+
+    // Back-channel by sid ends exactly that IdP session.
+    assert_eq!(s.delete_by_sid(ISS, "idp-sid-2").await.unwrap(), 1);
+    assert!(s.load(&a2.to_cookie_value()).await.unwrap().is_none());
+    assert!(s.list_by_sub(ISS, "erin").await.unwrap().is_empty());
+    assert_eq!(s.delete_by_sid(ISS, "idp-sid-2").await.unwrap(), 0);
+    assert!(s.load(&other.to_cookie_value()).await.unwrap().is_some());
+    assert_eq!(
+        s.delete_by_sid("https://other.idp", "idp-sid-3")
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(s.load(&other.to_cookie_value()).await.unwrap().is_some());
+}
+both_stores!(
+    memory_indexes_follow_sessions,
+    redis_indexes_follow_sessions,
+    indexes_follow_sessions,
+    LONG,
+    LONG
+);
+
+async fn delete_by_sub_created_before(s: Sessions) {
+    let (old, _) = s.create(login("gina", None)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let iat = SystemTime::now();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let (new, _) = s.create(login("gina", None)).await.unwrap();
+    let (bystander, _) = s.create(login("hank", None)).await.unwrap();
+
+    assert_eq!(s.delete_by_sub(ISS, "gina", Some(iat)).await.unwrap(), 1);
+    assert!(s.load(&old.to_cookie_value()).await.unwrap().is_none());
+    assert!(s.load(&new.to_cookie_value()).await.unwrap().is_some());
+    assert_eq!(s.delete_by_sub(ISS, "gina", None).await.unwrap(), 1);
+    assert!(s.load(&new.to_cookie_value()).await.unwrap().is_none());
+    assert!(
+        s.load(&bystander.to_cookie_value())
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+both_stores!(
+    memory_delete_by_sub_created_before,
+    redis_delete_by_sub_created_before,
+    delete_by_sub_created_before,
+    LONG,
+    LONG
+);
+
+async fn single_use_values(s: Sessions) {
+    let ttl = Duration::from_secs(60);
+    assert!(s.claim_once("jti-1", ttl).await.unwrap());
+    assert!(!s.claim_once("jti-1", ttl).await.unwrap(), "replay refused");
+    assert!(s.claim_once("jti-2", ttl).await.unwrap());
+    s.release_claim("jti-2").await.unwrap();
+    assert!(s.claim_once("jti-2", ttl).await.unwrap(), "released claim");
+    assert!(!s.claim_once("jti-1", ttl).await.unwrap(), "others stay");
+    // A short claim lapses.
+    assert!(
+        s.claim_once("jti-3", Duration::from_millis(100))
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(s.claim_once("jti-3", ttl).await.unwrap());
+    // Extreme durations are clamped, not a panic or a store error.
+    assert!(s.claim_once("jti-4", Duration::MAX).await.unwrap());
+    assert!(!s.claim_once("jti-4", Duration::ZERO).await.unwrap());
+
+    s.put_temp("state-1", b"/return".to_vec(), ttl)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.take_temp("state-1").await.unwrap().as_deref(),
+        Some(&b"/return"[..])
+    );
+    assert_eq!(s.take_temp("state-1").await.unwrap(), None, "single use");
+    assert_eq!(s.take_temp("never-put").await.unwrap(), None);
+    s.put_temp("state-2", b"x".to_vec(), Duration::from_millis(100))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(s.take_temp("state-2").await.unwrap(), None, "time-limited");
+
+    // Concurrent takes: exactly one wins.
+    s.put_temp("state-3", b"y".to_vec(), ttl).await.unwrap();
+    let takes: Vec<_> = (0..16)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.take_temp("state-3").await.unwrap() })
+        })
+        .collect();
+    let mut won = 0;
+    for t in takes {
+        won += usize::from(t.await.unwrap().is_some());
+    }
+    assert_eq!(won, 1);
+
+    let t = s
+        .try_lock("refresh:k", ttl)
+        .await
+        .unwrap()
+        .expect("free lock");
+    assert!(
+        s.try_lock("refresh:k", ttl).await.unwrap().is_none(),
+        "held"
+    );
+    s.unlock("refresh:k", &t).await.unwrap();
+    let t2 = s
+        .try_lock("refresh:k", Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert!(t2.is_some(), "free after unlock");
+    // An expired holder's unlock does not release the next holder's lock.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let _t3 = s.try_lock("refresh:k", ttl).await.unwrap().expect("lapsed");
+    s.unlock("refresh:k", &t2.unwrap()).await.unwrap();
+    assert!(s.try_lock("refresh:k", ttl).await.unwrap().is_none());
+    s.ready().await.unwrap();
+}
+both_stores!(
+    memory_single_use_values,
+    redis_single_use_values,
+    single_use_values,
+    LONG,
+    LONG
+);
+
+#[tokio::test]
+async fn memory_rotation_and_update() {
+    let cfg_a = config(StoreConfig::Memory, LONG, LONG);
+    let (tx, _) = broadcast::channel(16);
+    let store = Store::Memory(MemoryStore::new(1 << 24, 1000, tx.clone()));
+    let old = Sessions::with_store(&cfg_a, store.clone(), tx.clone()).unwrap();
+    let (id, _) = old.create(login("ivy", None)).await.unwrap();
+
+    let mut cfg_ba = cfg_a.clone();
+    cfg_ba.secrets = vec![Secret::new(SECRET_B), Secret::new(SECRET_A)];
+    let rotated = Sessions::with_store(&cfg_ba, store.clone(), tx.clone()).unwrap();
+    let mut s = rotated
+        .load(&id.to_cookie_value())
+        .await
+        .unwrap()
+        .expect("old key opens");
+    // The refresh writes it under the new key; the old key alone can no
+    // longer read it, the new list can.
+    s.record.access_token = "refreshed".into();
+    assert!(rotated.update(&s).await.unwrap());
+    let again = rotated.load(&id.to_cookie_value()).await.unwrap().unwrap();
+    assert_eq!(again.record.access_token, "refreshed");
+    assert!(old.load(&id.to_cookie_value()).await.unwrap().is_none());
+
+    let mut cfg_b = cfg_a.clone();
+    cfg_b.secrets = vec![Secret::new(SECRET_B)];
+    let (id2, _) = old.create(login("ivy", None)).await.unwrap();
+    let only_new = Sessions::with_store(&cfg_b, store, tx).unwrap();
+    assert!(
+        only_new
+            .load(&id2.to_cookie_value())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // An update after a delete does not bring the session back.
+    assert!(rotated.delete(&again).await.unwrap());
+    assert!(!rotated.update(&again).await.unwrap());
+    assert!(rotated.load(&id.to_cookie_value()).await.unwrap().is_none());
+}
+
+/// moka's default admission (TinyLFU) can refuse a new key when the cache is
+/// full of popular ones; the memory store uses LRU so a login never vanishes.
+#[tokio::test]
+async fn memory_store_always_admits_new_sessions() {
+    let (tx, _) = broadcast::channel(16);
+    let blob = vec![7u8; 768]; // weighs 768 + 256 = 1 KiB
+    let m = MemoryStore::new(64 * 1024, 1000, tx.clone());
+    let store = Store::Memory(m.clone());
+    let idx = |i: u64| portcullis::session::store::IndexRefs {
+        sid: None,
+        sub: format!("user-{i}"),
+        created_at_ms: i,
+    };
+    let keys: Vec<StoreKey> = (0..64)
+        .map(|i| StoreKey::from_stored(&format!("{:0>43}", i)).unwrap())
+        .collect();
+    for (i, k) in keys.iter().enumerate() {
+        store
+            .insert(k, blob.clone(), &idx(i as u64), LONG)
+            .await
+            .unwrap();
+    }
+    // Make the old entries popular.
+    for _ in 0..20 {
+        for k in &keys {
+            let _ = store.get(k, false).await.unwrap();
+        }
+    }
+    m.run_pending_tasks().await;
+    for n in 0..20u64 {
+        let fresh = StoreKey::from_stored(&format!("{:z>42}{}", "", n % 10)).unwrap();
+        let fresh = if n < 10 {
+            fresh
+        } else {
+            StoreKey::from_stored(&format!("{:y>42}{}", "", n % 10)).unwrap()
+        };
+        store
+            .insert(&fresh, blob.clone(), &idx(1000 + n), LONG)
+            .await
+            .unwrap();
+        m.run_pending_tasks().await;
+        assert!(
+            store.get(&fresh, false).await.unwrap().is_some(),
+            "new session {n} was refused"
+        );
+    }
+    // Still bounded: the least recently used went.
+    let mut alive = 0;
+    for k in &keys {
+        alive += usize::from(store.get(k, false).await.unwrap().is_some());
+    }
+    assert!(alive <= 64 - 20, "{alive} old entries alive");
+}
+
+#[tokio::test]
+async fn redis_revocation_reaches_other_instance_within_cache_ttl() {
+    let r = RedisServer::start();
+    let cfg = config(redis_store(&r, Duration::from_secs(60)), LONG, LONG);
+    let a = Sessions::new(&cfg).await.unwrap();
+    let b = Sessions::new(&cfg).await.unwrap();
+    let (id, _) = a.create(login("jack", Some("sid-j"))).await.unwrap();
+    let c = id.to_cookie_value();
+    let on_b = b.load(&c).await.unwrap().expect("B sees A's session");
+
+    // A token refresh on A is seen by B at once, despite B's cached copy.
+    let mut s = a.load(&c).await.unwrap().unwrap();
+    s.record.access_token = "refreshed-on-a".into();
+    assert!(a.update(&s).await.unwrap());
+    let deadline = Instant::now() + Duration::from_millis(500);
+    loop {
+        let t = b.load_without_slide(&c).await.unwrap().unwrap();
+        if t.record.access_token == "refreshed-on-a" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "B kept a stale copy");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Logout on A: B stops serving it at once and announces it.
+    let mut rx = b.revocations();
+    assert!(a.delete(&s).await.unwrap());
+    let got = tokio::time::timeout(Duration::from_millis(500), rx.recv())
+        .await
+        .expect("B heard the revocation")
+        .unwrap();
+    assert_eq!(&got, on_b.key());
+    assert!(b.load(&c).await.unwrap().is_none());
+
+    // Back-channel by sid on B reaches A too.
+    let (id2, _) = a.create(login("jack", Some("sid-j2"))).await.unwrap();
+    assert!(a.load(&id2.to_cookie_value()).await.unwrap().is_some());
+    assert_eq!(b.delete_by_sid(ISS, "sid-j2").await.unwrap(), 1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(a.load(&id2.to_cookie_value()).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn redis_local_cache_is_bounded_by_cache_ttl() {
+    // A lost message (here: a deletion behind the gateway's back, no
+    // publish) costs at most cache_ttl.
+    let r = RedisServer::start();
+    let cfg = config(redis_store(&r, Duration::from_millis(600)), LONG, LONG);
+    let s = Sessions::new(&cfg).await.unwrap();
+    let (id, created) = s.create(login("kim", None)).await.unwrap();
+    let c = id.to_cookie_value();
+    assert!(s.load(&c).await.unwrap().is_some());
+    let mut raw = r.raw().await;
+    let n: i64 = redis::cmd("DEL")
+        .arg(format!("portcullis:s:{}", created.key()))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert!(
+        s.load(&c).await.unwrap().is_some(),
+        "served from the local cache"
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(s.load(&c).await.unwrap().is_none(), "not past cache_ttl");
+
+    // Keys in Redis are hashes: neither the cookie nor the sub appears.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let (id2, _) = s.create(login("kim", Some("sid-k"))).await.unwrap();
+    let keys2: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(keys2.len() > keys.len());
+    for k in keys2 {
+        assert!(
+            !k.contains(&id2.to_cookie_value()) && !k.contains("kim") && !k.contains("sid-k"),
+            "{k}"
+        );
+    }
+
+    // A tampered record is no session.
+    let key2 = portcullis::session::SessionId::parse(&id2.to_cookie_value())
+        .unwrap()
+        .store_key();
+    let _: () = redis::cmd("HSET")
+        .arg(format!("portcullis:s:{key2}"))
+        .arg("b")
+        .arg(b"garbage".as_slice())
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(s.load(&id2.to_cookie_value()).await.unwrap().is_none());
+}
+
+fn is_store_error<T: std::fmt::Debug>(r: Result<T, SessionError>) -> bool {
+    matches!(r, Err(SessionError::Store(_)))
+}
+
+#[tokio::test]
+async fn redis_down_is_an_error_never_no_session() {
+    let mut r = RedisServer::start();
+    let cfg = config(redis_store(&r, Duration::from_millis(300)), LONG, LONG);
+    let s = Sessions::new(&cfg).await.unwrap();
+    let (id, _) = s.create(login("lee", Some("sid-l"))).await.unwrap();
+    s.ready().await.unwrap();
+    r.kill();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let c = id.to_cookie_value();
+    let res = s.load(&c).await;
+    assert!(is_store_error(res), "load must fail, not say no session");
+    let other = portcullis::session::SessionId::parse(&"A".repeat(43)).unwrap();
+    assert!(is_store_error(s.load(&other.to_cookie_value()).await));
+    assert!(
+        is_store_error(s.claim_once("jti-x", LONG).await),
+        "never fail open"
+    );
+    assert!(is_store_error(s.take_temp("state").await));
+    assert!(is_store_error(s.delete_by_sid(ISS, "sid-l").await));
+    assert!(is_store_error(s.create(login("lee", None)).await));
+    assert!(is_store_error(s.ready().await));
+    // Malformed cookies need no store: still plainly "no session".
+    assert!(s.load("junk").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn redis_subscriber_reconnects_after_restart() {
+    let mut r = RedisServer::start();
+    let port = r.port;
+    let cfg = config(redis_store(&r, Duration::from_secs(60)), LONG, LONG);
+    let a = Sessions::new(&cfg).await.unwrap();
+    let b = Sessions::new(&cfg).await.unwrap();
+    r.kill();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Same port again (Redis is empty now, like a failover to a fresh node).
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _r2 = RedisServer {
+        child: Some(child),
+        port,
+    };
+    let Store::Redis(bs) = b.store() else {
+        panic!("redis store expected")
+    };
+    assert!(
+        bs.wait_subscribed(Duration::from_secs(10)).await,
+        "B resubscribed"
+    );
+    let Store::Redis(as_) = a.store() else {
+        panic!("redis store expected")
+    };
+    assert!(as_.wait_subscribed(Duration::from_secs(10)).await);
+    // The connection manager reconnects too (allow a retry or two).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (id, _) = loop {
+        match a.create(login("mo", None)).await {
+            Ok(x) => break x,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("A did not reconnect: {e}"),
+        }
+    };
+    let c = id.to_cookie_value();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let s = loop {
+        match b.load(&c).await {
+            Ok(Some(s)) => break s,
+            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            other => panic!("B did not reconnect: {other:?}"),
+        }
+    };
+    let mut rx = b.revocations();
+    assert!(a.delete(&s).await.unwrap());
+    tokio::time::timeout(Duration::from_millis(500), rx.recv())
+        .await
+        .expect("revocation after reconnect")
+        .unwrap();
+    assert!(b.load(&c).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn redis_resubscribe_clears_local_cache() {
+    // Messages sent while the subscription was down are lost, so a
+    // resubscription must forget everything cached.
+    let r = RedisServer::start();
+    let cfg = config(redis_store(&r, Duration::from_secs(60)), LONG, LONG);
+    let s = Sessions::new(&cfg).await.unwrap();
+    let (id, created) = s.create(login("nell", None)).await.unwrap();
+    let c = id.to_cookie_value();
+    assert!(s.load(&c).await.unwrap().is_some());
+    let mut raw = r.raw().await;
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("portcullis:s:{}", created.key()))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(s.load(&c).await.unwrap().is_some(), "cached, message lost");
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while s.load(&c).await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "cache survived a resubscription");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_record_ttl_follows_the_idle_timer() {
+    // The store itself forgets an idle session: its PTTL is the idle
+    // window, refreshed only when a slide is written (every 2 s here).
+    let r = RedisServer::start();
+    let cfg = config(
+        redis_store(&r, Duration::from_secs(5)),
+        Duration::from_secs(20),
+        LONG,
+    );
+    let s = Sessions::new(&cfg).await.unwrap();
+    let (id, created) = s.create(login("olga", None)).await.unwrap();
+    let c = id.to_cookie_value();
+    let raw = r.raw().await;
+    let rk = format!("portcullis:s:{}", created.key());
+    let pttl = |mut raw: redis::aio::MultiplexedConnection, rk: String| async move {
+        redis::cmd("PTTL")
+            .arg(rk)
+            .query_async::<i64>(&mut raw)
+            .await
+            .unwrap()
+    };
+    let t0 = pttl(raw.clone(), rk.clone()).await;
+    assert!((19_000..=20_000).contains(&t0), "{t0}");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    for _ in 0..10 {
+        s.load(&c).await.unwrap().unwrap();
+    }
+    let t1 = pttl(raw.clone(), rk.clone()).await;
+    assert!(t1 <= 19_100, "loads within 2 s wrote nothing: {t1}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    s.load_without_slide(&c).await.unwrap().unwrap();
+    let t2 = pttl(raw.clone(), rk.clone()).await;
+    assert!(t2 <= 18_000, "a peek wrote nothing: {t2}");
+    s.load(&c).await.unwrap().unwrap();
+    let t3 = pttl(raw.clone(), rk.clone()).await;
+    assert!(t3 >= 19_500, "the slide reset the idle window: {t3}");
+}
+
+/// `rediss://`: the gateway talks TLS to Redis and verifies the server
+/// against the system roots. The trusted run happens in a child process of
+/// this test binary with `SSL_CERT_FILE` naming the test CA, so no test
+/// mutates its own environment.
+#[tokio::test]
+async fn redis_over_tls_verifies_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert = dir.path().join("redis.crt");
+    let key = dir.path().join("redis.key");
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--tls-auth-clients",
+            "no",
+        ])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .arg("--tls-ca-cert-file")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = RedisServer {
+        child: Some(child),
+        port,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "redis-server (tls) did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = format!("rediss://127.0.0.1:{port}/0");
+
+    // Untrusted server certificate: an error, never a session.
+    let cfg = config(
+        StoreConfig::Redis(RedisConfig {
+            url: Secret::new(url.clone()),
+            cache_ttl: Duration::from_secs(5),
+        }),
+        LONG,
+        LONG,
+    );
+    let s = Sessions::new(&cfg).await.unwrap();
+    assert!(is_store_error(s.create(login("pat", None)).await));
+    assert!(is_store_error(s.ready().await));
+
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "redis_over_tls_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("SSL_CERT_FILE", &cert)
+        .env("PORTCULLIS_TEST_REDISS_URL", &url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "trusted TLS run failed:\n{text}");
+    assert!(text.contains("1 passed"), "{text}");
+}
+
+#[tokio::test]
+#[ignore = "run by redis_over_tls_verifies_the_server in a child process"]
+async fn redis_over_tls_child() {
+    let url = std::env::var("PORTCULLIS_TEST_REDISS_URL").unwrap();
+    let cfg = config(
+        StoreConfig::Redis(RedisConfig {
+            url: Secret::new(url),
+            cache_ttl: Duration::from_secs(5),
+        }),
+        LONG,
+        LONG,
+    );
+    let s = Sessions::new(&cfg).await.unwrap();
+    let Store::Redis(r) = s.store() else {
+        panic!("redis store expected")
+    };
+    assert!(r.is_subscribed(), "subscription over TLS");
+    create_load_delete(s).await;
+}
