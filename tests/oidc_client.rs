@@ -1,0 +1,523 @@
+//! The OIDC client against a real OpenID Provider (oidc-provider 9.13.3 via
+//! tests/idp): discovery and readiness, a full login over HTTP, the
+//! callback's state/nonce/iss/PKCE checks, refresh, and revocation.
+
+mod support;
+
+use std::time::Duration;
+
+use portcullis::config::{OidcConfig, Secret};
+use portcullis::oidc::{
+    CallbackQuery, LoginResult, LoginState, OidcClient, OidcError, OidcOptions, ProviderOptions,
+    RefreshError,
+};
+use support::idp::{Idp, IdpClient, IdpOptions, browser, free_port};
+use url::Url;
+
+const CLIENT_ID: &str = "portcullis";
+const CLIENT_SECRET: &str = "portcullis-test-secret";
+
+/// A gateway origin for redirect URIs. Nothing listens there: the browser
+/// driver stops at the first redirect that leaves the IdP.
+fn gateway_origin() -> String {
+    format!("http://127.0.0.1:{}", free_port())
+}
+
+fn callback_url(origin: &str) -> Url {
+    Url::parse(&format!("{origin}/.portcullis/callback")).expect("callback URL")
+}
+
+fn config(issuer: &str) -> OidcConfig {
+    OidcConfig {
+        issuer: Url::parse(issuer).expect("issuer URL"),
+        client_id: CLIENT_ID.to_owned(),
+        client_secret: Some(Secret::new(CLIENT_SECRET)),
+        scopes: vec!["openid".into(), "email".into(), "profile".into()],
+        auth_params: Vec::new(),
+        end_session_endpoint: None,
+        logout_params: Vec::new(),
+        frontchannel_frame_ancestors: Vec::new(),
+        backchannel_require_exp: true,
+    }
+}
+
+/// Short retry delays so the late-IdP test is quick.
+fn fast_options() -> OidcOptions {
+    OidcOptions {
+        provider: ProviderOptions {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(500),
+            ..ProviderOptions::default()
+        },
+        ..OidcOptions::default()
+    }
+}
+
+struct Setup {
+    idp: Idp,
+    client: OidcClient,
+    origin: String,
+}
+
+async fn setup(options: IdpOptions, origin: String) -> Setup {
+    let idp = Idp::start(options);
+    let client = OidcClient::with_options(&config(idp.issuer()), fast_options()).expect("client");
+    assert!(
+        client.provider().wait_ready(Duration::from_secs(10)).await,
+        "discovery did not complete"
+    );
+    Setup {
+        idp,
+        client,
+        origin,
+    }
+}
+
+async fn start_default() -> Setup {
+    let origin = gateway_origin();
+    let options = IdpOptions::with_client(IdpClient::gateway(CLIENT_ID, CLIENT_SECRET, &origin));
+    setup(options, origin).await
+}
+
+/// Starts a login and drives the IdP as `user`; returns the login state
+/// and the callback query the browser would bring back.
+async fn login_at_idp(s: &Setup, user: &str) -> (LoginState, CallbackQuery) {
+    let start = s
+        .client
+        .start_login(&callback_url(&s.origin), "/app?x=1")
+        .expect("start login");
+    let back = s
+        .idp
+        .login(&browser(), &start.authorization_url, user)
+        .await;
+    assert_eq!(
+        back.as_str().split('?').next(),
+        Some(callback_url(&s.origin).as_str()),
+        "the IdP sends the browser to the callback"
+    );
+    let query = CallbackQuery::parse(back.query().unwrap_or("")).expect("callback query");
+    (start.state, query)
+}
+
+async fn full_login(s: &Setup, user: &str) -> LoginResult {
+    let (state, query) = login_at_idp(s, user).await;
+    s.client
+        .finish_login(&state, &query, &callback_url(&s.origin))
+        .await
+        .expect("finish login")
+}
+
+#[tokio::test]
+async fn discovery_loads_metadata_and_keys() {
+    let s = start_default().await;
+    assert!(s.client.ready());
+    let meta = s.client.provider().metadata().expect("metadata");
+    let issuer = s.idp.issuer();
+    assert_eq!(meta.issuer, issuer);
+    assert_eq!(
+        meta.end_session_endpoint.as_ref().map(Url::as_str),
+        Some(format!("{issuer}/session/end").as_str())
+    );
+    assert_eq!(
+        meta.revocation_endpoint.as_ref().map(Url::as_str),
+        Some(format!("{issuer}/token/revocation").as_str())
+    );
+    assert_eq!(
+        meta.introspection_endpoint.as_ref().map(Url::as_str),
+        Some(format!("{issuer}/token/introspection").as_str())
+    );
+    assert!(meta.iss_parameter_supported);
+    assert!(meta.backchannel_logout_supported);
+    assert_eq!(meta.jwt_algorithms(), vec![jsonwebtoken::Algorithm::RS256]);
+
+    // The key cache serves back-channel logout validation.
+    let provider = s.client.provider();
+    provider
+        .decoding_key(Some("keystore-CHANGE-ME"), jsonwebtoken::Algorithm::RS256)
+        .await
+        .expect("the IdP's development key");
+    assert!(matches!(
+        provider
+            .decoding_key(Some("forged-kid"), jsonwebtoken::Algorithm::RS256)
+            .await,
+        Err(OidcError::UnknownKey)
+    ));
+    assert!(matches!(
+        provider
+            .decoding_key(Some("keystore-CHANGE-ME"), jsonwebtoken::Algorithm::HS256)
+            .await,
+        Err(OidcError::DisallowedAlg)
+    ));
+    assert!(
+        matches!(
+            provider
+                .decoding_key(Some("keystore-CHANGE-ME"), jsonwebtoken::Algorithm::PS256)
+                .await,
+            Err(OidcError::DisallowedAlg),
+        ),
+        "only algorithms the IdP advertises for ID tokens"
+    );
+}
+
+#[tokio::test]
+async fn end_session_override_wins() {
+    let idp = Idp::start(IdpOptions::default());
+    let mut cfg = config(idp.issuer());
+    cfg.end_session_endpoint = Some(Url::parse("https://logout.example.com/bye").expect("url"));
+    let client = OidcClient::with_options(&cfg, fast_options()).expect("client");
+    assert!(client.provider().wait_ready(Duration::from_secs(10)).await);
+    let meta = client.provider().metadata().expect("metadata");
+    assert_eq!(
+        meta.end_session_endpoint.as_ref().map(Url::as_str),
+        Some("https://logout.example.com/bye")
+    );
+}
+
+#[tokio::test]
+async fn authorization_url_has_code_flow_pkce_nonce_state() {
+    let s = start_default().await;
+    let mut cfg = config(s.idp.issuer());
+    cfg.scopes.push("groups".into());
+    cfg.auth_params = vec![("prompt".into(), "login".into())];
+    let client = OidcClient::with_options(&cfg, fast_options()).expect("client");
+    assert!(client.provider().wait_ready(Duration::from_secs(10)).await);
+    let start = client
+        .start_login(&callback_url(&s.origin), "/")
+        .expect("start");
+    let url = &start.authorization_url;
+    assert!(
+        url.as_str()
+            .starts_with(&format!("{}/auth?", s.idp.issuer()))
+    );
+    let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(q["response_type"], "code");
+    assert_eq!(q["response_mode"], "query");
+    assert_eq!(q["client_id"], CLIENT_ID);
+    assert_eq!(q["redirect_uri"], callback_url(&s.origin).as_str());
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["state"], start.state.state);
+    assert_eq!(q["nonce"], start.state.nonce);
+    assert_eq!(q["prompt"], "login");
+    assert_eq!(q["scope"], "openid email profile groups");
+    assert!(start.state.state.len() >= 43, "state carries 256 bits");
+    assert!(
+        !format!("{:?}", start.state).contains(&start.state.pkce_verifier),
+        "Debug hides the verifier"
+    );
+
+    // Reserved parameters cannot be overridden.
+    let mut bad = config(s.idp.issuer());
+    bad.auth_params = vec![("state".into(), "fixed".into())];
+    assert!(matches!(OidcClient::new(&bad), Err(OidcError::Config(_))));
+}
+
+#[tokio::test]
+async fn full_login_yields_alices_identity() {
+    let s = start_default().await;
+    let result = full_login(&s, "alice").await;
+    let c = &result.claims;
+    assert_eq!(c.iss, s.idp.issuer());
+    assert_eq!(c.sub, "alice");
+    assert_eq!(c.email.as_deref(), Some("alice@example.com"));
+    assert!(c.email_verified);
+    assert_eq!(c.preferred_username.as_deref(), Some("alice"));
+    assert_eq!(c.groups, vec!["admins".to_owned(), "staff".to_owned()]);
+    assert!(
+        c.sid.as_deref().is_some_and(|sid| !sid.is_empty()),
+        "sid present for a back-channel client"
+    );
+    assert!(result.refresh_token.is_some(), "refresh token issued");
+    let expires = result.access_token_expires_at.expect("expires_in");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    assert!(expires > now + 3000 && expires <= now + 3601);
+    assert_eq!(result.id_token.expose().split('.').count(), 3);
+    assert!(
+        s.idp
+            .introspect(CLIENT_ID, CLIENT_SECRET, result.access_token.expose())
+            .await
+    );
+    // Nothing secret in Debug output.
+    let debug = format!("{result:?}");
+    assert!(!debug.contains(result.access_token.expose()));
+}
+
+#[tokio::test]
+async fn unknown_user_has_unverified_email_and_no_groups() {
+    let s = start_default().await;
+    let result = full_login(&s, "carol").await;
+    assert_eq!(result.claims.sub, "carol");
+    assert_eq!(result.claims.email.as_deref(), Some("carol@example.net"));
+    assert!(!result.claims.email_verified);
+    assert!(result.claims.groups.is_empty());
+}
+
+#[tokio::test]
+async fn tampered_state_is_rejected() {
+    let s = start_default().await;
+    let (state, mut query) = login_at_idp(&s, "alice").await;
+    query.state = Some(format!("{}x", state.state));
+    let err = s
+        .client
+        .finish_login(&state, &query, &callback_url(&s.origin))
+        .await
+        .expect_err("tampered state");
+    assert!(matches!(err, OidcError::StateMismatch), "{err:?}");
+
+    query.state = None;
+    let err = s
+        .client
+        .finish_login(&state, &query, &callback_url(&s.origin))
+        .await
+        .expect_err("missing state");
+    assert!(matches!(err, OidcError::StateMismatch), "{err:?}");
+}
+
+#[tokio::test]
+async fn wrong_nonce_is_rejected() {
+    let s = start_default().await;
+    let (mut state, query) = login_at_idp(&s, "alice").await;
+    state.nonce = "not-the-nonce-that-was-sent".into();
+    let err = s
+        .client
+        .finish_login(&state, &query, &callback_url(&s.origin))
+        .await
+        .expect_err("wrong nonce");
+    assert!(
+        matches!(&err, OidcError::IdToken(m) if m.contains("nonce")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn issuer_mismatch_and_missing_iss_are_rejected() {
+    let s = start_default().await;
+    let (state, mut query) = login_at_idp(&s, "alice").await;
+    assert_eq!(
+        query.iss.as_deref(),
+        Some(s.idp.issuer()),
+        "the IdP sends iss"
+    );
+
+    query.iss = Some("http://127.0.0.1:1/evil".into());
+    let err = s
+        .client
+        .finish_login(&state, &query, &callback_url(&s.origin))
+        .await
+        .expect_err("iss mismatch");
+    assert!(matches!(err, OidcError::IssuerMismatch), "{err:?}");
+
+    // This IdP advertises RFC 9207 support, so a missing iss is an attack.
+    query.iss = None;
+    let err = s
+        .client
+        .finish_login(&state, &query, &callback_url(&s.origin))
+        .await
+        .expect_err("missing iss");
+    assert!(matches!(err, OidcError::MissingIssuer), "{err:?}");
+
+    // The untouched response still works: the checks above did not
+    // consume the code.
+    query.iss = Some(s.idp.issuer().to_owned());
+    s.client
+        .finish_login(&state, &query, &callback_url(&s.origin))
+        .await
+        .expect("genuine response");
+}
+
+#[tokio::test]
+async fn wrong_pkce_verifier_and_code_replay_fail_at_the_idp() {
+    let s = start_default().await;
+    let (mut state, query) = login_at_idp(&s, "alice").await;
+    let genuine = state.pkce_verifier.clone();
+    state.pkce_verifier = "A".repeat(43);
+    let err = s
+        .client
+        .finish_login(&state, &query, &callback_url(&s.origin))
+        .await
+        .expect_err("wrong verifier");
+    assert!(matches!(err, OidcError::InvalidGrant), "{err:?}");
+
+    // The genuine verifier redeems the code once; a replay is refused.
+    state.pkce_verifier = genuine;
+    s.client
+        .finish_login(&state, &query, &callback_url(&s.origin))
+        .await
+        .expect("right verifier");
+    let err = s
+        .client
+        .finish_login(&state, &query, &callback_url(&s.origin))
+        .await
+        .expect_err("replayed code");
+    assert!(matches!(err, OidcError::InvalidGrant), "{err:?}");
+}
+
+#[tokio::test]
+async fn idp_error_response_is_reported() {
+    let s = start_default().await;
+    let start = s
+        .client
+        .start_login(&callback_url(&s.origin), "/")
+        .expect("start");
+    let query = CallbackQuery {
+        state: Some(start.state.state.clone()),
+        iss: Some(s.idp.issuer().to_owned()),
+        error: Some("access_denied".into()),
+        error_description: Some("End-User aborted interaction".into()),
+        code: None,
+    };
+    let err = s
+        .client
+        .finish_login(&start.state, &query, &callback_url(&s.origin))
+        .await
+        .expect_err("error response");
+    assert!(
+        matches!(&err, OidcError::Authorization { error, .. } if error == "access_denied"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn expired_login_state_is_rejected() {
+    let s = start_default().await;
+    let (mut state, query) = login_at_idp(&s, "alice").await;
+    state.created_at -= 601;
+    let err = s
+        .client
+        .finish_login(&state, &query, &callback_url(&s.origin))
+        .await
+        .expect_err("stale login");
+    assert!(matches!(err, OidcError::LoginExpired), "{err:?}");
+}
+
+#[tokio::test]
+async fn refresh_returns_new_tokens_after_access_token_expiry() {
+    let origin = gateway_origin();
+    let options = IdpOptions {
+        access_token_ttl: Some(2),
+        ..IdpOptions::with_client(IdpClient::gateway(CLIENT_ID, CLIENT_SECRET, &origin))
+    };
+    let s = setup(options, origin).await;
+    let login = full_login(&s, "alice").await;
+    let refresh_token = login.refresh_token.clone().expect("refresh token");
+
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert!(
+        !s.idp
+            .introspect(CLIENT_ID, CLIENT_SECRET, login.access_token.expose())
+            .await,
+        "the short-lived access token has expired"
+    );
+
+    let refreshed = s
+        .client
+        .refresh(refresh_token.expose(), &login.claims)
+        .await
+        .expect("refresh");
+    assert_ne!(refreshed.access_token.expose(), login.access_token.expose());
+    assert!(
+        s.idp
+            .introspect(CLIENT_ID, CLIENT_SECRET, refreshed.access_token.expose())
+            .await,
+        "the new access token is active"
+    );
+    assert!(refreshed.access_token_expires_at.is_some());
+    let claims = refreshed.claims.expect("a new ID token on refresh");
+    assert_eq!(claims.sub, "alice");
+    assert_eq!(claims.groups, login.claims.groups);
+    assert_eq!(claims.sid, login.claims.sid);
+    assert!(refreshed.id_token.is_some());
+}
+
+#[tokio::test]
+async fn invalid_refresh_token_ends_the_session() {
+    let s = start_default().await;
+    let login = full_login(&s, "alice").await;
+    let err = s
+        .client
+        .refresh("not-a-refresh-token", &login.claims)
+        .await
+        .expect_err("bogus refresh token");
+    assert!(matches!(err, RefreshError::InvalidGrant), "{err:?}");
+    assert!(err.ends_session());
+}
+
+#[tokio::test]
+async fn unreachable_idp_keeps_the_session() {
+    let s = start_default().await;
+    let login = full_login(&s, "alice").await;
+    let refresh_token = login.refresh_token.clone().expect("refresh token");
+    let Setup { idp, client, .. } = s;
+    drop(idp); // the IdP goes away
+    let err = client
+        .refresh(refresh_token.expose(), &login.claims)
+        .await
+        .expect_err("IdP down");
+    assert!(matches!(err, RefreshError::Transient(_)), "{err:?}");
+    assert!(!err.ends_session());
+}
+
+#[tokio::test]
+async fn revocation_makes_tokens_inactive() {
+    let s = start_default().await;
+    let login = full_login(&s, "alice").await;
+    let refresh = login.refresh_token.clone().expect("refresh token");
+    let (id, secret) = (CLIENT_ID, CLIENT_SECRET);
+    assert!(s.idp.introspect(id, secret, refresh.expose()).await);
+    assert!(
+        s.idp
+            .introspect(id, secret, login.access_token.expose())
+            .await
+    );
+
+    s.client
+        .spawn_revoke(Some(refresh.clone()), Some(login.access_token.clone()))
+        .await
+        .expect("revocation task");
+
+    assert!(!s.idp.introspect(id, secret, refresh.expose()).await);
+    assert!(
+        !s.idp
+            .introspect(id, secret, login.access_token.expose())
+            .await
+    );
+    let err = s
+        .client
+        .refresh(refresh.expose(), &login.claims)
+        .await
+        .expect_err("revoked refresh token");
+    assert!(matches!(err, RefreshError::InvalidGrant), "{err:?}");
+}
+
+#[tokio::test]
+async fn gateway_waits_for_an_idp_that_starts_late() {
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let client = OidcClient::with_options(&config(&issuer), fast_options()).expect("client");
+    let origin = gateway_origin();
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!client.ready(), "not ready while the IdP is down");
+    assert!(matches!(
+        client.start_login(&callback_url(&origin), "/"),
+        Err(OidcError::NotReady)
+    ));
+
+    let idp = Idp::start(IdpOptions {
+        port: Some(port),
+        ..IdpOptions::with_client(IdpClient::gateway(CLIENT_ID, CLIENT_SECRET, &origin))
+    });
+    assert!(
+        client.provider().wait_ready(Duration::from_secs(10)).await,
+        "ready once the IdP answers"
+    );
+    assert_eq!(
+        client.provider().metadata().expect("metadata").issuer,
+        idp.issuer()
+    );
+    client
+        .start_login(&callback_url(&origin), "/")
+        .expect("login can start");
+}
