@@ -82,14 +82,21 @@ async fn start_default() -> Setup {
 /// Starts a login and drives the IdP as `user`; returns the login state
 /// and the callback query the browser would bring back.
 async fn login_at_idp(s: &Setup, user: &str) -> (LoginState, CallbackQuery) {
+    login_with(s, &browser(), user).await
+}
+
+/// [`login_at_idp`] with a given browser (its cookie jar keeps the IdP
+/// session, for a logout later).
+async fn login_with(
+    s: &Setup,
+    browser: &reqwest::Client,
+    user: &str,
+) -> (LoginState, CallbackQuery) {
     let start = s
         .client
         .start_login(&callback_url(&s.origin), "/app?x=1")
         .expect("start login");
-    let back = s
-        .idp
-        .login(&browser(), &start.authorization_url, user)
-        .await;
+    let back = s.idp.login(browser, &start.authorization_url, user).await;
     assert_eq!(
         back.as_str().split('?').next(),
         Some(callback_url(&s.origin).as_str()),
@@ -520,4 +527,181 @@ async fn gateway_waits_for_an_idp_that_starts_late() {
     client
         .start_login(&callback_url(&origin), "/")
         .expect("login can start");
+}
+
+#[tokio::test]
+async fn forged_key_ids_refetch_the_jwks_at_most_once_per_interval() {
+    let origin = gateway_origin();
+    let idp = Idp::start(IdpOptions {
+        log_requests: true,
+        ..IdpOptions::with_client(IdpClient::gateway(CLIENT_ID, CLIENT_SECRET, &origin))
+    });
+    let mut options = fast_options();
+    options.provider.jwks_min_refetch_interval = Duration::from_secs(1);
+    let client = OidcClient::with_options(&config(idp.issuer()), options).expect("client");
+    assert!(client.provider().wait_ready(Duration::from_secs(10)).await);
+    assert_eq!(idp.requests("GET", "/jwks"), 1, "one fetch at discovery");
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for i in 0..20 {
+        let kid = format!("forged-{i}");
+        let result = client
+            .provider()
+            .decoding_key(Some(&kid), jsonwebtoken::Algorithm::RS256)
+            .await;
+        assert!(matches!(result, Err(OidcError::UnknownKey)));
+    }
+    assert_eq!(
+        idp.requests("GET", "/jwks"),
+        2,
+        "twenty unknown kids cause one refetch"
+    );
+    // The real key still works without another fetch.
+    client
+        .provider()
+        .decoding_key(Some("keystore-CHANGE-ME"), jsonwebtoken::Algorithm::RS256)
+        .await
+        .expect("known key");
+    assert_eq!(idp.requests("GET", "/jwks"), 2);
+}
+
+/// A stand-in for the gateway's back-channel receiver: records each POST
+/// body and answers 200.
+async fn backchannel_receiver(
+    listener: tokio::net::TcpListener,
+) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    use http_body_util::BodyExt;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            let body = req.into_body().collect().await?.to_bytes();
+                            let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
+                            Ok::<_, hyper::Error>(hyper::Response::new(http_body_util::Empty::<
+                                bytes::Bytes,
+                            >::new(
+                            )))
+                        }
+                    },
+                );
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
+            });
+        }
+    });
+    rx
+}
+
+#[tokio::test]
+async fn rp_initiated_logout_delivers_a_verifiable_backchannel_token() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind receiver");
+    let origin = format!(
+        "http://127.0.0.1:{}",
+        listener.local_addr().expect("addr").port()
+    );
+    let mut received = backchannel_receiver(listener).await;
+    let options = IdpOptions::with_client(IdpClient::gateway(CLIENT_ID, CLIENT_SECRET, &origin));
+    let s = setup(options, origin.clone()).await;
+
+    let browser = browser();
+    let (state, query) = login_with(&s, &browser, "alice").await;
+    let login = s
+        .client
+        .finish_login(&state, &query, &callback_url(&s.origin))
+        .await
+        .expect("login");
+    let sid = login.claims.sid.clone().expect("sid");
+
+    let done = format!("{origin}/.portcullis/logout/done");
+    let back = s
+        .idp
+        .logout(
+            &browser,
+            &[
+                ("id_token_hint", login.id_token.expose()),
+                ("post_logout_redirect_uri", &done),
+                ("state", "logout-state-1"),
+            ],
+        )
+        .await
+        .expect("redirect after logout");
+    assert_eq!(back.as_str(), format!("{done}?state=logout-state-1"));
+
+    // The IdP POSTed the logout token before redirecting.
+    let body = received.try_recv().unwrap_or_else(|_| {
+        panic!(
+            "no back-channel logout arrived; IdP log:\n{}",
+            s.idp.stderr()
+        )
+    });
+    let token = form_urlencoded::parse(body.as_bytes())
+        .find(|(k, _)| k == "logout_token")
+        .map(|(_, v)| v.into_owned())
+        .expect("logout_token field");
+
+    // Validate it with the provider's key cache, as the receiver will.
+    let header = jsonwebtoken::decode_header(&token).expect("JWT header");
+    assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
+    let key = s
+        .client
+        .provider()
+        .decoding_key(header.kid.as_deref(), header.alg)
+        .await
+        .expect("signing key");
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_audience(&[CLIENT_ID]);
+    validation.set_issuer(&[s.idp.issuer()]);
+    let claims = jsonwebtoken::decode::<serde_json::Value>(&token, &key, &validation)
+        .expect("valid logout token")
+        .claims;
+    assert_eq!(claims["sid"], sid.as_str());
+    assert_eq!(claims["sub"], "alice");
+    assert!(claims["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
+    assert!(claims.get("nonce").is_none());
+
+    // The tokens of that IdP session are gone too.
+    let refresh = login.refresh_token.expect("refresh token");
+    let err = s
+        .client
+        .refresh(refresh.expose(), &login.claims)
+        .await
+        .expect_err("refresh after IdP logout");
+    assert!(matches!(err, RefreshError::InvalidGrant), "{err:?}");
+}
+
+#[tokio::test]
+async fn auto_submit_logout_page_submits_itself() {
+    let origin = gateway_origin();
+    let s = setup(
+        IdpOptions {
+            auto_submit_logout: true,
+            ..IdpOptions::with_client(IdpClient::gateway(CLIENT_ID, CLIENT_SECRET, &origin))
+        },
+        origin,
+    )
+    .await;
+    let browser = browser();
+    let _ = login_with(&s, &browser, "bob").await;
+    let page = browser
+        .get(format!(
+            "{}/session/end?client_id={CLIENT_ID}",
+            s.idp.issuer()
+        ))
+        .send()
+        .await
+        .expect("GET end_session")
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("id=\"op.logoutForm\""), "{page}");
+    assert!(page.contains("f.submit()"), "{page}");
 }

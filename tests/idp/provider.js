@@ -18,11 +18,12 @@
 //     "idTokenTtl": 3600,
 //     "refreshTokenTtl": 1209600,
 //     "autoSubmitLogout": false,    // end-session page submits itself (browser tests)
+//     "logRequests": false,         // one "REQ <method> <path>" line per request on stderr
 //     "jwks": { "keys": [ ... ] }   // private signing keys; default: dev keystore
 //   }
 // Environment variables override the file: IDP_PORT, IDP_HOST, IDP_ISSUER,
 // IDP_ACCESS_TOKEN_TTL, IDP_ID_TOKEN_TTL, IDP_REFRESH_TOKEN_TTL,
-// IDP_AUTO_SUBMIT_LOGOUT=1, IDP_CLIENTS (a JSON array).
+// IDP_AUTO_SUBMIT_LOGOUT=1, IDP_LOG_REQUESTS=1, IDP_CLIENTS (a JSON array).
 //
 // When it listens it prints exactly one line to stdout:
 //   READY http://127.0.0.1:PORT
@@ -53,6 +54,9 @@ function loadSettings() {
     autoSubmitLogout: env.IDP_AUTO_SUBMIT_LOGOUT
       ? env.IDP_AUTO_SUBMIT_LOGOUT === '1' || env.IDP_AUTO_SUBMIT_LOGOUT === 'true'
       : Boolean(fromFile.autoSubmitLogout),
+    logRequests: env.IDP_LOG_REQUESTS
+      ? env.IDP_LOG_REQUESTS === '1' || env.IDP_LOG_REQUESTS === 'true'
+      : Boolean(fromFile.logRequests),
     jwks: fromFile.jwks,
   };
 }
@@ -247,7 +251,15 @@ async function main() {
     process.stderr.write(`server_error: ${err.stack}\n`);
   });
 
-  handler = provider.callback();
+  // With logRequests, tests can count what the gateway asked for (e.g.
+  // that forged key ids do not make it refetch the JWKS every time).
+  const callback = provider.callback();
+  handler = settings.logRequests
+    ? (req, res) => {
+      process.stderr.write(`REQ ${req.method} ${req.url.split('?')[0]}\n`);
+      callback(req, res);
+    }
+    : callback;
   process.stdout.write(`READY ${issuer}\n`);
 
   const stop = () => server.close(() => process.exit(0));

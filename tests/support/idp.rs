@@ -97,6 +97,9 @@ pub struct IdpOptions {
     pub refresh_token_ttl: Option<u64>,
     /// End-session confirmation page submits itself (browser tests).
     pub auto_submit_logout: bool,
+    /// Log `REQ <method> <path>` per request to stderr (see
+    /// [`Idp::requests`]).
+    pub log_requests: bool,
 }
 
 impl IdpOptions {
@@ -169,6 +172,7 @@ impl Idp {
             "idTokenTtl": options.id_token_ttl.unwrap_or(3600),
             "refreshTokenTtl": options.refresh_token_ttl.unwrap_or(14 * 24 * 3600),
             "autoSubmitLogout": options.auto_submit_logout,
+            "logRequests": options.log_requests,
         });
         let mut file = tempfile::NamedTempFile::new().expect("temp config file");
         serde_json::to_writer(&mut file, &config).expect("write IdP config");
@@ -244,6 +248,13 @@ impl Idp {
     /// What the IdP wrote to stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// How many requests `METHOD path` the IdP has received (needs
+    /// `log_requests`).
+    pub fn requests(&self, method: &str, path: &str) -> usize {
+        let needle = format!("REQ {method} {path}");
+        self.stderr().lines().filter(|l| *l == needle).count()
     }
 
     /// Whether `url` is on the IdP's origin.
