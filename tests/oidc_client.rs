@@ -181,6 +181,41 @@ async fn end_session_override_wins() {
 }
 
 #[tokio::test]
+async fn end_session_url_carries_hint_client_state_and_logout_params() {
+    // Before discovery (IdP down), the configured override still works.
+    let mut cfg = config(&format!("http://127.0.0.1:{}", free_port()));
+    cfg.end_session_endpoint =
+        Some(Url::parse("https://idp.example.com/logout?tenant=t1").expect("url"));
+    cfg.logout_params = vec![("federated".into(), "1".into())];
+    let client = OidcClient::with_options(&cfg, fast_options()).expect("client");
+    let done = Url::parse("http://127.0.0.1:8080/.portcullis/logout/done").expect("url");
+    let url = client
+        .end_session_url(Some("hint.jwt.sig"), &done, "st")
+        .expect("override");
+    assert_eq!(
+        url.as_str(),
+        "https://idp.example.com/logout?tenant=t1&id_token_hint=hint.jwt.sig&client_id=portcullis\
+         &post_logout_redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2F.portcullis%2Flogout%2Fdone\
+         &state=st&federated=1"
+    );
+    // Without a session there is no hint.
+    let url = client.end_session_url(None, &done, "st").expect("override");
+    assert!(!url.as_str().contains("id_token_hint"));
+
+    // No override and no metadata: nowhere to send the user.
+    let bare = OidcClient::with_options(
+        &config(&format!("http://127.0.0.1:{}", free_port())),
+        fast_options(),
+    )
+    .expect("client");
+    assert!(bare.end_session_url(None, &done, "st").is_none());
+
+    // logout_params cannot override what the gateway sets.
+    cfg.logout_params = vec![("state".into(), "x".into())];
+    assert!(matches!(OidcClient::new(&cfg), Err(OidcError::Config(_))));
+}
+
+#[tokio::test]
 async fn authorization_url_has_code_flow_pkce_nonce_state() {
     let s = start_default().await;
     let mut cfg = config(s.idp.issuer());
@@ -622,16 +657,23 @@ async fn rp_initiated_logout_delivers_a_verifiable_backchannel_token() {
     let sid = login.claims.sid.clone().expect("sid");
 
     let done = format!("{origin}/.portcullis/logout/done");
+    let end_session = s
+        .client
+        .end_session_url(
+            Some(login.id_token.expose()),
+            &Url::parse(&done).expect("url"),
+            "logout-state-1",
+        )
+        .expect("end-session URL");
+    let params: Vec<(String, String)> = end_session.query_pairs().into_owned().collect();
+    assert!(params.contains(&("client_id".into(), CLIENT_ID.into())));
+    let params: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let back = s
         .idp
-        .logout(
-            &browser,
-            &[
-                ("id_token_hint", login.id_token.expose()),
-                ("post_logout_redirect_uri", &done),
-                ("state", "logout-state-1"),
-            ],
-        )
+        .logout(&browser, &params)
         .await
         .expect("redirect after logout");
     assert_eq!(back.as_str(), format!("{done}?state=logout-state-1"));

@@ -189,3 +189,78 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A one-connection server that reads the request and then runs `reply`.
+    async fn server<F, Fut>(reply: F) -> url::Url
+    where
+        F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            if let Ok((mut stream, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                reply(stream).await;
+            }
+        });
+        url::Url::parse(&format!("http://{addr}/x")).expect("url")
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_times_out() {
+        let url = server(|stream| async move {
+            // Hold the connection open without answering.
+            let _open = stream;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        })
+        .await;
+        let client = HttpClient::new(true, Duration::from_millis(200), 1024).expect("client");
+        let started = std::time::Instant::now();
+        let err = client.get_json(&url).await.expect_err("timeout");
+        assert!(matches!(err, HttpError::Timeout), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn an_oversized_body_is_refused() {
+        let url = server(|mut s| async move {
+            let body = vec![b'a'; 5000];
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+            let _ = s.write_all(head.as_bytes()).await;
+            let _ = s.write_all(&body).await;
+        })
+        .await;
+        let client = HttpClient::new(true, Duration::from_secs(5), 1024).expect("client");
+        let err = client.get_json(&url).await.expect_err("too large");
+        assert!(matches!(err, HttpError::TooLarge(1024)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_small_body_is_read_whole() {
+        let url = server(|mut s| async move {
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                .await;
+        })
+        .await;
+        let client = HttpClient::new(true, Duration::from_secs(5), 1024).expect("client");
+        let response = client.get_json(&url).await.expect("response");
+        assert_eq!(response.body(), b"{}");
+    }
+
+    #[tokio::test]
+    async fn an_https_issuer_never_talks_plain_http() {
+        let client = HttpClient::new(false, Duration::from_secs(1), 1024).expect("client");
+        let url = url::Url::parse("http://127.0.0.1:9/x").expect("url");
+        let err = client.get_json(&url).await.expect_err("refused");
+        assert!(matches!(err, HttpError::InsecureScheme(_)), "{err:?}");
+    }
+}

@@ -5,10 +5,13 @@
 //! and a [`LoginState`] for the caller to keep (sealed in a cookie),
 //! [`OidcClient::finish_login`] turns that state and the callback query into
 //! a [`LoginResult`], [`OidcClient::refresh`] and [`OidcClient::revoke`] act
-//! on a session's tokens. Redirect URIs are per public origin
+//! on a session's tokens, and [`OidcClient::end_session_url`] builds the
+//! IdP logout redirect. [`Provider::decoding_key`] serves back-channel
+//! logout token validation. Redirect URIs are per public origin
 //! (`<origin>/.portcullis/callback`), so callers pass them in.
 
 pub mod callback;
+pub mod end_session;
 pub mod http;
 pub mod id_token;
 pub mod login;
@@ -150,11 +153,21 @@ const RESERVED_AUTH_PARAMS: &[&str] = &[
     "request_uri",
 ];
 
+/// End-session parameters the gateway sets itself.
+const RESERVED_LOGOUT_PARAMS: &[&str] = &[
+    "id_token_hint",
+    "client_id",
+    "post_logout_redirect_uri",
+    "state",
+];
+
 struct ClientInner {
     client_id: ClientId,
     client_secret: Option<ClientSecret>,
     scopes: Vec<String>,
     auth_params: Vec<(String, String)>,
+    logout_params: Vec<(String, String)>,
+    end_session_override: Option<url::Url>,
     provider: Provider,
     http: HttpClient,
     options: OidcOptions,
@@ -216,6 +229,15 @@ impl OidcClient {
                 "auth_params may not set {name:?}: the gateway sets it"
             )));
         }
+        if let Some((name, _)) = cfg
+            .logout_params
+            .iter()
+            .find(|(n, _)| RESERVED_LOGOUT_PARAMS.contains(&n.as_str()))
+        {
+            return Err(OidcError::Config(format!(
+                "logout_params may not set {name:?}: the gateway sets it"
+            )));
+        }
         let allow_http = cfg.issuer.scheme() == "http";
         let http = HttpClient::new(allow_http, options.http_timeout, options.max_response_bytes)?;
         let provider = Provider::start(
@@ -239,6 +261,8 @@ impl OidcClient {
                     .cloned()
                     .collect(),
                 auth_params: cfg.auth_params.clone(),
+                logout_params: cfg.logout_params.clone(),
+                end_session_override: cfg.end_session_endpoint.clone(),
                 provider,
                 http,
                 options,
