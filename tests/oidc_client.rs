@@ -747,3 +747,44 @@ async fn auto_submit_logout_page_submits_itself() {
     assert!(page.contains("id=\"op.logoutForm\""), "{page}");
     assert!(page.contains("f.submit()"), "{page}");
 }
+
+#[tokio::test]
+async fn id_tokens_signed_with_a_rotated_key_are_accepted_after_a_refetch() {
+    let origin = gateway_origin();
+    let port = free_port();
+    let registration = || IdpOptions {
+        port: Some(port),
+        ..IdpOptions::with_client(IdpClient::gateway(CLIENT_ID, CLIENT_SECRET, &origin))
+    };
+    let before = Idp::start(registration());
+    let mut options = fast_options();
+    options.provider.jwks_min_refetch_interval = Duration::from_millis(500);
+    let client = OidcClient::with_options(&config(before.issuer()), options).expect("client");
+    assert!(client.provider().wait_ready(Duration::from_secs(10)).await);
+    drop(before);
+
+    // The IdP comes back on the same issuer with a new signing key.
+    let after = Idp::start(IdpOptions {
+        fresh_signing_key: true,
+        log_requests: true,
+        ..registration()
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let s = Setup {
+        idp: after,
+        client,
+        origin,
+    };
+    let result = full_login(&s, "bob").await;
+    assert_eq!(result.claims.sub, "bob");
+    assert_eq!(
+        s.idp.requests("GET", "/jwks"),
+        1,
+        "one refetch for the new kid"
+    );
+    let kid = jsonwebtoken::decode_header(result.id_token.expose())
+        .expect("header")
+        .kid
+        .expect("kid");
+    assert!(kid.starts_with("fresh-"), "{kid}");
+}

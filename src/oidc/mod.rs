@@ -212,8 +212,9 @@ pub(crate) type TokenClient = Client<
 
 impl OidcClient {
     /// Builds the client and starts discovery in the background (see
-    /// [`Provider`]); never fails because the IdP is down. Must be called
-    /// inside a Tokio runtime.
+    /// [`Provider`]); never fails because the IdP is down. Fails on
+    /// reserved `auth_params`/`logout_params`, on a TLS setup error, or
+    /// outside a Tokio runtime.
     pub fn new(cfg: &OidcConfig) -> Result<Self, OidcError> {
         Self::with_options(cfg, OidcOptions::default())
     }

@@ -282,8 +282,9 @@ impl std::fmt::Debug for Provider {
 
 impl Provider {
     /// Starts loading the IdP's metadata and keys in the background; the
-    /// provider is not ready until both are loaded. Must be called inside a
-    /// Tokio runtime.
+    /// provider is not ready until both are loaded. Needs a Tokio runtime
+    /// (an error, not a panic, without one). The task stops when the last
+    /// clone is dropped (e.g. after a configuration reload).
     pub fn start(
         issuer: &Url,
         end_session_override: Option<Url>,
@@ -295,6 +296,8 @@ impl Provider {
             issuer.as_str().trim_end_matches('/')
         ))
         .map_err(|e| OidcError::Config(format!("issuer: {e}")))?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| OidcError::Config("the OIDC client needs a Tokio runtime".into()))?;
         let stop = CancellationToken::new();
         let inner = Arc::new(Inner {
             issuer: issuer.clone(),
@@ -308,7 +311,7 @@ impl Provider {
             ready: watch::channel(false).0,
             _stop: stop.clone().drop_guard(),
         });
-        tokio::spawn(keep_loaded(Arc::downgrade(&inner), stop));
+        runtime.spawn(keep_loaded(Arc::downgrade(&inner), stop));
         Ok(Provider { inner })
     }
 
@@ -593,5 +596,13 @@ mod tests {
         assert!(keys.find(Some("nope"), Algorithm::RS256).is_none());
         // Without kid: exactly one fitting key, else nothing.
         assert!(keys.find(None, Algorithm::ES256).is_some());
+    }
+
+    #[test]
+    fn outside_a_runtime_start_is_an_error_not_a_panic() {
+        let http = HttpClient::new(true, Duration::from_secs(1), 1024).expect("client");
+        let issuer = Url::parse("http://127.0.0.1:9").expect("url");
+        let result = Provider::start(&issuer, None, http, ProviderOptions::default());
+        assert!(matches!(result, Err(OidcError::Config(_))));
     }
 }

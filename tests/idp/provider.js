@@ -19,16 +19,19 @@
 //     "refreshTokenTtl": 1209600,
 //     "autoSubmitLogout": false,    // end-session page submits itself (browser tests)
 //     "logRequests": false,         // one "REQ <method> <path>" line per request on stderr
+//     "freshSigningKey": false,     // sign with a new random RSA key (key rotation tests)
 //     "jwks": { "keys": [ ... ] }   // private signing keys; default: dev keystore
 //   }
 // Environment variables override the file: IDP_PORT, IDP_HOST, IDP_ISSUER,
 // IDP_ACCESS_TOKEN_TTL, IDP_ID_TOKEN_TTL, IDP_REFRESH_TOKEN_TTL,
-// IDP_AUTO_SUBMIT_LOGOUT=1, IDP_LOG_REQUESTS=1, IDP_CLIENTS (a JSON array).
+// IDP_AUTO_SUBMIT_LOGOUT=1, IDP_LOG_REQUESTS=1, IDP_FRESH_SIGNING_KEY=1,
+// IDP_CLIENTS (a JSON array).
 //
 // When it listens it prints exactly one line to stdout:
 //   READY http://127.0.0.1:PORT
 // (the issuer). Everything else goes to stderr.
 
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import process from 'node:process';
@@ -57,8 +60,19 @@ function loadSettings() {
     logRequests: env.IDP_LOG_REQUESTS
       ? env.IDP_LOG_REQUESTS === '1' || env.IDP_LOG_REQUESTS === 'true'
       : Boolean(fromFile.logRequests),
+    freshSigningKey: env.IDP_FRESH_SIGNING_KEY
+      ? env.IDP_FRESH_SIGNING_KEY === '1' || env.IDP_FRESH_SIGNING_KEY === 'true'
+      : Boolean(fromFile.freshSigningKey),
     jwks: fromFile.jwks,
   };
+}
+
+// A new RS256 signing key with a random kid: an IdP restarted with it
+// looks like one that rotated its keys.
+function freshJwks() {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = privateKey.export({ format: 'jwk' });
+  return { keys: [{ ...jwk, kid: `fresh-${randomUUID()}`, use: 'sig', alg: 'RS256' }] };
 }
 
 // ---------------------------------------------------------------- accounts
@@ -241,6 +255,9 @@ async function main() {
   const { port } = server.address();
   const issuer = settings.issuer || `http://${settings.host}:${port}`;
 
+  if (settings.freshSigningKey) {
+    settings.jwks = freshJwks();
+  }
   const provider = new Provider(issuer, buildConfiguration(settings));
   // Log back-channel delivery failures: they are what a test looks at first
   // when a logout did not reach the gateway.

@@ -100,6 +100,9 @@ pub struct IdpOptions {
     /// Log `REQ <method> <path>` per request to stderr (see
     /// [`Idp::requests`]).
     pub log_requests: bool,
+    /// Sign with a new random RSA key (kid `fresh-…`) instead of the
+    /// development key: restart an IdP with it to simulate key rotation.
+    pub fresh_signing_key: bool,
 }
 
 impl IdpOptions {
@@ -173,6 +176,7 @@ impl Idp {
             "refreshTokenTtl": options.refresh_token_ttl.unwrap_or(14 * 24 * 3600),
             "autoSubmitLogout": options.auto_submit_logout,
             "logRequests": options.log_requests,
+            "freshSigningKey": options.fresh_signing_key,
         });
         let mut file = tempfile::NamedTempFile::new().expect("temp config file");
         serde_json::to_writer(&mut file, &config).expect("write IdP config");
