@@ -7,6 +7,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod gateway;
+pub mod idp;
 pub mod redis;
 pub mod upstream;
 
