@@ -12,16 +12,27 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use thiserror::Error;
 
+use crate::auth;
 use crate::config::{AuthMode, Config, PublicOrigin, Route};
+use crate::context::Ctx;
+use crate::logout;
+use crate::oidc::OidcClient;
 use crate::pages::{self, Body};
 use crate::proxy::{self, IdentityNames, Upstream};
 use crate::request::{ClientKind, Peer, hygiene, origin, path};
 use crate::server::framing::FramingFlag;
+use crate::session::Sessions;
 use crate::telemetry::{RouteMetrics, access_log};
 
 /// Why a gateway could not be built from a configuration.
 #[derive(Debug, Error)]
 pub enum GatewayError {
+    /// The session service could not be built.
+    #[error("sessions: {0}")]
+    Sessions(#[from] crate::session::SessionError),
+    /// The OIDC client could not be built.
+    #[error("oidc: {0}")]
+    Oidc(#[from] crate::oidc::OidcError),
     /// A route's upstream URL is unusable.
     #[error("route {index} ({prefix}): {source}")]
     Upstream {
@@ -64,6 +75,9 @@ struct ActiveRoute {
 /// Everything built from one configuration; replaced whole on reload.
 pub struct Gateway {
     config: Arc<Config>,
+    sessions: Option<Sessions>,
+    oidc: Option<OidcClient>,
+    logout_js: pages::Asset,
     routes: Vec<ActiveRoute>,
     identity: IdentityNames,
     /// Metrics for the gateway's own paths and for requests no route matched.
@@ -72,7 +86,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    fn build(config: &Config, tls: &Arc<rustls::ClientConfig>) -> Result<Self, GatewayError> {
+    fn build(
+        config: &Config,
+        tls: &Arc<rustls::ClientConfig>,
+        sessions: Option<Sessions>,
+        oidc: Option<OidcClient>,
+    ) -> Result<Self, GatewayError> {
         let mut routes = Vec::with_capacity(config.routes.len());
         for route in &config.routes {
             let client = proxy::client::build(route.connect_timeout, tls.clone());
@@ -96,6 +115,9 @@ impl Gateway {
         }
         Ok(Gateway {
             config: Arc::new(config.clone()),
+            sessions,
+            oidc,
+            logout_js: pages::logout_js(&config.logout),
             routes,
             identity: IdentityNames::new(config.headers.configured_names()),
             own_metrics: RouteMetrics::new("gateway"),
@@ -106,6 +128,16 @@ impl Gateway {
     /// The configuration this gateway was built from.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The session service, when `[session]` is configured.
+    pub fn sessions(&self) -> Option<&Sessions> {
+        self.sessions.as_ref()
+    }
+
+    /// The OIDC client, when `[oidc]` is configured.
+    pub fn oidc(&self) -> Option<&OidcClient> {
+        self.oidc.as_ref()
     }
 
     fn match_route(&self, path: &str, host: Option<&str>) -> Option<&ActiveRoute> {
@@ -158,7 +190,12 @@ impl App {
     /// Builds the application from a validated configuration.
     pub async fn new(config: &Config) -> Result<Self, GatewayError> {
         let upstream_tls = proxy::client::tls_config();
-        let gateway = Gateway::build(config, &upstream_tls)?;
+        let sessions = match &config.session {
+            Some(cfg) => Some(Sessions::new(cfg).await?),
+            None => None,
+        };
+        let oidc = config.oidc.as_ref().map(OidcClient::new).transpose()?;
+        let gateway = Gateway::build(config, &upstream_tls, sessions, oidc)?;
         Ok(App {
             current: ArcSwap::from_pointee(gateway),
             upstream_tls,
@@ -166,14 +203,35 @@ impl App {
     }
 
     /// Swaps in a new configuration; the old one finishes its requests.
+    /// Sessions survive when the store settings are unchanged (secrets and
+    /// timeouts may change); the OIDC client is kept when `[oidc]` is
+    /// unchanged, so a reload never makes the gateway forget the IdP.
     pub async fn reload(&self, config: &Config) -> Result<(), GatewayError> {
-        let old = self.current.load();
+        let old = self.current.load_full();
         if old.config.server.listen != config.server.listen
             || old.config.server.admin_listen != config.server.admin_listen
+            || old.config.server.tls.is_some() != config.server.tls.is_some()
         {
-            tracing::warn!("listen addresses changed: they take effect after a restart");
+            tracing::warn!("listen addresses or TLS changed: they take effect after a restart");
         }
-        let gateway = Gateway::build(config, &self.upstream_tls)?;
+        let sessions = match (&config.session, &old.config.session, &old.sessions) {
+            (Some(new), Some(prev), Some(sessions)) if new.store == prev.store => {
+                Some(sessions.reconfigure(new)?)
+            }
+            (Some(new), _, _) => {
+                if old.sessions.is_some() {
+                    tracing::warn!("session store changed: existing sessions are not carried over");
+                }
+                Some(Sessions::new(new).await?)
+            }
+            (None, _, _) => None,
+        };
+        let oidc = match (&config.oidc, &old.config.oidc, &old.oidc) {
+            (Some(new), Some(prev), Some(client)) if new == prev => Some(client.clone()),
+            (Some(new), _, _) => Some(OidcClient::new(new)?),
+            (None, _, _) => None,
+        };
+        let gateway = Gateway::build(config, &self.upstream_tls, sessions, oidc)?;
         self.current.store(Arc::new(gateway));
         Ok(())
     }
@@ -192,9 +250,18 @@ impl App {
         }
     }
 
-    /// Whether the gateway can serve: every dependency it needs is up.
+    /// Whether the gateway can serve: the IdP's metadata is loaded and the
+    /// session store answers.
     pub async fn readiness(&self) -> Vec<(&'static str, bool)> {
-        vec![("config", true)]
+        let gateway = self.gateway();
+        let mut checks = vec![("config", true)];
+        if let Some(oidc) = &gateway.oidc {
+            checks.push(("idp", oidc.ready()));
+        }
+        if let Some(sessions) = &gateway.sessions {
+            checks.push(("session_store", sessions.ready().await.is_ok()));
+        }
+        checks
     }
 
     /// Answers one request and writes its access-log line and metrics.
@@ -224,6 +291,51 @@ impl App {
             peer: conn.peer.ip(),
         });
         resp
+    }
+}
+
+impl Gateway {
+    /// The gateway's own endpoints, by path.
+    async fn own_path(
+        &self,
+        path: &str,
+        req: Request<Incoming>,
+        origin: &PublicOrigin,
+        kind: ClientKind,
+        request_id: &str,
+    ) -> Response<Body> {
+        if path == pages::LOGOUT_JS_PATH {
+            return self.logout_js.serve(&req);
+        }
+        let (Some(sessions), Some(oidc)) = (&self.sessions, &self.oidc) else {
+            return pages::error(
+                kind,
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "Login is not configured on this gateway.",
+            );
+        };
+        let ctx = Ctx {
+            config: &self.config,
+            sessions,
+            oidc,
+            origin,
+            kind,
+            request_id,
+        };
+        match path {
+            "/.portcullis/login" => auth::login::start(&ctx, req).await,
+            "/.portcullis/callback" => auth::callback::handle(&ctx, req).await,
+            "/.portcullis/session" => auth::session_info::handle(&ctx, req).await,
+            "/.portcullis/backchannel-logout" => logout::backchannel::handle(&ctx, req).await,
+            "/.portcullis/frontchannel-logout" => logout::frontchannel::handle(&ctx, req).await,
+            _ => pages::error(
+                kind,
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "No such gateway path.",
+            ),
+        }
     }
 }
 
@@ -278,14 +390,12 @@ impl Gateway {
         let host = authority.as_deref().map(origin::authority_host);
 
         // 4. The gateway's own paths never reach an upstream.
-        if path == "/.portcullis" || path.starts_with("/.portcullis/") {
+        if path == "/.portcullis"
+            || path.starts_with("/.portcullis/")
+            || path == self.config.logout.path
+        {
             log.route = &self.own_metrics;
-            return pages::error(
-                kind,
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "No such gateway path.",
-            );
+            return self.own_path(&path, req, public, kind, &log.id).await;
         }
 
         // 5. The route.
@@ -303,6 +413,42 @@ impl Gateway {
 
         // 6. The session (routes with auth = "session").
         let private_cache = active.route.auth == AuthMode::Session;
+        let mut set_headers = Vec::new();
+        let mut upgrade_deadline = None;
+        if private_cache {
+            let (Some(sessions), Some(oidc)) = (&self.sessions, &self.oidc) else {
+                // The config check makes session routes require [oidc] and [session].
+                log.error = Some("no_login");
+                return pages::error(
+                    kind,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Login is not configured.",
+                );
+            };
+            let ctx = Ctx {
+                config: &self.config,
+                sessions,
+                oidc,
+                origin: public,
+                kind,
+                request_id: &log.id,
+            };
+            let path_and_query = match req.uri().query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.clone(),
+            };
+            match auth::admit(&ctx, &req, &active.route, &path_and_query).await {
+                auth::Admission::Admit { headers, deadline } => {
+                    set_headers = headers;
+                    upgrade_deadline = deadline;
+                }
+                auth::Admission::Answer(resp, why) => {
+                    log.error = Some(why);
+                    return resp;
+                }
+            }
+        }
 
         // 7. The upstream.
         let peer = Peer {
@@ -316,11 +462,11 @@ impl Gateway {
             trusted_peer: origin::is_trusted(conn.peer.ip(), &self.config.server.trusted_proxies),
             origin: public,
             identity: &self.identity,
-            set_headers: Vec::new(),
+            set_headers,
             is_gateway_cookie: &|name| self.is_gateway_cookie(name),
             private_cache,
             request_id: &log.id,
-            upgrade_deadline: None,
+            upgrade_deadline,
         };
         match proxy::forward(req, forward).await {
             Ok(resp) => resp,

@@ -8,7 +8,9 @@
 //! listener.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
+pub mod context;
 pub mod destination;
 pub mod gateway;
 pub mod logout;

@@ -126,7 +126,7 @@ pub struct TlsConfig {
 }
 
 /// `[oidc]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OidcConfig {
     /// The issuer; discovery at `<issuer>/.well-known/openid-configuration`.
     ///
@@ -166,7 +166,7 @@ pub enum SameSite {
 }
 
 /// Where sessions live.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum StoreConfig {
     /// Embedded in-memory store (one instance).
     Memory,
@@ -175,7 +175,7 @@ pub enum StoreConfig {
 }
 
 /// `[session.redis]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RedisConfig {
     /// `redis://` or `rediss://` URL; may carry a password, so it is a secret.
     pub url: Secret,
@@ -184,7 +184,7 @@ pub struct RedisConfig {
 }
 
 /// `[session]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionConfig {
     /// Secrets, each ≥ 32 bytes: the first encrypts, any decrypts.
     pub secrets: Vec<Secret>,

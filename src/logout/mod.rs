@@ -1,4 +1,7 @@
 //! Ending sessions: RP-initiated logout (`/logout`), back-channel and
-//! front-channel logout receivers.
+//! front-channel logout receivers, and the event every ending records.
 
+pub mod backchannel;
+pub mod events;
+pub mod frontchannel;
 pub mod trigger;

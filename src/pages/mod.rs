@@ -4,6 +4,8 @@
 //! and no `Access-Control-Allow-*` header (SPEC "Responses the gateway
 //! makes").
 
+pub mod assets;
+
 use std::fmt::Write as _;
 
 use bytes::Bytes;
@@ -15,6 +17,7 @@ use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 
 use crate::request::ClientKind;
+pub use assets::{Asset, LOGOUT_JS_PATH, logout_js};
 
 /// The error type of response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

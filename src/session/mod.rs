@@ -121,6 +121,13 @@ impl Sessions {
         })
     }
 
+    /// The same store under a new `[session]` configuration (a reload that
+    /// rotates secrets or changes timeouts keeps every session). The store
+    /// settings themselves must be unchanged; the caller checks that.
+    pub fn reconfigure(&self, cfg: &SessionConfig) -> Result<Sessions, SessionError> {
+        Self::with_store(cfg, self.store.clone(), self.revoked.clone())
+    }
+
     /// The key ring, for other parts' sealed cookies and MACs (login state,
     /// logout state, CSRF).
     pub fn keys(&self) -> &KeyRing {

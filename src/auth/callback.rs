@@ -1,0 +1,205 @@
+//! `GET /.portcullis/callback`: the OIDC redirect URI. Finds the login
+//! state by its cookie, makes sure it is used once, lets the OIDC client
+//! check `state` and `iss` and exchange the code, then creates a brand-new
+//! session and sends the user to the page first asked for.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use http::header::{LOCATION, SET_COOKIE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::{login, login_state};
+use crate::context::Ctx;
+use crate::oidc::{CallbackQuery, LoginResult, OidcError};
+use crate::pages::{self, Body, Framing, Page};
+use crate::session::cookie as session_cookie;
+use crate::session::{NewSession, SessionError};
+
+/// A 400 page that explains and links to a fresh start.
+fn start_again(
+    ctx: &Ctx<'_>,
+    message: &str,
+    return_to: &str,
+    expire: Option<&str>,
+) -> Response<Body> {
+    let body = format!(
+        "<h1>Sign-in could not be completed</h1><p>{}</p><p><a href=\"{}\">Start again</a></p>",
+        pages::escape(message),
+        pages::escape(&login::login_url(ctx, return_to))
+    );
+    let mut resp = Page {
+        status: StatusCode::BAD_REQUEST,
+        title: "Sign-in could not be completed",
+        body_html: &body,
+        script: None,
+        framing: Framing::Deny,
+    }
+    .render();
+    if ctx.kind.wants_json() {
+        resp = pages::json(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({"error": "invalid_callback", "error_description": message,
+                                 "login_url": login::login_url(ctx, return_to)}),
+        );
+    }
+    if let Some(name) = expire
+        && let Ok(v) = HeaderValue::from_str(&login_state::expire_cookie(name, ctx.secure()))
+    {
+        resp.headers_mut().append(SET_COOKIE, v);
+    }
+    resp
+}
+
+fn new_session(result: LoginResult) -> NewSession {
+    NewSession {
+        iss: result.claims.iss,
+        sub: result.claims.sub,
+        sid: result.claims.sid,
+        email: result.claims.email,
+        email_verified: result.claims.email_verified,
+        preferred_username: result.claims.preferred_username,
+        groups: result.claims.groups,
+        id_token: result.id_token.expose().to_owned(),
+        access_token: result.access_token.expose().to_owned(),
+        access_token_expires_at: result
+            .access_token_expires_at
+            .map(|s| UNIX_EPOCH + Duration::from_secs(s)),
+        refresh_token: result.refresh_token.map(|t| t.expose().to_owned()),
+    }
+}
+
+fn store_unavailable(ctx: &Ctx<'_>, err: &SessionError) -> Response<Body> {
+    tracing::error!(request_id = ctx.request_id, error = %err, "session store unavailable at callback");
+    pages::error(
+        ctx.kind,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "Sessions cannot be stored right now. Try again shortly.",
+    )
+}
+
+/// Handles the callback.
+pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::GET {
+        return pages::error(
+            ctx.kind,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "Use GET.",
+        );
+    }
+    let Some(session_cfg) = ctx.config.session.as_ref() else {
+        return pages::error(
+            ctx.kind,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Login is not configured.",
+        );
+    };
+    let query = match CallbackQuery::parse(req.uri().query().unwrap_or("")) {
+        Ok(q) => q,
+        Err(err) => {
+            tracing::warn!(request_id = ctx.request_id, error = %err, "malformed callback");
+            return start_again(ctx, "The sign-in response was malformed.", "/", None);
+        }
+    };
+    let Some(state) = query.state.as_deref() else {
+        return start_again(ctx, "The sign-in response carried no state.", "/", None);
+    };
+    let name = login_state::cookie_name(session_cfg, state);
+    let keys = ctx.sessions.keys();
+    let login_cookie = session_cookie::read_session_cookie(req.headers(), &name);
+    let Some(login) = login_cookie.and_then(|v| login_state::open(keys, &name, &v)) else {
+        tracing::warn!(
+            request_id = ctx.request_id,
+            "callback without a matching login state (expired, used or forged)"
+        );
+        return start_again(
+            ctx,
+            "This sign-in has expired or was already used.",
+            "/",
+            Some(&name),
+        );
+    };
+
+    // A state is good for one callback, across the fleet.
+    let claim = format!("login-state:{name}");
+    match ctx.sessions.claim_once(&claim, login_state::MAX_AGE).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(request_id = ctx.request_id, "callback replayed");
+            return start_again(
+                ctx,
+                "This sign-in was already used.",
+                &login.return_to,
+                Some(&name),
+            );
+        }
+        Err(err) => return store_unavailable(ctx, &err),
+    }
+
+    let Some(redirect_uri) = login::redirect_uri(ctx) else {
+        return pages::error(
+            ctx.kind,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Bad public URL.",
+        );
+    };
+    let result = match ctx.oidc.finish_login(&login, &query, &redirect_uri).await {
+        Ok(result) => result,
+        Err(OidcError::NotReady) => {
+            return pages::error(
+                ctx.kind,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "idp_unavailable",
+                "The identity provider cannot be reached right now. Try again shortly.",
+            );
+        }
+        Err(err) => {
+            tracing::warn!(request_id = ctx.request_id, error = %err, "login rejected at callback");
+            let message = match &err {
+                OidcError::Authorization { error, .. } if error == "access_denied" => {
+                    "The identity provider did not allow this sign-in."
+                }
+                OidcError::IssuerMismatch | OidcError::MissingIssuer => {
+                    "The sign-in response came from an unexpected identity provider."
+                }
+                _ => "The sign-in response could not be verified.",
+            };
+            return start_again(ctx, message, &login.return_to, Some(&name));
+        }
+    };
+
+    // A login always creates a new session; a previous one in this browser
+    // is ended so it cannot be replayed.
+    if let Some(old) = session_cookie::read_session_cookie(req.headers(), &session_cfg.cookie_name)
+        && let Ok(Some(old)) = ctx.sessions.load_without_slide(&old).await
+    {
+        let _ = ctx.sessions.delete(&old).await;
+    }
+    let (id, _session) = match ctx.sessions.create(new_session(result)).await {
+        Ok(created) => created,
+        Err(err) => return store_unavailable(ctx, &err),
+    };
+    tracing::info!(request_id = ctx.request_id, "login completed");
+
+    let destination = login::destination(ctx, Some(&login.return_to));
+    let mut resp = pages::text(StatusCode::SEE_OTHER, "");
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&destination) {
+        h.insert(LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&session_cookie::session_cookie(
+        session_cfg,
+        &id,
+        ctx.secure(),
+    )) {
+        h.append(SET_COOKIE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&login_state::expire_cookie(&name, ctx.secure())) {
+        h.append(SET_COOKIE, v);
+    }
+    resp
+}

@@ -1,0 +1,120 @@
+//! The login-state cookie: a short-lived, encrypted, `SameSite=Lax` cookie
+//! carrying state, nonce, PKCE verifier and return URL from the redirect to
+//! the IdP until the callback.
+//!
+//! Its name is derived from the state, so several tabs can log in at once
+//! and each callback finds its own cookie; a handful may exist at a time and
+//! starting another drops the oldest. The sealed value is bound to the
+//! cookie name (AEAD associated data), so a value cannot be moved to
+//! another state's cookie.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::HeaderMap;
+use http::header::COOKIE;
+
+use super::LOGIN_COOKIE_INFIX;
+use crate::config::SessionConfig;
+use crate::oidc::LoginState;
+use crate::session::crypto::{self, KeyRing};
+
+/// How long a login may take (SPEC: at most 10 minutes).
+pub const MAX_AGE: Duration = Duration::from_secs(600);
+/// How many logins may be in flight in one browser.
+pub const MAX_IN_FLIGHT: usize = 4;
+
+/// The cookie name for a state.
+pub fn cookie_name(cfg: &SessionConfig, state: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, state.as_bytes());
+    let tag = URL_SAFE_NO_PAD.encode(&digest.as_ref()[..12]);
+    format!("{}{LOGIN_COOKIE_INFIX}{tag}", cfg.cookie_name)
+}
+
+/// Seals a login state into a cookie value.
+pub fn seal(keys: &KeyRing, name: &str, state: &LoginState) -> Option<String> {
+    let json = serde_json::to_vec(state).ok()?;
+    let sealed = keys
+        .sealer(crypto::PURPOSE_LOGIN_STATE)
+        .seal(name.as_bytes(), &json)
+        .ok()?;
+    Some(URL_SAFE_NO_PAD.encode(sealed))
+}
+
+/// Opens a cookie value; `None` when forged, tampered, moved or undecodable.
+pub fn open(keys: &KeyRing, name: &str, value: &str) -> Option<LoginState> {
+    let sealed = URL_SAFE_NO_PAD.decode(value).ok()?;
+    let json = keys
+        .sealer(crypto::PURPOSE_LOGIN_STATE)
+        .open(name.as_bytes(), &sealed)
+        .ok()?;
+    serde_json::from_slice(&json).ok()
+}
+
+fn attributes(secure: bool, max_age: Duration) -> String {
+    // Path=/ and no Domain keep the `__Host-` prefix valid when the session
+    // cookie uses it; Lax lets the IdP's top-level redirect carry it back.
+    let mut a = format!(
+        "; HttpOnly; Path=/; SameSite=Lax; Max-Age={}",
+        max_age.as_secs()
+    );
+    if secure {
+        a.push_str("; Secure");
+    }
+    a
+}
+
+/// `Set-Cookie` for a new login state.
+pub fn set_cookie(name: &str, value: &str, secure: bool) -> String {
+    format!("{name}={value}{}", attributes(secure, MAX_AGE))
+}
+
+/// `Set-Cookie` that removes a login-state cookie.
+pub fn expire_cookie(name: &str, secure: bool) -> String {
+    format!("{name}={}", attributes(secure, Duration::ZERO))
+}
+
+/// The login-state cookies the browser sent: `(name, value)`.
+pub fn present(cfg: &SessionConfig, headers: &HeaderMap) -> Vec<(String, String)> {
+    let prefix = format!("{}{LOGIN_COOKIE_INFIX}", cfg.cookie_name);
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(name, _)| name.starts_with(&prefix))
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Names of login cookies to drop so that, with the one being added, at
+/// most [`MAX_IN_FLIGHT`] remain: unreadable ones first, then the oldest.
+pub fn to_evict(keys: &KeyRing, present: &[(String, String)]) -> Vec<String> {
+    if present.len() < MAX_IN_FLIGHT {
+        return Vec::new();
+    }
+    let mut aged: Vec<(u64, &str)> = present
+        .iter()
+        .map(|(name, value)| {
+            (
+                open(keys, name, value).map_or(0, |s| s.created_at),
+                name.as_str(),
+            )
+        })
+        .collect();
+    aged.sort_unstable();
+    let excess = present.len() + 1 - MAX_IN_FLIGHT;
+    aged.into_iter()
+        .take(excess)
+        .map(|(_, n)| n.to_owned())
+        .collect()
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,156 @@
+//! Who gets through a `auth = "session"` route: the session behind the
+//! cookie (refreshed when its access token has expired), the route's
+//! authorisation rules, and the identity headers for the upstream. Also the
+//! login endpoints: start, callback, and the session's own JSON.
+
+pub mod callback;
+pub mod identity;
+pub mod login;
+pub mod login_state;
+pub mod refresh;
+pub mod session_info;
+
+use std::time::SystemTime;
+
+use http::header::SET_COOKIE;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+
+use crate::config::Route;
+use crate::context::Ctx;
+use crate::pages::{self, Body};
+use crate::proxy::upgrade::{self, Deadline};
+use crate::session::cookie::{expired_session_cookie, read_session_cookie};
+use crate::session::{Sessions, StoreKey};
+
+/// Login-state cookie names are `<session cookie name>-login-<tag>`.
+pub const LOGIN_COOKIE_INFIX: &str = "-login-";
+
+/// The outcome of checking a request on a session route.
+pub enum Admission {
+    /// Proxy it, with these identity headers; an upgraded connection closes
+    /// at `deadline`.
+    Admit {
+        /// Identity headers to set upstream.
+        headers: Vec<(HeaderName, HeaderValue)>,
+        /// When a WebSocket tunnel must close.
+        deadline: Option<Deadline>,
+    },
+    /// Answer with this response; the label says why, for the access log.
+    Answer(Response<Body>, &'static str),
+}
+
+fn store_unavailable(ctx: &Ctx<'_>) -> Admission {
+    // Never a redirect to login (the session may be fine) and never a pass.
+    Admission::Answer(
+        pages::error(
+            ctx.kind,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "Sessions cannot be checked right now. Try again shortly.",
+        ),
+        "store_unavailable",
+    )
+}
+
+/// Checks the session for a request on a session route. `path_and_query`
+/// is the canonical path plus query: where the user returns after login.
+pub async fn admit<B>(
+    ctx: &Ctx<'_>,
+    req: &Request<B>,
+    route: &Route,
+    path_and_query: &str,
+) -> Admission {
+    let Some(cfg) = ctx.config.session.as_ref() else {
+        return store_unavailable(ctx);
+    };
+    let cookie = read_session_cookie(req.headers(), &cfg.cookie_name);
+    let loaded = match &cookie {
+        None => None,
+        Some(value) => match ctx.sessions.load(value).await {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::error!(request_id = ctx.request_id, error = %err, "session store unavailable");
+                return store_unavailable(ctx);
+            }
+        },
+    };
+    let session = match (loaded, &cookie) {
+        (Some(session), Some(value)) => match refresh::ensure_fresh(ctx, value, session).await {
+            Ok(refresh::Outcome::Session(s)) => Some(*s),
+            Ok(refresh::Outcome::Ended) => None,
+            Err(err) => {
+                tracing::error!(request_id = ctx.request_id, error = %err, "session store unavailable during refresh");
+                return store_unavailable(ctx);
+            }
+        },
+        _ => None,
+    };
+    let Some(session) = session else {
+        let mut resp = login::unauthenticated(ctx, req, path_and_query);
+        if cookie.is_some()
+            && let Ok(v) = HeaderValue::from_str(&expired_session_cookie(cfg, ctx.secure()))
+        {
+            // A cookie for a session that no longer exists: clear it.
+            resp.headers_mut().append(SET_COOKIE, v);
+        }
+        return Admission::Answer(resp, "unauthenticated");
+    };
+    if !identity::allowed(route, &session.record) {
+        return Admission::Answer(
+            pages::error(
+                ctx.kind,
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Your account is not allowed to use this application.",
+            ),
+            "forbidden",
+        );
+    }
+    let deadline = upgrade::is_websocket(req).then(|| {
+        session_deadline(
+            ctx.sessions.clone(),
+            session.key().clone(),
+            cookie.unwrap_or_default(),
+            session.expires_at(),
+        )
+    });
+    Admission::Admit {
+        headers: identity::headers(&ctx.config.headers, &session.record),
+        deadline,
+    }
+}
+
+/// Resolves when the session is revoked (announced on the store's
+/// revocation channel: at once for the memory store, by pub/sub for Redis)
+/// or reaches its absolute lifetime.
+fn session_deadline(
+    sessions: Sessions,
+    key: StoreKey,
+    cookie: String,
+    expires_at: SystemTime,
+) -> Deadline {
+    let mut revoked = sessions.revocations();
+    Box::pin(async move {
+        let lifetime = expires_at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let until = tokio::time::sleep(lifetime);
+        tokio::pin!(until);
+        loop {
+            tokio::select! {
+                () = &mut until => return,
+                msg = revoked.recv() => match msg {
+                    Ok(k) if k == key => return,
+                    Ok(_) => {}
+                    // Missed messages: look the session up instead.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        if !matches!(sessions.load_without_slide(&cookie).await, Ok(Some(_))) {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+    })
+}

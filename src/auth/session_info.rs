@@ -1,0 +1,70 @@
+//! `GET /.portcullis/session`: the current session as JSON, for apps and
+//! operators. Reading it does not slide the idle timer.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::login;
+use crate::context::Ctx;
+use crate::pages::{self, Body};
+use crate::session::cookie::read_session_cookie;
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Handles the request.
+pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return pages::error(
+            ctx.kind,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "Use GET.",
+        );
+    }
+    let Some(cfg) = ctx.config.session.as_ref() else {
+        return pages::error(
+            ctx.kind,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Login is not configured.",
+        );
+    };
+    let session = match read_session_cookie(req.headers(), &cfg.cookie_name) {
+        None => None,
+        Some(cookie) => match ctx.sessions.load_without_slide(&cookie).await {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::error!(request_id = ctx.request_id, error = %err, "session store unavailable");
+                return pages::json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({"error": "store_unavailable"}),
+                );
+            }
+        },
+    };
+    let Some(s) = session else {
+        return pages::json(
+            StatusCode::UNAUTHORIZED,
+            &serde_json::json!({"error": "unauthenticated", "login_url": login::login_url(ctx, "/")}),
+        );
+    };
+    let r = &s.record;
+    pages::json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "sub": r.sub,
+            "email": r.email,
+            "email_verified": r.email_verified,
+            "preferred_username": r.preferred_username,
+            "groups": r.groups,
+            "sid": r.sid,
+            "created_at": unix(s.created_at()),
+            "expires_at": unix(s.expires_at()),
+            "idle_expires_at": unix(s.idle_expires_at()),
+        }),
+    )
+}
