@@ -11,8 +11,6 @@ use crate::logout::events::{self, Kind};
 use crate::oidc::IdentityClaims;
 use crate::session::{Session, SessionError, SessionRecord};
 
-/// Refresh a little before the IdP would refuse the token.
-const SKEW: Duration = Duration::from_secs(5);
 /// How long the refresh lock is held at most (a crashed holder frees it).
 const LOCK_TTL: Duration = Duration::from_secs(30);
 /// How long a request waits for another request's refresh.
@@ -38,7 +36,8 @@ fn needs_refresh(record: &SessionRecord) -> bool {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    u128::from(expires) <= now + SKEW.as_millis()
+    // SPEC: the first request after the token has expired refreshes it.
+    u128::from(expires) <= now
 }
 
 fn claims(record: &SessionRecord) -> IdentityClaims {

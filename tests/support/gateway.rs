@@ -127,9 +127,17 @@ pub struct GatewayBuilder {
     files: Vec<(String, Vec<u8>)>,
     args: Vec<String>,
     startup_timeout: Duration,
+    port: Option<u16>,
 }
 
 impl GatewayBuilder {
+    /// Uses this port for `{port}` (e.g. one already registered at an IdP)
+    /// instead of a fresh free one.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
     /// Sets placeholder `{name}` to `value`.
     pub fn var(mut self, name: &str, value: impl Into<String>) -> Self {
         self.vars.push((name.to_owned(), value.into()));
@@ -275,7 +283,7 @@ impl Files {
             .prefix("portcullis-test-")
             .tempdir()
             .expect("temp dir");
-        let port = free_port();
+        let port = b.port.unwrap_or_else(free_port);
         let admin_port = free_port();
         let dir_str = dir.path().display().to_string();
         let mut vars = vec![
@@ -365,6 +373,7 @@ impl Gateway {
             files: Vec::new(),
             args: Vec::new(),
             startup_timeout: STARTUP_TIMEOUT,
+            port: None,
         }
     }
 

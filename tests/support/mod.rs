@@ -9,6 +9,7 @@
 pub mod gateway;
 pub mod idp;
 pub mod redis;
+pub mod stack;
 pub mod upstream;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
