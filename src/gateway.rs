@@ -323,8 +323,14 @@ impl Gateway {
             kind,
             request_id,
         };
+        if path == self.config.logout.path {
+            return logout::rp_initiated::handle(&ctx, req).await;
+        }
         match path {
             "/.portcullis/login" => auth::login::start(&ctx, req).await,
+            "/.portcullis/logout/flow" => logout::rp_initiated::flow(&ctx, req).await,
+            "/.portcullis/logout/continue" => logout::rp_initiated::continue_(&ctx, req).await,
+            "/.portcullis/logout/done" => logout::rp_initiated::done(&ctx, req).await,
             "/.portcullis/callback" => auth::callback::handle(&ctx, req).await,
             "/.portcullis/session" => auth::session_info::handle(&ctx, req).await,
             "/.portcullis/backchannel-logout" => logout::backchannel::handle(&ctx, req).await,

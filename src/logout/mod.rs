@@ -4,4 +4,7 @@
 pub mod backchannel;
 pub mod events;
 pub mod frontchannel;
+pub mod pages;
+pub mod rp_initiated;
+pub mod state;
 pub mod trigger;

@@ -1,0 +1,544 @@
+//! `/logout` (RP-initiated logout) and its companions `/logout/flow`,
+//! `/logout/continue` and `/logout/done`.
+//!
+//! Every logout, whatever the mode and even with the IdP down: deletes the
+//! server-side session and its index entries (other instances are told by
+//! the store), expires the cookie with the same name, domain and attributes,
+//! answers `no-store`, revokes the tokens at the IdP in the background, and
+//! records one `logout` event. Then the user goes where the mode says: to the
+//! IdP's end-session endpoint (OpenID Connect RP-Initiated Logout 1.0 §2:
+//! "the RP requests that the OP log out the End-User by redirecting the
+//! End-User's User Agent to the OP's Logout Endpoint") with `id_token_hint`,
+//! `client_id`, `post_logout_redirect_uri` and a single-use `state`, or
+//! straight to the final destination.
+//!
+//! `Clear-Site-Data` goes only on the response that ends the flow, never on
+//! one that sends the browser to the IdP: `"cookies"` would delete the IdP's
+//! session cookie (same registrable domain) before the IdP could use it.
+
+use std::time::{Duration, SystemTime};
+
+use http::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use url::Url;
+
+use super::events::{self, Kind};
+use super::pages::{self as logout_pages, ConfirmFields, DoneTarget};
+use super::state::{self, LogoutState};
+use super::trigger::{self, Decision};
+use crate::config::{ClearSiteData, LogoutMode};
+use crate::context::Ctx;
+use crate::destination;
+use crate::pages::{self, Body};
+use crate::request::ClientKind;
+use crate::session::Session;
+use crate::session::cookie::{expired_session_cookie, read_session_cookie};
+
+/// Largest logout form body read.
+const MAX_FORM: usize = 16 * 1024;
+/// How long the IdP may take to accept a TCP connection before the logout
+/// goes on without it.
+const IDP_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The parameters of a logout request (query, then form body).
+#[derive(Debug, Default)]
+struct Params {
+    csrf: Option<String>,
+    mode: Option<String>,
+    return_to: Option<String>,
+    scope: Option<String>,
+}
+
+impl Params {
+    fn absorb(&mut self, bytes: &[u8]) {
+        for (k, v) in form_urlencoded::parse(bytes) {
+            let slot = match &*k {
+                "csrf" => &mut self.csrf,
+                "mode" => &mut self.mode,
+                "return_to" => &mut self.return_to,
+                "scope" => &mut self.scope,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(v.into_owned());
+            }
+        }
+    }
+}
+
+async fn read_params(
+    req: Request<Incoming>,
+) -> Result<(http::request::Parts, Params), &'static str> {
+    let (parts, body) = req.into_parts();
+    let mut params = Params::default();
+    if let Some(q) = parts.uri.query() {
+        params.absorb(q.as_bytes());
+    }
+    let is_form = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    if parts.method == Method::POST && is_form {
+        let bytes = Limited::new(body, MAX_FORM)
+            .collect()
+            .await
+            .map_err(|_| "logout form too large or unreadable")?
+            .to_bytes();
+        params.absorb(&bytes);
+    }
+    Ok((parts, params))
+}
+
+/// The `Clear-Site-Data` value, or `None` when configured empty.
+fn clear_site_data(ctx: &Ctx<'_>) -> Option<HeaderValue> {
+    let list: Vec<&str> = ctx
+        .config
+        .logout
+        .clear_site_data
+        .iter()
+        .map(|d| match d {
+            ClearSiteData::Storage => "\"storage\"",
+            ClearSiteData::Cache => "\"cache\"",
+            ClearSiteData::Cookies => "\"cookies\"",
+        })
+        .collect();
+    if list.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&list.join(", ")).ok()
+}
+
+fn add(resp: &mut Response<Body>, name: HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        resp.headers_mut().append(name, v);
+    }
+}
+
+fn redirect(location: &str) -> Response<Body> {
+    let mut resp = pages::text(StatusCode::SEE_OTHER, "");
+    add(&mut resp, LOCATION, location);
+    resp
+}
+
+/// The response that ends the flow: 303 to the destination (or JSON for
+/// JSON clients), with `Clear-Site-Data`.
+fn finish(ctx: &Ctx<'_>, destination: &str) -> Response<Body> {
+    let mut resp = if ctx.kind == ClientKind::Json {
+        pages::json(
+            StatusCode::OK,
+            &serde_json::json!({"logged_out": true, "return_to": destination}),
+        )
+    } else {
+        redirect(destination)
+    };
+    if let Some(csd) = clear_site_data(ctx) {
+        resp.headers_mut()
+            .insert(HeaderName::from_static("clear-site-data"), csd);
+    }
+    resp
+}
+
+/// Whether the IdP accepts TCP connections at the end-session URL's host.
+async fn idp_reachable(url: &Url) -> bool {
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    matches!(
+        tokio::time::timeout(
+            IDP_PROBE_TIMEOUT,
+            tokio::net::TcpStream::connect((host, port))
+        )
+        .await,
+        Ok(Ok(_))
+    )
+}
+
+fn session_age(session: &Session) -> Option<Duration> {
+    SystemTime::now().duration_since(session.created_at()).ok()
+}
+
+/// `GET|POST /logout`.
+pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::POST && req.method() != Method::HEAD {
+        return pages::error(
+            ctx.kind,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "Use GET or POST.",
+        );
+    }
+    let Some(session_cfg) = ctx.config.session.as_ref() else {
+        return pages::error(
+            ctx.kind,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Login is not configured.",
+        );
+    };
+    let (parts, params) = match read_params(req).await {
+        Ok(p) => p,
+        Err(why) => return pages::error(ctx.kind, StatusCode::BAD_REQUEST, "bad_request", why),
+    };
+    let logout_cfg = &ctx.config.logout;
+
+    let cookie = read_session_cookie(&parts.headers, &session_cfg.cookie_name);
+    let session = match &cookie {
+        None => None,
+        Some(value) => match ctx.sessions.load_without_slide(value).await {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::error!(request_id = ctx.request_id, error = %err, "session store unavailable at logout");
+                events::record(Kind::RpInitiated, "-", "store_error", 0, None);
+                let mut resp = pages::error(
+                    ctx.kind,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "Sign-out could not be completed right now. Try again shortly.",
+                );
+                add(
+                    &mut resp,
+                    SET_COOKIE,
+                    &expired_session_cookie(session_cfg, ctx.secure()),
+                );
+                return resp;
+            }
+        },
+    };
+
+    // Who may trigger it.
+    let csrf_valid = match (&session, &params.csrf) {
+        (Some(s), Some(token)) => ctx.sessions.verify_csrf(s, token),
+        _ => false,
+    };
+    let navigation = ctx.kind == ClientKind::Navigation;
+    match trigger::decide(
+        &parts.method,
+        &parts.headers,
+        csrf_valid,
+        navigation,
+        &ctx.origin.origin,
+    ) {
+        Decision::LogOut => {}
+        Decision::Confirm => {
+            let token = session.as_ref().map(|s| ctx.sessions.csrf_token(s));
+            return logout_pages::confirm(&ConfirmFields {
+                action: &logout_cfg.path,
+                csrf: token.as_deref(),
+                mode: params.mode.as_deref(),
+                return_to: params.return_to.as_deref(),
+                scope: params.scope.as_deref(),
+            });
+        }
+        Decision::Refuse => {
+            tracing::warn!(
+                request_id = ctx.request_id,
+                "logout refused: no proof the request is not cross-site"
+            );
+            return pages::json(
+                StatusCode::FORBIDDEN,
+                &serde_json::json!({"error": "csrf", "error_description": "This logout request did not come from this site."}),
+            );
+        }
+    }
+
+    let mode = params
+        .mode
+        .as_deref()
+        .and_then(LogoutMode::parse)
+        .filter(|m| logout_cfg.allowed_modes.contains(m))
+        .unwrap_or(logout_cfg.mode);
+    let destination = destination::resolve(
+        params.return_to.as_deref(),
+        &ctx.origin.origin,
+        &logout_cfg.allowed_return_to,
+        &logout_cfg.default_return_to,
+    );
+
+    // 1. End the session(s) server-side.
+    let mut ended = 0;
+    let mut outcome = "no_session";
+    if let Some(s) = &session {
+        let result = if params.scope.as_deref() == Some("all") {
+            ctx.sessions
+                .delete_by_sub(&s.record.iss, &s.record.sub, None)
+                .await
+        } else {
+            ctx.sessions.delete(s).await.map(usize::from)
+        };
+        match result {
+            Ok(n) => {
+                ended = n;
+                outcome = "ok";
+            }
+            Err(err) => {
+                tracing::error!(request_id = ctx.request_id, error = %err, "session could not be deleted at logout");
+                events::record(
+                    Kind::RpInitiated,
+                    mode.as_str(),
+                    "store_error",
+                    0,
+                    session_age(s),
+                );
+                let mut resp = pages::error(
+                    ctx.kind,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "Sign-out could not be completed right now. Try again shortly.",
+                );
+                add(
+                    &mut resp,
+                    SET_COOKIE,
+                    &expired_session_cookie(session_cfg, ctx.secure()),
+                );
+                return resp;
+            }
+        }
+        // 3. Revoke the tokens at the IdP, in the background.
+        if logout_cfg.revoke_tokens {
+            ctx.oidc.spawn_revoke(
+                s.record
+                    .refresh_token
+                    .clone()
+                    .map(crate::config::Secret::new),
+                Some(crate::config::Secret::new(s.record.access_token.clone())),
+            );
+        }
+    }
+
+    // Where the user goes.
+    let end_session = if mode == LogoutMode::Local {
+        None
+    } else {
+        idp_leg(ctx, session.as_ref(), mode, &destination).await
+    };
+    let (mut resp, outcome) = match end_session {
+        None if mode != LogoutMode::Local && outcome == "ok" => {
+            (finish(ctx, &destination), "ok_local_only")
+        }
+        None => (finish(ctx, &destination), outcome),
+        Some(IdpLeg::Unreachable) => (finish(ctx, &destination), "idp_unreachable"),
+        Some(IdpLeg::Continue { state, url }) => {
+            let continue_url = ctx.url(&format!("/.portcullis/logout/continue?state={state}"));
+            let resp = if ctx.kind == ClientKind::Json {
+                pages::json(
+                    StatusCode::OK,
+                    &serde_json::json!({"logged_out": true, "continue_url": continue_url, "return_to": destination}),
+                )
+            } else {
+                match mode {
+                    LogoutMode::Silent => {
+                        logout_pages::continue_page(false, &continue_url, &destination)
+                    }
+                    LogoutMode::Popup => {
+                        logout_pages::continue_page(true, &continue_url, &destination)
+                    }
+                    _ => redirect(&url),
+                }
+            };
+            (resp, outcome)
+        }
+    };
+    // 2. Expire the cookie.
+    add(
+        &mut resp,
+        SET_COOKIE,
+        &expired_session_cookie(session_cfg, ctx.secure()),
+    );
+    // 4. One event and metric.
+    events::record(
+        Kind::RpInitiated,
+        mode.as_str(),
+        outcome,
+        ended,
+        session.as_ref().and_then(session_age),
+    );
+    resp
+}
+
+/// The IdP part of a logout.
+enum IdpLeg {
+    /// Go through the IdP: `state` is saved; `url` is the end-session URL.
+    Continue { state: String, url: String },
+    /// The IdP does not answer: finish locally.
+    Unreachable,
+}
+
+/// Prepares the IdP leg; `None` when the IdP publishes no end-session
+/// endpoint (and none is configured).
+async fn idp_leg(
+    ctx: &Ctx<'_>,
+    session: Option<&Session>,
+    mode: LogoutMode,
+    destination: &str,
+) -> Option<IdpLeg> {
+    let state = state::new_state(ctx.sessions.keys())?;
+    let post_logout = Url::parse(&ctx.url("/.portcullis/logout/done")).ok()?;
+    let hint = session.map(|s| s.record.id_token.as_str());
+    let url = ctx.oidc.end_session_url(hint, &post_logout, &state)?;
+    if !idp_reachable(&url).await {
+        tracing::warn!(
+            request_id = ctx.request_id,
+            "IdP unreachable at logout; the gateway session is ended, the IdP's may not be"
+        );
+        return Some(IdpLeg::Unreachable);
+    }
+    let record = LogoutState {
+        destination: destination.to_owned(),
+        mode: mode.as_str().to_owned(),
+        end_session_url: url.to_string(),
+    };
+    if let Err(err) = state::save(ctx.sessions, &state, &record).await {
+        // The IdP leg still runs; /logout/done will send the user to the
+        // default destination since it cannot find the state.
+        tracing::warn!(request_id = ctx.request_id, error = %err, "logout state not saved");
+    }
+    Some(IdpLeg::Continue {
+        state,
+        url: url.to_string(),
+    })
+}
+
+fn state_param(req: &Request<Incoming>) -> Option<String> {
+    form_urlencoded::parse(req.uri().query()?.as_bytes())
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// `GET /.portcullis/logout/continue?state=`: 303 to the IdP end-session
+/// URL of a logout already done (JSON clients and the silent/popup pages
+/// use it, so the ID token never appears in their JSON or HTML).
+pub async fn continue_(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::GET {
+        return pages::error(
+            ctx.kind,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "Use GET.",
+        );
+    }
+    let found = match state_param(&req) {
+        Some(s) => state::peek(ctx.sessions, &s).await,
+        None => Ok(None),
+    };
+    match found {
+        Ok(Some(record)) => redirect(&record.end_session_url),
+        Ok(None) => redirect(&ctx.config.logout.default_return_to),
+        Err(err) => {
+            tracing::error!(request_id = ctx.request_id, error = %err, "logout state lookup failed");
+            redirect(&ctx.config.logout.default_return_to)
+        }
+    }
+}
+
+/// `GET /.portcullis/logout/done?state=`: the post-logout redirect URI.
+/// A state it issued, once: 303 to the final destination (redirect mode, or
+/// a silent logout that fell back to the top level) or the page that
+/// announces the end to its parent or opener. Anything else: the default
+/// destination, never elsewhere.
+pub async fn done(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::GET {
+        return pages::error(
+            ctx.kind,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "Use GET.",
+        );
+    }
+    let state = state_param(&req);
+    let found = match &state {
+        Some(s) => state::take(ctx.sessions, s).await,
+        None => Ok(None),
+    };
+    let record = match found {
+        Ok(Some(record)) => record,
+        Ok(None) => {
+            tracing::info!(
+                request_id = ctx.request_id,
+                "logout done with an unknown or used state"
+            );
+            return redirect(&ctx.config.logout.default_return_to);
+        }
+        Err(err) => {
+            tracing::error!(request_id = ctx.request_id, error = %err, "logout state lookup failed");
+            return redirect(&ctx.config.logout.default_return_to);
+        }
+    };
+    let framed = req
+        .headers()
+        .get("sec-fetch-dest")
+        .is_some_and(|d| d.as_bytes() != b"document");
+    let mut resp = match (record.mode(), state) {
+        (LogoutMode::Silent, Some(s)) if framed => logout_pages::done(
+            DoneTarget::Parent,
+            &s,
+            &ctx.origin.origin,
+            &record.destination,
+        ),
+        (LogoutMode::Popup, Some(s)) => logout_pages::done(
+            DoneTarget::Opener,
+            &s,
+            &ctx.origin.origin,
+            &record.destination,
+        ),
+        _ => redirect(&record.destination),
+    };
+    if let Some(csd) = clear_site_data(ctx) {
+        resp.headers_mut()
+            .insert(HeaderName::from_static("clear-site-data"), csd);
+    }
+    resp
+}
+
+/// `GET /.portcullis/logout/flow`: a CSRF token bound to the current
+/// session, for single-page apps that log out later (or cross-site).
+pub async fn flow(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::GET {
+        return pages::error(
+            ctx.kind,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "Use GET.",
+        );
+    }
+    let session = match ctx.config.session.as_ref() {
+        Some(cfg) => match read_session_cookie(req.headers(), &cfg.cookie_name) {
+            Some(cookie) => ctx.sessions.load_without_slide(&cookie).await,
+            None => Ok(None),
+        },
+        None => Ok(None),
+    };
+    match session {
+        Ok(Some(s)) => {
+            let token = ctx.sessions.csrf_token(&s);
+            let query: String = form_urlencoded::Serializer::new(String::new())
+                .append_pair("csrf", &token)
+                .finish();
+            pages::json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "logout_url": ctx.url(&format!("{}?{query}", ctx.config.logout.path)),
+                    "csrf": token,
+                }),
+            )
+        }
+        Ok(None) => pages::json(
+            StatusCode::UNAUTHORIZED,
+            &serde_json::json!({"error": "unauthenticated"}),
+        ),
+        Err(err) => {
+            tracing::error!(request_id = ctx.request_id, error = %err, "session store unavailable");
+            pages::json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({"error": "store_unavailable"}),
+            )
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The logout `state`: a single-use, time-limited record of a logout in
+//! progress, kept in the session store (so any instance of a fleet can
+//! finish it) and sealed (it holds the IdP end-session URL, whose
+//! `id_token_hint` must never appear in a page or JSON).
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+
+use crate::config::LogoutMode;
+use crate::session::crypto::{self, KeyRing};
+use crate::session::{SessionError, Sessions};
+
+/// How long a logout may take at the IdP.
+pub const TTL: Duration = Duration::from_secs(600);
+
+/// What the state remembers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogoutState {
+    /// Where the user lands in the end (already validated).
+    pub destination: String,
+    /// `redirect`, `silent` or `popup`.
+    pub mode: String,
+    /// The IdP end-session URL (with `id_token_hint`).
+    pub end_session_url: String,
+}
+
+impl LogoutState {
+    /// The logout mode.
+    pub fn mode(&self) -> LogoutMode {
+        LogoutMode::parse(&self.mode).unwrap_or(LogoutMode::Redirect)
+    }
+}
+
+/// A fresh state value: 256 random bits.
+pub fn new_state(keys: &KeyRing) -> Option<String> {
+    let mut bytes = [0u8; 32];
+    keys.fill_random(&mut bytes).ok()?;
+    Some(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn store_key(state: &str) -> String {
+    // The state travels in URLs; the store key is its hash.
+    let digest = ring::digest::digest(&ring::digest::SHA256, state.as_bytes());
+    format!("logout-state:{}", URL_SAFE_NO_PAD.encode(digest.as_ref()))
+}
+
+/// A state value is 43 base64url characters; anything else is unknown.
+fn well_formed(state: &str) -> bool {
+    state.len() == 43
+        && state
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Keeps a state for [`TTL`].
+pub async fn save(
+    sessions: &Sessions,
+    state: &str,
+    record: &LogoutState,
+) -> Result<(), SessionError> {
+    let key = store_key(state);
+    let json = serde_json::to_vec(record).map_err(|_| SessionError::Encode)?;
+    let sealed = sessions
+        .keys()
+        .sealer(crypto::PURPOSE_LOGOUT_STATE)
+        .seal(key.as_bytes(), &json)?;
+    sessions.put_temp(&key, sealed, TTL).await
+}
+
+/// Takes a state (single use): `None` when unknown, used, expired or
+/// tampered with.
+pub async fn take(sessions: &Sessions, state: &str) -> Result<Option<LogoutState>, SessionError> {
+    if !well_formed(state) {
+        return Ok(None);
+    }
+    let key = store_key(state);
+    let Some(sealed) = sessions.take_temp(&key).await? else {
+        return Ok(None);
+    };
+    let opened = sessions
+        .keys()
+        .sealer(crypto::PURPOSE_LOGOUT_STATE)
+        .open(key.as_bytes(), &sealed)
+        .ok()
+        .and_then(|json| serde_json::from_slice(&json).ok());
+    Ok(opened)
+}
+
+/// Reads a state without using it up (for `/logout/continue`, which a
+/// silent logout may visit twice: once in its iframe, once in the fallback).
+pub async fn peek(sessions: &Sessions, state: &str) -> Result<Option<LogoutState>, SessionError> {
+    let Some(record) = take(sessions, state).await? else {
+        return Ok(None);
+    };
+    save(sessions, state, &record).await?;
+    Ok(Some(record))
+}
