@@ -80,7 +80,7 @@ rss_kb() {
     echo "$total"
 }
 
-# start_nginx NAME CONF_BODY WORKERS: an nginx in the work dir; prints its pid.
+# start_nginx NAME CONF_BODY WORKERS: an nginx in the work dir; its pid in $started.
 start_nginx() {
     local name=$1 body=$2 workers=$3 dir=$work/$1
     mkdir -p "$dir/tmp"
@@ -102,7 +102,8 @@ http {
 }
 CONF
     nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 &
-    echo $!
+    started=$!
+    pids+=("$started")
 }
 
 # --- measuring -------------------------------------------------------------------
@@ -159,8 +160,8 @@ mkdir -p "$work/www"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 head -c 512 /dev/zero | tr '\0' 'x' | fold -w 64 | sed '1i <!doctype html><title>bench</title><pre>' >"$work/www/index.html"
 up_port=$(free_port)
-up_pid=$(start_nginx upstream "server { listen 127.0.0.1:$up_port; location / { root $work/www; } }" 1)
-pids+=("$up_pid")
+start_nginx upstream "server { listen 127.0.0.1:$up_port; location / { root $work/www; } }" 1
+up_pid=$started
 wait_port "$up_port" "$up_pid" || die "nginx upstream did not start: $(cat "$work/upstream/error.log" "$work/upstream/stdout.log" 2>/dev/null)"
 upstream=http://127.0.0.1:$up_port
 curl -fsS "$upstream/" -o /dev/null || die "the upstream does not serve index.html"
@@ -169,7 +170,7 @@ wants a && measure a "upstream (nginx static)" "$upstream/" "$up_pid"
 # --- (b) nginx as a plain reverse proxy ---------------------------------------------------------
 if wants b; then
     port=$(free_port)
-    pid=$(start_nginx proxy "
+    start_nginx proxy "
     upstream app { server 127.0.0.1:$up_port; keepalive 64; }
     server {
         listen 127.0.0.1:$port;
@@ -178,8 +179,8 @@ if wants b; then
             proxy_http_version 1.1;
             proxy_set_header Connection \"\";
         }
-    }" auto)
-    pids+=("$pid")
+    }" auto
+    pid=$started
     wait_port "$port" "$pid" || die "nginx proxy did not start: $(cat "$work/proxy/error.log" 2>/dev/null)"
     measure b "nginx proxy_pass, keepalive" "http://127.0.0.1:$port/" "$pid"
     kill "$pid"
@@ -194,34 +195,35 @@ if [[ -z $portcullis_bin ]] && { wants c || wants d; }; then
     portcullis_bin=$target_dir/release/portcullis
 fi
 
-# start_portcullis NAME PORT CONFIG: prints the pid; fails loudly if it does not listen.
+# start_portcullis NAME PORT CONFIG: its pid in $started; prints its config and
+# output and returns 1 if it does not listen.
 start_portcullis() {
     local name=$1 port=$2 pid
     printf '%s\n' "$3" >"$work/$name.toml"
     RUST_LOG=${BENCH_RUST_LOG:-warn} PORTCULLIS_SECRET=$session_secret PORTCULLIS_CLIENT_SECRET=$client_secret \
         "$portcullis_bin" --config "$work/$name.toml" --log-format json >"$work/$name.log" 2>&1 &
-    pid=$!
-    pids+=("$pid")
-    if ! wait_port "$port" "$pid"; then
+    started=$!
+    pids+=("$started")
+    if ! wait_port "$port" "$started"; then
         log "portcullis ($name) did not listen on 127.0.0.1:$port; its config and output:"
         sed 's/^/    /' "$work/$name.toml" "$work/$name.log" >&2
         return 1
     fi
-    echo "$pid"
 }
 session_secret=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
 client_secret=$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')
 
 if wants c; then
     port=$(free_port)
-    pid=$(start_portcullis none "$port" "[server]
+    start_portcullis none "$port" "[server]
 listen = \"127.0.0.1:$port\"
 public_url = \"http://127.0.0.1:$port\"
 
 [[route]]
 prefix = \"/\"
 upstream = \"$upstream\"
-auth = \"none\"") || die "portcullis did not start for (c); see above"
+auth = \"none\"" || die "portcullis did not start for (c); see above"
+    pid=$started
     measure c "portcullis, auth = \"none\"" "http://127.0.0.1:$port/" "$pid"
     kill "$pid"
 fi
@@ -244,7 +246,7 @@ run_d() {
     idp_pid=$!
     pids+=("$idp_pid")
     wait_port "$idp_port" "$idp_pid" || { skip_d "the test IdP did not start: $(tail -3 "$work/idp.err")"; return; }
-    pid=$(start_portcullis session "$port" "[server]
+    start_portcullis session "$port" "[server]
 listen = \"127.0.0.1:$port\"
 public_url = \"$gw\"
 
@@ -259,17 +261,18 @@ cookie_name = \"portcullis\"
 
 [[route]]
 prefix = \"/\"
-upstream = \"$upstream\"") || { skip_d "portcullis did not start with [oidc] and [session]"; return; }
+upstream = \"$upstream\"" || { skip_d "portcullis did not start with [oidc] and [session]"; return; }
+    pid=$started
     # The login, as a browser would do it: gateway → IdP login form → POST
     # → IdP → gateway callback (sets the session cookie) → the page.
     jar=$work/cookies.txt
     page=$(curl -sS -L -c "$jar" -b "$jar" -H 'Accept: text/html' "$gw/.portcullis/login?return_to=/") ||
         { skip_d "GET /.portcullis/login failed"; return; }
-    action=$(grep -o 'action="[^"]*"' <<<"$page" | head -n 1 | sed 's/^action="//; s/"$//')
+    action=$(grep -o 'action="[^"]*"' <<<"$page" | head -n 1 | sed 's/^action="//; s/"$//' || true)
     [[ $action == /* ]] || { skip_d "no IdP login form after /.portcullis/login"; return; }
     code=$(curl -sS -L -c "$jar" -b "$jar" -o /dev/null -w '%{http_code}' -H 'Accept: text/html' \
         -d prompt=login -d login=alice -d password=bench "$idp$action") || { skip_d "the login POST failed"; return; }
-    cookie=$(sed 's/^#HttpOnly_//' "$jar" | awk -F '\t' '$6 == "portcullis" { print $7 }' | tail -n 1)
+    cookie=$(sed 's/^#HttpOnly_//' "$jar" 2>/dev/null | awk -F '\t' '$6 == "portcullis" { print $7 }' | tail -n 1)
     [[ $code == 200 && -n $cookie ]] || { skip_d "the login did not end with a session (HTTP $code)"; return; }
     curl -fsS -H "Cookie: portcullis=$cookie" "$gw/" | cmp -s - "$work/www/index.html" ||
         { skip_d "the session cookie does not reach the upstream page"; return; }
@@ -277,6 +280,9 @@ upstream = \"$upstream\"") || { skip_d "portcullis did not start with [oidc] and
     kill "$pid"
 }
 wants d && run_d
+
+# The source measured, named before the results file is (re)written.
+revision=$(git describe --always --dirty --exclude '*' 2>/dev/null || echo unknown)
 
 # --- results ----------------------------------------------------------------------------------------
 ((${#rows[@]})) || die "nothing was measured (--targets $targets)"
@@ -300,7 +306,7 @@ wants d && run_d
     echo "- load: \`${wrk_cmd[*]} URL\` after a ${warmup} warm-up with the same threads and connections; wrk, the proxy and the upstream share the cores"
     echo "- $(nginx -v 2>&1 | sed 's/^nginx version: //'): upstream 1 worker, static $(stat -c %s "$work/www/index.html")-byte file, \`access_log off\`; proxy \`worker_processes auto\`, \`keepalive 64\`"
     if wants c || wants d; then
-        echo "- portcullis $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (modified)'), release build, RUST_LOG=${BENCH_RUST_LOG:-warn}"
+        echo "- portcullis $revision, release build, RUST_LOG=${BENCH_RUST_LOG:-warn}"
     fi
     for note in "${notes[@]}"; do echo "- $note"; done
 } >"$out"
