@@ -1,0 +1,316 @@
+#!/usr/bin/env bash
+# Side-by-side throughput and latency of Portcullis against nginx, in one run
+# on this machine (see bench/README.md):
+#   (a) upstream    nginx serving a small static file
+#   (b) nginx-proxy nginx proxy_pass (upstream keepalive) to (a)
+#   (c) portcullis  an auth = "none" route to (a)
+#   (d) portcullis  an auth = "session" route to (a), with a session cookie
+#                   from a real login at the test IdP (skipped, with a note,
+#                   when that cannot be done)
+# Everything listens on 127.0.0.1 only, every load is bounded in time, and
+# every process started here is stopped on exit.
+#
+# usage: bench/run.sh [--targets a,b,c,d] [--duration 10s] [--threads 2]
+#                     [--connections 32] [--warmup 2s] [--out bench/results.md]
+# PORTCULLIS_BIN=path skips the release build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+targets=a,b,c,d duration=10s threads=2 connections=32 warmup=2s out=bench/results.md
+while (($#)); do
+    case $1 in
+        --targets) targets=$2 ;;
+        --duration) duration=$2 ;;
+        --threads) threads=$2 ;;
+        --connections) connections=$2 ;;
+        --warmup) warmup=$2 ;;
+        --out) out=$2 ;;
+        -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+        *) echo "bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift 2
+done
+wants() { [[ ,$targets, == *,$1,* ]]; }
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+
+# --- tools -------------------------------------------------------------------
+missing=()
+command -v nginx >/dev/null || missing+=(nginx-light)
+command -v wrk >/dev/null || missing+=(wrk)
+command -v curl >/dev/null || missing+=(curl)
+if ((${#missing[@]})); then
+    log "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# --- processes -----------------------------------------------------------------
+work=$(mktemp -d /tmp/portcullis-bench.XXXXXX)
+pids=()
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_port PORT PID: until PORT accepts connections; fails if PID died.
+wait_port() {
+    local port=$1 pid=$2 i
+    for i in $(seq 150); do
+        kill -0 "$pid" 2>/dev/null || return 1
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# rss_kb PID: resident memory of PID and its direct children (nginx workers).
+rss_kb() {
+    local pid=$1 total=0 kb
+    for kb in $(ps -o rss= -p "$pid") $(ps -o rss= --ppid "$pid"); do total=$((total + kb)); done
+    echo "$total"
+}
+
+# start_nginx NAME CONF_BODY WORKERS: an nginx in the work dir; its pid in $started.
+start_nginx() {
+    local name=$1 body=$2 workers=$3 dir=$work/$1
+    mkdir -p "$dir/tmp"
+    cat >"$dir/nginx.conf" <<CONF
+$( ((EUID == 0)) && echo "user root;")
+daemon off;
+worker_processes $workers;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    $body
+}
+CONF
+    nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 &
+    started=$!
+    pids+=("$started")
+}
+
+# --- measuring -------------------------------------------------------------------
+wrk_cmd=(wrk -t"$threads" -c"$connections" -d"$duration" --latency)
+rows=()
+notes=()
+declare -A rps
+
+# to_ms VALUE: wrk's "1.23ms" / "456.00us" / "1.01s" in milliseconds.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0
+        if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000
+        printf "%.3f", n }'
+}
+
+# measure KEY LABEL URL PID [wrk args...]: warm-up, measured run, one table row.
+measure() {
+    local key=$1 label=$2 url=$3 pid=$4
+    shift 4
+    local before after res
+    before=$(rss_kb "$pid")
+    log "($key) $label: warm-up $warmup"
+    wrk -t"$threads" -c"$connections" -d"$warmup" "$@" "$url" >/dev/null
+    log "($key) $label: ${wrk_cmd[*]}${*:+ $*} $url"
+    res=$("${wrk_cmd[@]}" "$@" "$url")
+    after=$(rss_kb "$pid")
+    printf '%s\n' "$res" >"$work/wrk-$key.txt"
+    local r p50 p90 p99 bad
+    r=$(awk '/^Requests\/sec:/ {print $2}' <<<"$res")
+    p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$res")")
+    p90=$(to_ms "$(awk '$1 == "90%" {print $2}' <<<"$res")")
+    p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$res")")
+    bad=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$res")
+    [[ -n $r ]] || die "($key) wrk printed no result: $res"
+    if grep -q 'Socket errors' <<<"$res"; then
+        notes+=("($key) $(grep 'Socket errors' <<<"$res" | sed 's/^ *//')")
+    fi
+    rps[$key]=$r
+    rows+=("$key|$label|$r|$p50|$p90|$p99|${bad:-0}|$before → $after")
+    log "($key) $r req/s, p50 ${p50} ms, p99 ${p99} ms, non-2xx ${bad:-0}"
+}
+
+ratio() { # ratio KEY BASE: rps[KEY] / rps[BASE], or "—"
+    if [[ -n ${rps[$1]:-} && -n ${rps[$2]:-} ]]; then
+        awk -v a="${rps[$1]}" -v b="${rps[$2]}" 'BEGIN { printf "%.2f", a / b }'
+    else
+        echo "—"
+    fi
+}
+
+# --- (a) the upstream: nginx serving a small static file ------------------------------
+mkdir -p "$work/www"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+head -c 512 /dev/zero | tr '\0' 'x' | fold -w 64 | sed '1i <!doctype html><title>bench</title><pre>' >"$work/www/index.html"
+up_port=$(free_port)
+start_nginx upstream "server { listen 127.0.0.1:$up_port; location / { root $work/www; } }" 1
+up_pid=$started
+wait_port "$up_port" "$up_pid" || die "nginx upstream did not start: $(cat "$work/upstream/error.log" "$work/upstream/stdout.log" 2>/dev/null)"
+upstream=http://127.0.0.1:$up_port
+curl -fsS "$upstream/" -o /dev/null || die "the upstream does not serve index.html"
+wants a && measure a "upstream (nginx static)" "$upstream/" "$up_pid"
+
+# --- (b) nginx as a plain reverse proxy ---------------------------------------------------------
+if wants b; then
+    port=$(free_port)
+    start_nginx proxy "
+    upstream app { server 127.0.0.1:$up_port; keepalive 64; }
+    server {
+        listen 127.0.0.1:$port;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }
+    }" auto
+    pid=$started
+    wait_port "$port" "$pid" || die "nginx proxy did not start: $(cat "$work/proxy/error.log" 2>/dev/null)"
+    measure b "nginx proxy_pass, keepalive" "http://127.0.0.1:$port/" "$pid"
+    kill "$pid"
+fi
+
+# --- Portcullis ---------------------------------------------------------------------------------
+portcullis_bin=${PORTCULLIS_BIN:-}
+if [[ -z $portcullis_bin ]] && { wants c || wants d; }; then
+    log "building portcullis (release)"
+    cargo build --release --quiet --bin portcullis
+    target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+    portcullis_bin=$target_dir/release/portcullis
+fi
+
+# start_portcullis NAME PORT CONFIG: its pid in $started; prints its config and
+# output and returns 1 if it does not listen.
+start_portcullis() {
+    local name=$1 port=$2 pid
+    printf '%s\n' "$3" >"$work/$name.toml"
+    RUST_LOG=${BENCH_RUST_LOG:-warn} PORTCULLIS_SECRET=$session_secret PORTCULLIS_CLIENT_SECRET=$client_secret \
+        "$portcullis_bin" --config "$work/$name.toml" --log-format json >"$work/$name.log" 2>&1 &
+    started=$!
+    pids+=("$started")
+    if ! wait_port "$port" "$started"; then
+        log "portcullis ($name) did not listen on 127.0.0.1:$port; its config and output:"
+        sed 's/^/    /' "$work/$name.toml" "$work/$name.log" >&2
+        return 1
+    fi
+}
+session_secret=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
+client_secret=$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')
+
+if wants c; then
+    port=$(free_port)
+    start_portcullis none "$port" "[server]
+listen = \"127.0.0.1:$port\"
+public_url = \"http://127.0.0.1:$port\"
+
+[[route]]
+prefix = \"/\"
+upstream = \"$upstream\"
+auth = \"none\"" || die "portcullis did not start for (c); see above"
+    pid=$started
+    measure c "portcullis, auth = \"none\"" "http://127.0.0.1:$port/" "$pid"
+    kill "$pid"
+fi
+
+# --- (d) an authenticated route --------------------------------------------------------------------
+# The session comes from a real login at the test IdP (tests/idp), scripted
+# with curl; any step that is not possible yet skips (d) with a note.
+skip_d() { notes+=("(d) skipped: $*"); log "(d) skipped: $*"; }
+run_d() {
+    [[ -f tests/idp/provider.js ]] || { skip_d "no test IdP (tests/idp/provider.js)"; return; }
+    [[ -d tests/idp/node_modules ]] || { skip_d "tests/idp not installed (run scripts/test-deps.sh)"; return; }
+    local port idp_port gw idp pid idp_pid jar page action code cookie
+    port=$(free_port) idp_port=$(free_port)
+    gw=http://127.0.0.1:$port idp=http://127.0.0.1:$idp_port
+    IDP_PORT=$idp_port IDP_CLIENTS="[{\"client_id\":\"bench\",\"client_secret\":\"$client_secret\",
+        \"redirect_uris\":[\"$gw/.portcullis/callback\"],
+        \"post_logout_redirect_uris\":[\"$gw/.portcullis/logout/done\"],
+        \"grant_types\":[\"authorization_code\",\"refresh_token\"]}]" \
+        node tests/idp/provider.js >"$work/idp.out" 2>"$work/idp.err" &
+    idp_pid=$!
+    pids+=("$idp_pid")
+    wait_port "$idp_port" "$idp_pid" || { skip_d "the test IdP did not start: $(tail -3 "$work/idp.err")"; return; }
+    start_portcullis session "$port" "[server]
+listen = \"127.0.0.1:$port\"
+public_url = \"$gw\"
+
+[oidc]
+issuer = \"$idp\"
+client_id = \"bench\"
+client_secret = \"\${PORTCULLIS_CLIENT_SECRET}\"
+
+[session]
+secret = \"\${PORTCULLIS_SECRET}\"
+cookie_name = \"portcullis\"
+
+[[route]]
+prefix = \"/\"
+upstream = \"$upstream\"" || { skip_d "portcullis did not start with [oidc] and [session]"; return; }
+    pid=$started
+    # The login, as a browser would do it: gateway → IdP login form → POST
+    # → IdP → gateway callback (sets the session cookie) → the page.
+    jar=$work/cookies.txt
+    page=$(curl -sS -L -c "$jar" -b "$jar" -H 'Accept: text/html' "$gw/.portcullis/login?return_to=/") ||
+        { skip_d "GET /.portcullis/login failed"; return; }
+    action=$(grep -o 'action="[^"]*"' <<<"$page" | head -n 1 | sed 's/^action="//; s/"$//' || true)
+    # oidc-provider's dev login form names an absolute action; accept a path too.
+    [[ $action == /* ]] && action=$idp$action
+    [[ $action == "$idp"/* ]] || { skip_d "no IdP login form after /.portcullis/login"; return; }
+    code=$(curl -sS -L -c "$jar" -b "$jar" -o /dev/null -w '%{http_code}' -H 'Accept: text/html' \
+        -d prompt=login -d login=alice -d password=bench "$action") || { skip_d "the login POST failed"; return; }
+    cookie=$(sed 's/^#HttpOnly_//' "$jar" 2>/dev/null | awk -F '\t' '$6 == "portcullis" { print $7 }' | tail -n 1)
+    [[ $code == 200 && -n $cookie ]] || { skip_d "the login did not end with a session (HTTP $code)"; return; }
+    curl -fsS -H "Cookie: portcullis=$cookie" "$gw/" | cmp -s - "$work/www/index.html" ||
+        { skip_d "the session cookie does not reach the upstream page"; return; }
+    measure d "portcullis, auth = \"session\" (cookie)" "$gw/" "$pid" -H "Cookie: portcullis=$cookie"
+    kill "$pid"
+}
+wants d && run_d
+
+# The source measured, named before the results file is (re)written.
+revision=$(git describe --always --dirty --exclude '*' 2>/dev/null || echo unknown)
+
+# --- results ----------------------------------------------------------------------------------------
+((${#rows[@]})) || die "nothing was measured (--targets $targets)"
+{
+    echo "# Benchmark results"
+    echo
+    echo "Written by \`bench/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'); see bench/README.md for what is measured and how to read it."
+    echo
+    echo "| | target | req/s | vs (a) | vs (b) | p50 ms | p90 ms | p99 ms | non-2xx | RSS kB before → after |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
+    for row in "${rows[@]}"; do
+        IFS='|' read -r key label r p50 p90 p99 bad mem <<<"$row"
+        printf '| (%s) | %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' \
+            "$key" "$label" "$r" "$(ratio "$key" a)" "$(ratio "$key" b)" "$p50" "$p90" "$p99" "$bad" "$mem"
+    done
+    echo
+    echo "Machine and parameters:"
+    echo
+    echo "- $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), $(free -g | awk '/^Mem:/ {print $2}') GiB, $(uname -sr)"
+    echo "- load average before the run: $load_before (other work on the machine skews absolute figures; compare ratios)"
+    echo "- load: \`${wrk_cmd[*]} URL\` after a ${warmup} warm-up with the same threads and connections; wrk, the proxy and the upstream share the cores"
+    echo "- $(nginx -v 2>&1 | sed 's/^nginx version: //'): upstream 1 worker, static $(stat -c %s "$work/www/index.html")-byte file, \`access_log off\`; proxy \`worker_processes auto\`, \`keepalive 64\`"
+    if wants c || wants d; then
+        echo "- portcullis $revision, release build, RUST_LOG=${BENCH_RUST_LOG:-warn}"
+    fi
+    for note in "${notes[@]}"; do echo "- $note"; done
+} >"$out"
+log "results written to $out"
+cat "$out"
