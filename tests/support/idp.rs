@@ -123,6 +123,14 @@ pub struct Idp {
     _config: tempfile::NamedTempFile,
 }
 
+impl Idp {
+    /// Stops the IdP now (to test the gateway with the IdP down).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Idp {
     fn drop(&mut self) {
         let _ = self.child.kill();
