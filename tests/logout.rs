@@ -467,6 +467,25 @@ async fn flow_token_logs_out_cross_site_and_only_its_session() {
     assert_eq!(resp.status(), 303);
     assert!(!has_access(&stack, &alice).await);
     assert!(has_access(&stack, &other).await);
+    // The token also works as a header, e.g. from a SPA's fetch.
+    let flow: serde_json::Value = other
+        .get(stack.gateway.url("/.portcullis/logout/flow"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let resp = other
+        .post(stack.gateway.url("/logout?mode=local"))
+        .header("x-portcullis-csrf", flow["csrf"].as_str().unwrap())
+        .header("sec-fetch-site", "cross-site")
+        .header("origin", "https://elsewhere.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert!(!has_access(&stack, &other).await);
     // Without a session there is no flow.
     assert_eq!(
         no_redirects()

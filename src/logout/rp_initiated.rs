@@ -76,6 +76,13 @@ async fn read_params(
     if let Some(q) = parts.uri.query() {
         params.absorb(q.as_bytes());
     }
+    if params.csrf.is_none() {
+        params.csrf = parts
+            .headers
+            .get("x-portcullis-csrf")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+    }
     let is_form = parts
         .headers
         .get(CONTENT_TYPE)
