@@ -308,7 +308,7 @@ revision=$(git describe --always --dirty --exclude '*' 2>/dev/null || echo unkno
     echo "- load: \`${wrk_cmd[*]} URL\` after a ${warmup} warm-up with the same threads and connections; wrk, the proxy and the upstream share the cores"
     echo "- $(nginx -v 2>&1 | sed 's/^nginx version: //'): upstream 1 worker, static $(stat -c %s "$work/www/index.html")-byte file, \`access_log off\`; proxy \`worker_processes auto\`, \`keepalive 64\`"
     if wants c || wants d; then
-        echo "- portcullis $revision, release build, RUST_LOG=${BENCH_RUST_LOG:-warn}"
+        echo "- portcullis $revision, release build, RUST_LOG=${BENCH_RUST_LOG:-warn} (the per-request access log is still written, to a file)"
     fi
     for note in "${notes[@]}"; do echo "- $note"; done
 } >"$out"
