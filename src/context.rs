@@ -2,7 +2,7 @@
 //! long-lived services (sessions, OIDC client) and the facts the request
 //! path has already settled (route origin, client kind, request id).
 
-use crate::config::{Config, PublicOrigin};
+use crate::config::{Config, PublicOrigin, SessionConfig};
 use crate::oidc::OidcClient;
 use crate::request::ClientKind;
 use crate::session::Sessions;
@@ -11,6 +11,8 @@ use crate::session::Sessions;
 pub struct Ctx<'a> {
     /// The running configuration.
     pub config: &'a Config,
+    /// `[session]` (always present when login is configured).
+    pub session: &'a SessionConfig,
     /// The session service.
     pub sessions: &'a Sessions,
     /// The OIDC client.

@@ -307,7 +307,9 @@ impl Gateway {
         if path == pages::LOGOUT_JS_PATH {
             return self.logout_js.serve(&req);
         }
-        let (Some(sessions), Some(oidc)) = (&self.sessions, &self.oidc) else {
+        let (Some(sessions), Some(oidc), Some(session)) =
+            (&self.sessions, &self.oidc, &self.config.session)
+        else {
             return pages::error(
                 kind,
                 StatusCode::NOT_FOUND,
@@ -317,6 +319,7 @@ impl Gateway {
         };
         let ctx = Ctx {
             config: &self.config,
+            session,
             sessions,
             oidc,
             origin,
@@ -422,7 +425,9 @@ impl Gateway {
         let mut set_headers = Vec::new();
         let mut upgrade_deadline = None;
         if private_cache {
-            let (Some(sessions), Some(oidc)) = (&self.sessions, &self.oidc) else {
+            let (Some(sessions), Some(oidc), Some(session)) =
+                (&self.sessions, &self.oidc, &self.config.session)
+            else {
                 // The config check makes session routes require [oidc] and [session].
                 log.error = Some("no_login");
                 return pages::error(
@@ -434,6 +439,7 @@ impl Gateway {
             };
             let ctx = Ctx {
                 config: &self.config,
+                session,
                 sessions,
                 oidc,
                 origin: public,

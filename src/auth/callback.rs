@@ -82,21 +82,9 @@ fn store_unavailable(ctx: &Ctx<'_>, err: &SessionError) -> Response<Body> {
 /// Handles the callback.
 pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET {
-        return pages::error(
-            ctx.kind,
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "Use GET.",
-        );
+        return pages::method_not_allowed(ctx.kind, "GET");
     }
-    let Some(session_cfg) = ctx.config.session.as_ref() else {
-        return pages::error(
-            ctx.kind,
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "Login is not configured.",
-        );
-    };
+    let session_cfg = ctx.session;
     let query = match CallbackQuery::parse(req.uri().query().unwrap_or("")) {
         Ok(q) => q,
         Err(err) => {

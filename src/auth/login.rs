@@ -37,14 +37,7 @@ pub fn redirect_to_idp(
     req_headers: &http::HeaderMap,
     return_to: &str,
 ) -> Response<Body> {
-    let Some(session_cfg) = ctx.config.session.as_ref() else {
-        return pages::error(
-            ctx.kind,
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "Login is not configured.",
-        );
-    };
+    let session_cfg = ctx.session;
     let Some(redirect_uri) = redirect_uri(ctx) else {
         return pages::error(
             ctx.kind,
@@ -95,12 +88,7 @@ pub fn redirect_to_idp(
 /// `GET /.portcullis/login?return_to=`: starts a login explicitly.
 pub async fn start(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return pages::error(
-            ctx.kind,
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "Use GET.",
-        );
+        return pages::method_not_allowed(ctx.kind, "GET, HEAD");
     }
     let raw = req.uri().query().and_then(|q| {
         form_urlencoded::parse(q.as_bytes())

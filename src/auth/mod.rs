@@ -60,9 +60,7 @@ pub async fn admit<B>(
     route: &Route,
     path_and_query: &str,
 ) -> Admission {
-    let Some(cfg) = ctx.config.session.as_ref() else {
-        return store_unavailable(ctx);
-    };
+    let cfg = ctx.session;
     let cookie = read_session_cookie(req.headers(), &cfg.cookie_name);
     let loaded = match &cookie {
         None => None,

@@ -18,21 +18,9 @@ fn unix(t: SystemTime) -> u64 {
 /// Handles the request.
 pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return pages::error(
-            ctx.kind,
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "Use GET.",
-        );
+        return pages::method_not_allowed(ctx.kind, "GET, HEAD");
     }
-    let Some(cfg) = ctx.config.session.as_ref() else {
-        return pages::error(
-            ctx.kind,
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "Login is not configured.",
-        );
-    };
+    let cfg = ctx.session;
     let session = match read_session_cookie(req.headers(), &cfg.cookie_name) {
         None => None,
         Some(cookie) => match ctx.sessions.load_without_slide(&cookie).await {

@@ -152,6 +152,23 @@ fn finish(ctx: &Ctx<'_>, destination: &str) -> Response<Body> {
     resp
 }
 
+/// The session store could not end the session: 503, and the cookie is
+/// expired anyway so this browser at least stops sending it.
+fn store_unavailable(ctx: &Ctx<'_>) -> Response<Body> {
+    let mut resp = pages::error(
+        ctx.kind,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "Sign-out could not be completed right now. Try again shortly.",
+    );
+    add(
+        &mut resp,
+        SET_COOKIE,
+        &expired_session_cookie(ctx.session, ctx.secure()),
+    );
+    resp
+}
+
 /// Whether the IdP accepts TCP connections at the end-session URL's host.
 async fn idp_reachable(url: &Url) -> bool {
     let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
@@ -175,21 +192,9 @@ fn session_age(session: &Session) -> Option<Duration> {
 /// `GET|POST /logout`.
 pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::POST && req.method() != Method::HEAD {
-        return pages::error(
-            ctx.kind,
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "Use GET or POST.",
-        );
+        return pages::method_not_allowed(ctx.kind, "GET, HEAD, POST");
     }
-    let Some(session_cfg) = ctx.config.session.as_ref() else {
-        return pages::error(
-            ctx.kind,
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "Login is not configured.",
-        );
-    };
+    let session_cfg = ctx.session;
     let (parts, params) = match read_params(req).await {
         Ok(p) => p,
         Err(why) => return pages::error(ctx.kind, StatusCode::BAD_REQUEST, "bad_request", why),
@@ -204,18 +209,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
             Err(err) => {
                 tracing::error!(request_id = ctx.request_id, error = %err, "session store unavailable at logout");
                 events::record(Kind::RpInitiated, "-", "store_error", 0, None);
-                let mut resp = pages::error(
-                    ctx.kind,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    "Sign-out could not be completed right now. Try again shortly.",
-                );
-                add(
-                    &mut resp,
-                    SET_COOKIE,
-                    &expired_session_cookie(session_cfg, ctx.secure()),
-                );
-                return resp;
+                return store_unavailable(ctx);
             }
         },
     };
@@ -294,18 +288,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
                     0,
                     session_age(s),
                 );
-                let mut resp = pages::error(
-                    ctx.kind,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    "Sign-out could not be completed right now. Try again shortly.",
-                );
-                add(
-                    &mut resp,
-                    SET_COOKIE,
-                    &expired_session_cookie(session_cfg, ctx.secure()),
-                );
-                return resp;
+                return store_unavailable(ctx);
             }
         }
         // 3. Revoke the tokens at the IdP, in the background.
@@ -424,12 +407,7 @@ fn state_param(req: &Request<Incoming>) -> Option<String> {
 /// use it, so the ID token never appears in their JSON or HTML).
 pub async fn continue_(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET {
-        return pages::error(
-            ctx.kind,
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "Use GET.",
-        );
+        return pages::method_not_allowed(ctx.kind, "GET");
     }
     let found = match state_param(&req) {
         Some(s) => state::peek(ctx.sessions, &s).await,
@@ -452,12 +430,7 @@ pub async fn continue_(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> 
 /// destination, never elsewhere.
 pub async fn done(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET {
-        return pages::error(
-            ctx.kind,
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "Use GET.",
-        );
+        return pages::method_not_allowed(ctx.kind, "GET");
     }
     let state = state_param(&req);
     let found = match &state {
@@ -508,18 +481,10 @@ pub async fn done(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
 /// session, for single-page apps that log out later (or cross-site).
 pub async fn flow(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET {
-        return pages::error(
-            ctx.kind,
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "Use GET.",
-        );
+        return pages::method_not_allowed(ctx.kind, "GET");
     }
-    let session = match ctx.config.session.as_ref() {
-        Some(cfg) => match read_session_cookie(req.headers(), &cfg.cookie_name) {
-            Some(cookie) => ctx.sessions.load_without_slide(&cookie).await,
-            None => Ok(None),
-        },
+    let session = match read_session_cookie(req.headers(), &ctx.session.cookie_name) {
+        Some(cookie) => ctx.sessions.load_without_slide(&cookie).await,
         None => Ok(None),
     };
     match session {

@@ -174,6 +174,19 @@ pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     resp
 }
 
+/// `405 Method Not Allowed` with the `Allow` header.
+pub fn method_not_allowed(kind: ClientKind, allow: &'static str) -> Response<Body> {
+    let mut resp = error(
+        kind,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &format!("Use {allow}."),
+    );
+    resp.headers_mut()
+        .insert(http::header::ALLOW, HeaderValue::from_static(allow));
+    resp
+}
+
 /// An error answer: JSON `{"error", "error_description"}` for JSON
 /// clients, otherwise a short HTML page. `message` is shown to the user, so
 /// it must never hold a secret or internal detail.
