@@ -197,7 +197,9 @@ fn parse_target(body: &[u8]) -> Result<Target, AdminError> {
     let get = |k: &str| match obj.get(k) {
         None => Ok(None),
         Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
-        Some(_) => Err(AdminError::BadRequest("sub and sid must be non-empty strings")),
+        Some(_) => Err(AdminError::BadRequest(
+            "sub and sid must be non-empty strings",
+        )),
     };
     match (get("sub")?, get("sid")?) {
         (Some(sub), None) => Ok(Target::Sub(sub)),
@@ -214,7 +216,9 @@ async fn parse_revoke(req: Request<Incoming>) -> Result<Target, AdminError> {
         .and_then(|v| v.split(';').next())
         .is_none_or(|m| m.trim().eq_ignore_ascii_case("application/json"));
     if !is_json {
-        return Err(AdminError::BadRequest("content type must be application/json"));
+        return Err(AdminError::BadRequest(
+            "content type must be application/json",
+        ));
     }
     let body = Limited::new(req.into_body(), MAX_BODY_BYTES)
         .collect()
@@ -241,7 +245,9 @@ fn sub_param(query: &str) -> Result<String, AdminError> {
 }
 
 fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn summary_json(s: &SessionSummary) -> Value {
@@ -279,7 +285,11 @@ mod tests {
             br#"[]"#,
             b"garbage",
         ] {
-            assert!(parse_target(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                parse_target(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

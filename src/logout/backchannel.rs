@@ -401,7 +401,10 @@ fn is_form(req: &Request<Incoming>) -> bool {
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<bytes::Bytes, BackchannelError> {
@@ -413,7 +416,10 @@ async fn read_body(req: Request<Incoming>) -> Result<bytes::Bytes, BackchannelEr
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(BackchannelError::BodyTooLarge);
     }
-    match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
+    match Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BackchannelError::BodyTooLarge),
         Err(_) => Err(BackchannelError::BodyRead),
@@ -466,7 +472,10 @@ async fn end_sessions(ctx: &Ctx<'_>, claims: &LogoutClaims) -> Result<usize, Bac
     let result = match (&claims.sid, &claims.sub) {
         (Some(sid), _) => ctx.sessions.delete_by_sid(&claims.iss, sid).await,
         (None, Some(sub)) => {
-            let before = UNIX_EPOCH + Duration::from_secs(claims.iat);
+            // `iat` has whole seconds while sessions record milliseconds: a
+            // session created in the token's own second counts as "before"
+            // (erring toward ending a session, never toward keeping one).
+            let before = UNIX_EPOCH + Duration::from_secs(claims.iat.saturating_add(1));
             ctx.sessions
                 .delete_by_sub(&claims.iss, sub, Some(before))
                 .await
@@ -631,7 +640,11 @@ mod tests {
         let c = validate_claims(&header(Some("logout+jwt")), &good(), NOW, &rules()).unwrap();
         assert_eq!(c.sid.as_deref(), Some("s1"));
         assert_eq!(c.jti, "j1");
-        for typ in ["application/logout+jwt", "Logout+JWT", "APPLICATION/LOGOUT+JWT"] {
+        for typ in [
+            "application/logout+jwt",
+            "Logout+JWT",
+            "APPLICATION/LOGOUT+JWT",
+        ] {
             assert!(validate_claims(&header(Some(typ)), &good(), NOW, &rules()).is_ok());
         }
         assert!(validate_claims(&header(None), &good(), NOW, &rules()).is_ok());
@@ -642,22 +655,49 @@ mod tests {
         use BackchannelError as E;
         let cases: Vec<(Value, E)> = vec![
             (with(|o| drop(o.remove("iss"))), E::Iss),
-            (with(|o| drop(o.insert("iss".into(), json!("https://evil")))), E::Iss),
-            (with(|o| drop(o.insert("aud".into(), json!("other")))), E::Aud),
-            (with(|o| drop(o.insert("aud".into(), json!([1, 2])))), E::Aud),
+            (
+                with(|o| drop(o.insert("iss".into(), json!("https://evil")))),
+                E::Iss,
+            ),
+            (
+                with(|o| drop(o.insert("aud".into(), json!("other")))),
+                E::Aud,
+            ),
+            (
+                with(|o| drop(o.insert("aud".into(), json!([1, 2])))),
+                E::Aud,
+            ),
             (with(|o| drop(o.remove("aud"))), E::Aud),
             (with(|o| drop(o.remove("iat"))), E::Iat),
-            (with(|o| drop(o.insert("iat".into(), json!(NOW - 301)))), E::Iat),
-            (with(|o| drop(o.insert("iat".into(), json!(NOW + 61)))), E::Iat),
+            (
+                with(|o| drop(o.insert("iat".into(), json!(NOW - 301)))),
+                E::Iat,
+            ),
+            (
+                with(|o| drop(o.insert("iat".into(), json!(NOW + 61)))),
+                E::Iat,
+            ),
             (with(|o| drop(o.insert("iat".into(), json!("now")))), E::Iat),
             (with(|o| drop(o.remove("exp"))), E::Exp),
             (with(|o| drop(o.insert("exp".into(), json!(NOW)))), E::Exp),
             (with(|o| drop(o.insert("exp".into(), json!(-5)))), E::Exp),
             (with(|o| drop(o.remove("events"))), E::Events),
-            (with(|o| drop(o.insert("events".into(), json!("x")))), E::Events),
-            (with(|o| drop(o.insert("events".into(), json!({LOGOUT_EVENT: "x"})))), E::Events),
-            (with(|o| drop(o.insert("events".into(), json!({"other": {}})))), E::Events),
-            (with(|o| drop(o.insert("nonce".into(), json!("n")))), E::Nonce),
+            (
+                with(|o| drop(o.insert("events".into(), json!("x")))),
+                E::Events,
+            ),
+            (
+                with(|o| drop(o.insert("events".into(), json!({LOGOUT_EVENT: "x"})))),
+                E::Events,
+            ),
+            (
+                with(|o| drop(o.insert("events".into(), json!({"other": {}})))),
+                E::Events,
+            ),
+            (
+                with(|o| drop(o.insert("nonce".into(), json!("n")))),
+                E::Nonce,
+            ),
             (
                 with(|o| {
                     o.remove("sid");
@@ -665,7 +705,10 @@ mod tests {
                 E::Subject,
             ),
             (with(|o| drop(o.insert("sid".into(), json!(5)))), E::Subject),
-            (with(|o| drop(o.insert("sid".into(), json!("")))), E::Subject),
+            (
+                with(|o| drop(o.insert("sid".into(), json!("")))),
+                E::Subject,
+            ),
             (with(|o| drop(o.remove("jti"))), E::Jti),
             (json!([1, 2]), E::Malformed("payload is not an object")),
         ];
@@ -717,7 +760,10 @@ mod tests {
     fn header_parsing() {
         let enc = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
         let tok = |h: Value| format!("{}.{}.sig", enc(h), enc(json!({})));
-        let h = parse_header(&tok(json!({"alg": "RS256", "kid": "k", "typ": "logout+jwt"}))).unwrap();
+        let h = parse_header(&tok(
+            json!({"alg": "RS256", "kid": "k", "typ": "logout+jwt"}),
+        ))
+        .unwrap();
         assert_eq!(h.alg, jsonwebtoken::Algorithm::RS256);
         assert_eq!(
             parse_header(&tok(json!({"alg": "none"}))).err(),

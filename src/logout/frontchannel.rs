@@ -159,7 +159,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
             }
             .render();
             let h = resp.headers_mut();
-            h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store"));
+            h.insert(
+                CACHE_CONTROL,
+                HeaderValue::from_static("no-cache, no-store"),
+            );
             h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
             if let Some(session) = &ctx.config.session
                 && cookie::read_session_cookie(req.headers(), &session.cookie_name).is_some()
@@ -208,8 +211,14 @@ mod tests {
             }
         );
         assert_eq!(parse_query("sid=abc").unwrap().iss, None);
-        assert_eq!(parse_query("iss=x").err(), Some(FrontchannelError::MissingSid));
-        assert_eq!(parse_query("sid=").err(), Some(FrontchannelError::MissingSid));
+        assert_eq!(
+            parse_query("iss=x").err(),
+            Some(FrontchannelError::MissingSid)
+        );
+        assert_eq!(
+            parse_query("sid=").err(),
+            Some(FrontchannelError::MissingSid)
+        );
         assert_eq!(parse_query("").err(), Some(FrontchannelError::MissingSid));
         assert_eq!(
             parse_query("sid=a&sid=b").err(),
@@ -220,9 +229,21 @@ mod tests {
     #[test]
     fn issuer_spellings() {
         let cfg = url::Url::parse("http://127.0.0.1:9000").unwrap();
-        assert!(issuer_matches("http://127.0.0.1:9000", "http://127.0.0.1:9000", &cfg));
-        assert!(issuer_matches("http://127.0.0.1:9000/", "http://127.0.0.1:9000", &cfg));
-        assert!(!issuer_matches("http://127.0.0.1:9001", "http://127.0.0.1:9000", &cfg));
+        assert!(issuer_matches(
+            "http://127.0.0.1:9000",
+            "http://127.0.0.1:9000",
+            &cfg
+        ));
+        assert!(issuer_matches(
+            "http://127.0.0.1:9000/",
+            "http://127.0.0.1:9000",
+            &cfg
+        ));
+        assert!(!issuer_matches(
+            "http://127.0.0.1:9001",
+            "http://127.0.0.1:9000",
+            &cfg
+        ));
         assert!(!issuer_matches("", "http://127.0.0.1:9000", &cfg));
     }
 }
