@@ -287,7 +287,7 @@ fn numeric_date(v: &Value) -> Option<u64> {
     }
     let f = v.as_f64()?;
     // `as` saturates; the range check keeps absurd values out.
-    (f.is_finite() && (0.0..1e15).contains(&f)).then(|| f as u64)
+    (f.is_finite() && (0.0..1e15).contains(&f)).then_some(f as u64)
 }
 
 fn non_empty_string(v: Option<&Value>) -> Result<Option<String>, ()> {
@@ -364,6 +364,21 @@ pub fn validate_claims(
         iat,
         jti,
     })
+}
+
+/// Every check that needs no key and no store, on an untrusted request
+/// body: [`parse_form`], [`parse_header`], [`decode_claims_unverified`],
+/// [`validate_claims`]. The signature is NOT checked: this exists for the
+/// fuzz target (`fuzz/`) and tests, never to accept a token.
+pub fn check_unverified(
+    body: &[u8],
+    now: u64,
+    rules: &ClaimRules<'_>,
+) -> Result<LogoutClaims, BackchannelError> {
+    let token = parse_form(body)?;
+    let header = parse_header(&token)?;
+    let claims = decode_claims_unverified(&token)?;
+    validate_claims(&header, &claims, now, rules)
 }
 
 /// A token bucket for the whole process.
@@ -754,6 +769,47 @@ mod tests {
             Some(BackchannelError::DuplicateToken)
         );
         assert!(parse_form(&[0xff, 0xfe, b'=', 0x80]).is_err());
+    }
+
+    /// A bounded, deterministic fuzz loop over mutations of a valid body
+    /// (runs with plain `cargo test`; `fuzz/` has the coverage-guided one).
+    #[test]
+    fn mutated_bodies_never_panic_and_never_widen() {
+        let enc = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        let token = format!(
+            "{}.{}.c2ln",
+            enc(&json!({"alg": "RS256", "kid": "k", "typ": "logout+jwt"})),
+            enc(&good())
+        );
+        let seed = format!("logout_token={token}").into_bytes();
+        assert!(check_unverified(&seed, NOW, &rules()).is_ok());
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            // xorshift64*
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        for _ in 0..20_000 {
+            let mut body = seed.clone();
+            for _ in 0..(next() % 8 + 1) {
+                let at = (next() as usize) % body.len().max(1);
+                let last = body.len().saturating_sub(1);
+                match next() % 5 {
+                    0 if !body.is_empty() => body[at.min(last)] = next() as u8,
+                    1 => body.insert(at.min(body.len()), next() as u8),
+                    2 if !body.is_empty() => drop(body.remove(at.min(last))),
+                    3 => body.truncate(at),
+                    _ => body.extend_from_slice(b"&logout_token=x"),
+                }
+            }
+            if let Ok(c) = check_unverified(&body, NOW, &rules()) {
+                assert_eq!(c.iss, ISS);
+                assert!(c.sid.is_some() || c.sub.is_some());
+                assert!(!c.jti.is_empty());
+            }
+        }
     }
 
     #[test]
