@@ -70,8 +70,18 @@ pub struct Setup {
 /// `admin_token`: whether the admin API is configured. `oidc_extra`: more
 /// `[oidc]` keys.
 pub fn start_gateway(admin_token: bool, oidc_extra: &str) -> Setup {
+    start_gateway_on(free_port(), admin_token, oidc_extra, "")
+}
+
+/// Like [`start_gateway`] with a given IdP port (several gateways, one
+/// IdP) and more `[session]` keys/tables (`session_extra`, e.g. Redis).
+pub fn start_gateway_on(
+    idp_port: u16,
+    admin_token: bool,
+    oidc_extra: &str,
+    session_extra: &str,
+) -> Setup {
     let upstream = Upstream::start();
-    let idp_port = free_port();
     let admin = if admin_token {
         "admin_token = \"${PORTCULLIS_ADMIN_TOKEN}\""
     } else {
@@ -93,6 +103,7 @@ client_secret = "${{PORTCULLIS_CLIENT_SECRET}}"
 
 [session]
 secret = "${{PORTCULLIS_SECRET}}"
+{session_extra}
 
 [[route]]
 prefix = "/"
