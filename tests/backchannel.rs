@@ -550,3 +550,41 @@ async fn redis_fleet_shares_logouts_and_replay_cache_and_never_fails_open() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A flood is cut off with 429 (before any key lookup or store write), and
+/// the endpoint serves again once the bucket refills.
+#[tokio::test(flavor = "multi_thread")]
+async fn floods_are_rate_limited() {
+    let setup = start_gateway(true, "");
+    let idp = start_idp(&setup, vec![]).await;
+    let gw = &setup.gw;
+    let http = reqwest::Client::new();
+    let url = gw.url("/.portcullis/backchannel-logout");
+    let mut tasks = Vec::new();
+    for _ in 0..600 {
+        let (http, url) = (http.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            http.post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("logout_token=garbage")
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }));
+    }
+    let mut limited = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            429 => limited += 1,
+            400 => {}
+            other => panic!("flood answered {other}"),
+        }
+    }
+    assert!(limited > 0, "no request was rate limited");
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let claims = logout_claims(idp.issuer(), Some("after-the-flood"), None);
+    let resp = post_token(gw, &sign_rs256(&logout_header(), &claims, &idp_key_pem())).await;
+    assert_eq!(resp.status(), 200, "served again after the refill");
+}
