@@ -1,6 +1,9 @@
 //! The admin listener: `/healthz` (process up), `/readyz` (dependencies
-//! up), `/metrics` (Prometheus text). Loopback only until it has TLS; the
-//! config check refuses anything else.
+//! up), `/metrics` (Prometheus text), and the bearer-token admin API
+//! ([`api`]). Loopback only until it has TLS; the config check refuses
+//! anything else.
+
+pub mod api;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -45,6 +48,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiv
 }
 
 async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
+    if api::is_api_path(req.uri().path()) {
+        return api::handle(app, req).await;
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return pages::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
     }

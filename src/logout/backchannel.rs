@@ -1,16 +1,834 @@
 //! `POST /.portcullis/backchannel-logout`: OpenID Connect Back-Channel
-//! Logout 1.0 receiver. (Being built.)
+//! Logout 1.0 (with errata set 1) receiver.
+//!
+//! The checks are split so they can be tested and fuzzed without a network:
+//! [`parse_form`] (the request body), [`parse_header`] (the JWT header),
+//! [`decode_claims_unverified`] (the payload, for the fuzz target only) and
+//! [`validate_claims`] (every §2.6 claim rule). [`handle`] adds what needs
+//! the outside world: the rate limit, the signature against the IdP's keys,
+//! the `jti` replay cache and the deletion of sessions.
 
-use http::{Request, Response, StatusCode};
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use serde_json::Value;
 
 use crate::context::Ctx;
+use crate::logout::events::{self, Kind};
 use crate::pages::{self, Body};
 
-/// Handles a logout token from the IdP.
-pub async fn handle(_ctx: &Ctx<'_>, _req: Request<Incoming>) -> Response<Body> {
-    pages::json(
-        StatusCode::NOT_IMPLEMENTED,
-        &serde_json::json!({"error": "not_implemented", "error_description": "back-channel logout is not available yet"}),
-    )
+/// Largest request body accepted (SPEC: 16 KiB).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// How far in the future `iat` may be (clock skew).
+pub const MAX_IAT_AHEAD: Duration = Duration::from_secs(60);
+/// How old `iat` may be.
+pub const MAX_IAT_AGE: Duration = Duration::from_secs(5 * 60);
+/// How long a `jti` is remembered: longer than any token passes the `iat`
+/// window (`MAX_IAT_AGE + MAX_IAT_AHEAD`), so a replay is caught either by
+/// the cache or by `iat`.
+pub const JTI_TTL: Duration = Duration::from_secs(10 * 60);
+/// The event member a logout token must carry.
+pub const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// Rate limit: burst size and sustained rate (tokens per second) for the
+/// whole process. An IdP sends one request per session ended; this leaves
+/// room for mass logouts while bounding the cost of a flood (each request
+/// may cost a signature check and a store write).
+const RATE_BURST: f64 = 100.0;
+const RATE_PER_SEC: f64 = 50.0;
+
+/// Why a back-channel logout request failed. Each variant names one check;
+/// messages never carry the token or any claim value.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BackchannelError {
+    /// Not a POST.
+    #[error("method not allowed")]
+    Method,
+    /// Too many requests.
+    #[error("rate limit exceeded")]
+    RateLimited,
+    /// The Content-Type is not `application/x-www-form-urlencoded`.
+    #[error("content type must be application/x-www-form-urlencoded")]
+    ContentType,
+    /// The body is larger than [`MAX_BODY_BYTES`].
+    #[error("request body too large")]
+    BodyTooLarge,
+    /// The body could not be read.
+    #[error("request body could not be read")]
+    BodyRead,
+    /// No `logout_token` parameter (or an empty one).
+    #[error("missing logout_token parameter")]
+    MissingToken,
+    /// More than one `logout_token` parameter.
+    #[error("more than one logout_token parameter")]
+    DuplicateToken,
+    /// Not a compact JWS with a parseable header.
+    #[error("malformed logout token: {0}")]
+    Malformed(&'static str),
+    /// `typ` present and not `logout+jwt`.
+    #[error("wrong token type (typ)")]
+    Typ,
+    /// The algorithm is not one the IdP signs ID tokens with (or is
+    /// symmetric / `none`).
+    #[error("signing algorithm not allowed")]
+    Alg,
+    /// No IdP key fits the token's `kid` and `alg`.
+    #[error("no matching signing key")]
+    UnknownKey,
+    /// The signature does not verify.
+    #[error("invalid signature")]
+    Signature,
+    /// The IdP's metadata is not loaded, so nothing can be verified.
+    #[error("identity provider metadata not available")]
+    NotReady,
+    /// `iss` missing or not the IdP's issuer.
+    #[error("wrong or missing iss")]
+    Iss,
+    /// `aud` missing or does not contain the client id.
+    #[error("wrong or missing aud")]
+    Aud,
+    /// `iat` missing, malformed, too old or too far ahead.
+    #[error("iat missing, too old or in the future")]
+    Iat,
+    /// `exp` missing (when required), malformed or past.
+    #[error("exp missing or expired")]
+    Exp,
+    /// `events` missing or not the back-channel logout event object.
+    #[error("events claim missing or malformed")]
+    Events,
+    /// A `nonce` is present (an ID token, not a logout token).
+    #[error("nonce must not be present")]
+    Nonce,
+    /// Neither `sid` nor `sub`, or one of them is not a non-empty string.
+    #[error("sid or sub required")]
+    Subject,
+    /// `jti` missing or not a non-empty string.
+    #[error("jti missing")]
+    Jti,
+    /// This `jti` was seen before.
+    #[error("logout token replayed (jti seen before)")]
+    Replay,
+    /// The store could not record the `jti` or end the sessions.
+    #[error("session store unavailable")]
+    Store,
+}
+
+impl BackchannelError {
+    /// A short fixed name of the failed check, for the log line.
+    pub fn check(&self) -> &'static str {
+        use BackchannelError as E;
+        match self {
+            E::Method => "method",
+            E::RateLimited => "rate_limit",
+            E::ContentType => "content_type",
+            E::BodyTooLarge => "body_size",
+            E::BodyRead => "body_read",
+            E::MissingToken => "logout_token_missing",
+            E::DuplicateToken => "logout_token_duplicate",
+            E::Malformed(_) => "malformed",
+            E::Typ => "typ",
+            E::Alg => "alg",
+            E::UnknownKey => "kid",
+            E::Signature => "signature",
+            E::NotReady => "idp_not_ready",
+            E::Iss => "iss",
+            E::Aud => "aud",
+            E::Iat => "iat",
+            E::Exp => "exp",
+            E::Events => "events",
+            E::Nonce => "nonce",
+            E::Subject => "sid_sub",
+            E::Jti => "jti",
+            E::Replay => "jti_replay",
+            E::Store => "store",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            BackchannelError::Method => StatusCode::METHOD_NOT_ALLOWED,
+            BackchannelError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// What a logout token's checks settle for [`validate_claims`].
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRules<'a> {
+    /// The IdP's issuer, exactly as its discovery document spells it.
+    pub issuer: &'a str,
+    /// Our client id (must be in `aud`).
+    pub client_id: &'a str,
+    /// Whether `exp` is required (`oidc.backchannel_require_exp`).
+    pub require_exp: bool,
+}
+
+/// The JWT header fields the receiver looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenHeader {
+    /// `alg`, parsed (unknown names and `none` fail parsing).
+    pub alg: jsonwebtoken::Algorithm,
+    /// `kid`, if any.
+    pub kid: Option<String>,
+    /// `typ`, if any.
+    pub typ: Option<String>,
+}
+
+/// A validated logout token: whose sessions to end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogoutClaims {
+    /// The issuer (equal to the IdP's).
+    pub iss: String,
+    /// The IdP session id, if sent.
+    pub sid: Option<String>,
+    /// The subject, if sent.
+    pub sub: Option<String>,
+    /// Issued-at, seconds since the epoch.
+    pub iat: u64,
+    /// The token id, for the replay cache.
+    pub jti: String,
+}
+
+/// The single `logout_token` of a form-encoded body. Other parameters are
+/// ignored; a missing, empty or repeated `logout_token` is an error.
+pub fn parse_form(body: &[u8]) -> Result<String, BackchannelError> {
+    let mut found: Option<String> = None;
+    for (name, value) in form_urlencoded::parse(body) {
+        if name == "logout_token" {
+            if found.is_some() {
+                return Err(BackchannelError::DuplicateToken);
+            }
+            found = Some(value.into_owned());
+        }
+    }
+    match found {
+        Some(t) if !t.is_empty() => Ok(t),
+        _ => Err(BackchannelError::MissingToken),
+    }
+}
+
+/// Splits a compact JWS into its three parts; anything else is malformed.
+fn split(token: &str) -> Result<(&str, &str, &str), BackchannelError> {
+    let mut parts = token.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(h), Some(p), Some(s), None) if !h.is_empty() && !p.is_empty() => Ok((h, p, s)),
+        _ => Err(BackchannelError::Malformed("not a compact JWS")),
+    }
+}
+
+/// Parses the JWT header. `alg: none`, HMAC names and unknown names parse
+/// or fail here; which algorithms are acceptable is decided against the
+/// IdP's metadata later (and `typ` in [`validate_claims`]).
+pub fn parse_header(token: &str) -> Result<TokenHeader, BackchannelError> {
+    let (h, _, _) = split(token)?;
+    let raw = URL_SAFE_NO_PAD
+        .decode(h)
+        .map_err(|_| BackchannelError::Malformed("header is not base64url"))?;
+    let v: Value = serde_json::from_slice(&raw)
+        .map_err(|_| BackchannelError::Malformed("header is not JSON"))?;
+    let obj = v
+        .as_object()
+        .ok_or(BackchannelError::Malformed("header is not an object"))?;
+    let alg = obj
+        .get("alg")
+        .cloned()
+        .and_then(|a| serde_json::from_value::<jsonwebtoken::Algorithm>(a).ok())
+        .ok_or(BackchannelError::Alg)?;
+    let text = |name: &str| -> Result<Option<String>, BackchannelError> {
+        match obj.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(BackchannelError::Malformed("header member is not a string")),
+        }
+    };
+    // `crit` names extensions we would have to understand (RFC 7515 §4.1.11).
+    if obj.contains_key("crit") {
+        return Err(BackchannelError::Malformed("unsupported crit header"));
+    }
+    Ok(TokenHeader {
+        alg,
+        kid: text("kid")?,
+        typ: text("typ")?,
+    })
+}
+
+/// The payload as JSON without verifying anything: only for fuzzing and
+/// tests of [`validate_claims`]; the handler verifies the signature first.
+pub fn decode_claims_unverified(token: &str) -> Result<Value, BackchannelError> {
+    let (_, p, _) = split(token)?;
+    let raw = URL_SAFE_NO_PAD
+        .decode(p)
+        .map_err(|_| BackchannelError::Malformed("payload is not base64url"))?;
+    serde_json::from_slice(&raw).map_err(|_| BackchannelError::Malformed("payload is not JSON"))
+}
+
+/// Whether `typ` is acceptable: absent, or `logout+jwt` compared
+/// case-insensitively after dropping a leading `application/`.
+fn typ_ok(typ: Option<&str>) -> bool {
+    let Some(t) = typ else { return true };
+    let t = t.to_ascii_lowercase();
+    let t = t.strip_prefix("application/").unwrap_or(&t);
+    t == "logout+jwt"
+}
+
+/// A NumericDate claim as whole seconds; fractions are allowed by RFC 7519
+/// and truncated. Negative, non-finite or non-numeric values are `None`.
+fn numeric_date(v: &Value) -> Option<u64> {
+    if let Some(n) = v.as_u64() {
+        return Some(n);
+    }
+    let f = v.as_f64()?;
+    // `as` saturates; the range check keeps absurd values out.
+    (f.is_finite() && (0.0..1e15).contains(&f)).then_some(f as u64)
+}
+
+fn non_empty_string(v: Option<&Value>) -> Result<Option<String>, ()> {
+    match v {
+        None => Ok(None),
+        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+        Some(_) => Err(()),
+    }
+}
+
+/// Every claim rule of Back-Channel Logout 1.0 §2.6 (errata 1) and SPEC,
+/// on a payload whose signature has been verified. `now` is seconds since
+/// the epoch. Pure: no clock, no I/O, no panic on any input.
+pub fn validate_claims(
+    header: &TokenHeader,
+    claims: &Value,
+    now: u64,
+    rules: &ClaimRules<'_>,
+) -> Result<LogoutClaims, BackchannelError> {
+    use BackchannelError as E;
+    if !typ_ok(header.typ.as_deref()) {
+        return Err(E::Typ);
+    }
+    let c = claims
+        .as_object()
+        .ok_or(E::Malformed("payload is not an object"))?;
+
+    let iss = match c.get("iss") {
+        Some(Value::String(s)) if s == rules.issuer => s.clone(),
+        _ => return Err(E::Iss),
+    };
+    let aud_ok = match c.get("aud") {
+        Some(Value::String(s)) => s == rules.client_id,
+        Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(rules.client_id)),
+        _ => false,
+    };
+    if !aud_ok {
+        return Err(E::Aud);
+    }
+    let iat = c.get("iat").and_then(numeric_date).ok_or(E::Iat)?;
+    if iat > now.saturating_add(MAX_IAT_AHEAD.as_secs())
+        || now.saturating_sub(iat) > MAX_IAT_AGE.as_secs()
+    {
+        return Err(E::Iat);
+    }
+    match c.get("exp") {
+        None if rules.require_exp => return Err(E::Exp),
+        None => {}
+        Some(v) => match numeric_date(v) {
+            Some(exp) if exp > now => {}
+            _ => return Err(E::Exp),
+        },
+    }
+    match c.get("events") {
+        Some(Value::Object(ev)) if matches!(ev.get(LOGOUT_EVENT), Some(Value::Object(_))) => {}
+        _ => return Err(E::Events),
+    }
+    if c.contains_key("nonce") {
+        return Err(E::Nonce);
+    }
+    let sid = non_empty_string(c.get("sid")).map_err(|()| E::Subject)?;
+    let sub = non_empty_string(c.get("sub")).map_err(|()| E::Subject)?;
+    if sid.is_none() && sub.is_none() {
+        return Err(E::Subject);
+    }
+    let jti = non_empty_string(c.get("jti"))
+        .ok()
+        .flatten()
+        .ok_or(E::Jti)?;
+    Ok(LogoutClaims {
+        iss,
+        sid,
+        sub,
+        iat,
+        jti,
+    })
+}
+
+/// Every check that needs no key and no store, on an untrusted request
+/// body: [`parse_form`], [`parse_header`], [`decode_claims_unverified`],
+/// [`validate_claims`]. The signature is NOT checked: this exists for the
+/// fuzz target (`fuzz/`) and tests, never to accept a token.
+pub fn check_unverified(
+    body: &[u8],
+    now: u64,
+    rules: &ClaimRules<'_>,
+) -> Result<LogoutClaims, BackchannelError> {
+    let token = parse_form(body)?;
+    let header = parse_header(&token)?;
+    let claims = decode_claims_unverified(&token)?;
+    validate_claims(&header, &claims, now, rules)
+}
+
+/// A token bucket for the whole process.
+struct Bucket {
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+static BUCKET: Mutex<Bucket> = Mutex::new(Bucket {
+    tokens: RATE_BURST,
+    last: None,
+});
+
+/// Takes one token from the process-wide bucket; `false` when empty.
+fn rate_ok() -> bool {
+    // A poisoned lock only means another request panicked mid-update; the
+    // counter is still usable.
+    let mut b = BUCKET.lock().unwrap_or_else(|p| p.into_inner());
+    let now = Instant::now();
+    if let Some(last) = b.last {
+        let refill = now.duration_since(last).as_secs_f64() * RATE_PER_SEC;
+        b.tokens = (b.tokens + refill).min(RATE_BURST);
+    }
+    b.last = Some(now);
+    if b.tokens >= 1.0 {
+        b.tokens -= 1.0;
+        true
+    } else {
+        false
+    }
+}
+
+fn is_form(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<bytes::Bytes, BackchannelError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(BackchannelError::BodyTooLarge);
+    }
+    match Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BackchannelError::BodyTooLarge),
+        Err(_) => Err(BackchannelError::BodyRead),
+    }
+}
+
+/// Verifies the signature with the IdP's key for `header` and returns the
+/// payload. Time and audience claims are checked by [`validate_claims`].
+async fn verify(
+    ctx: &Ctx<'_>,
+    token: &str,
+    header: &TokenHeader,
+) -> Result<Value, BackchannelError> {
+    use crate::oidc::OidcError;
+    let key = ctx
+        .oidc
+        .provider()
+        .decoding_key(header.kid.as_deref(), header.alg)
+        .await
+        .map_err(|e| match e {
+            OidcError::NotReady => BackchannelError::NotReady,
+            OidcError::DisallowedAlg => BackchannelError::Alg,
+            _ => BackchannelError::UnknownKey,
+        })?;
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.algorithms = vec![header.alg];
+    validation.required_spec_claims = HashSet::new();
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation.leeway = 0;
+    jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .map(|data| data.claims)
+        .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => BackchannelError::Signature,
+            jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => BackchannelError::Alg,
+            _ => BackchannelError::Malformed("token does not decode"),
+        })
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Ends the sessions a validated token names; the count ended.
+async fn end_sessions(ctx: &Ctx<'_>, claims: &LogoutClaims) -> Result<usize, BackchannelError> {
+    let result = match (&claims.sid, &claims.sub) {
+        (Some(sid), _) => ctx.sessions.delete_by_sid(&claims.iss, sid).await,
+        (None, Some(sub)) => {
+            // `iat` has whole seconds while sessions record milliseconds: a
+            // session created in the token's own second counts as "before"
+            // (erring toward ending a session, never toward keeping one).
+            let before = UNIX_EPOCH + Duration::from_secs(claims.iat.saturating_add(1));
+            ctx.sessions
+                .delete_by_sub(&claims.iss, sub, Some(before))
+                .await
+        }
+        (None, None) => return Err(BackchannelError::Subject),
+    };
+    result.map_err(|e| {
+        tracing::warn!(error = %e, "back-channel logout: ending sessions failed");
+        BackchannelError::Store
+    })
+}
+
+/// The key a `jti` is remembered under.
+pub fn jti_key(iss: &str, jti: &str) -> String {
+    format!("bcl-jti:{iss}:{jti}")
+}
+
+async fn process(ctx: &Ctx<'_>, req: Request<Incoming>) -> Result<usize, BackchannelError> {
+    if req.method() != Method::POST {
+        return Err(BackchannelError::Method);
+    }
+    if !rate_ok() {
+        return Err(BackchannelError::RateLimited);
+    }
+    if !is_form(&req) {
+        return Err(BackchannelError::ContentType);
+    }
+    let body = read_body(req).await?;
+    let token = parse_form(&body)?;
+    let header = parse_header(&token)?;
+    let meta = ctx
+        .oidc
+        .provider()
+        .metadata()
+        .ok_or(BackchannelError::NotReady)?;
+    let payload = verify(ctx, &token, &header).await?;
+    let require_exp = ctx
+        .config
+        .oidc
+        .as_ref()
+        .is_none_or(|o| o.backchannel_require_exp);
+    let rules = ClaimRules {
+        issuer: &meta.issuer,
+        client_id: ctx.oidc.client_id(),
+        require_exp,
+    };
+    let claims = validate_claims(&header, &payload, unix_now(), &rules)?;
+
+    let key = jti_key(&claims.iss, &claims.jti);
+    match ctx.sessions.claim_once(&key, JTI_TTL).await {
+        Ok(true) => {}
+        Ok(false) => return Err(BackchannelError::Replay),
+        Err(e) => {
+            tracing::warn!(error = %e, "back-channel logout: jti not recorded");
+            return Err(BackchannelError::Store);
+        }
+    }
+    match end_sessions(ctx, &claims).await {
+        Ok(n) => Ok(n),
+        Err(err) => {
+            // The logout did not happen: forget the jti so the IdP's retry
+            // of this very token is not refused as a replay.
+            if let Err(e) = ctx.sessions.release_claim(&key).await {
+                tracing::warn!(error = %e, "back-channel logout: jti claim not released");
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Handles a logout token from the IdP: 200 (`no-store`) once the named
+/// sessions are gone (also when none matched), 400 JSON naming the failure
+/// otherwise, 429 beyond the rate limit.
+pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
+    match process(ctx, req).await {
+        Ok(n) => {
+            events::record(
+                Kind::Backchannel,
+                "-",
+                if n > 0 { "ok" } else { "no_session" },
+                n,
+                None,
+            );
+            let mut resp = Response::new(pages::empty());
+            pages::set_common_headers(resp.headers_mut());
+            resp
+        }
+        Err(err) => {
+            tracing::warn!(
+                request_id = ctx.request_id,
+                check = err.check(),
+                error = %err,
+                "back-channel logout rejected"
+            );
+            if matches!(err, BackchannelError::Store) {
+                events::record(Kind::Backchannel, "-", "store_error", 0, None);
+            }
+            let mut resp = pages::json(
+                err.status(),
+                &serde_json::json!({
+                    "error": "invalid_request",
+                    "error_description": err.to_string(),
+                }),
+            );
+            match err {
+                BackchannelError::Method => {
+                    resp.headers_mut()
+                        .insert(ALLOW, HeaderValue::from_static("POST"));
+                }
+                BackchannelError::RateLimited => {
+                    resp.headers_mut()
+                        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                }
+                _ => {}
+            }
+            resp
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ISS: &str = "https://idp.example";
+    const NOW: u64 = 1_700_000_000;
+
+    fn rules() -> ClaimRules<'static> {
+        ClaimRules {
+            issuer: ISS,
+            client_id: "gw",
+            require_exp: true,
+        }
+    }
+
+    fn header(typ: Option<&str>) -> TokenHeader {
+        TokenHeader {
+            alg: jsonwebtoken::Algorithm::RS256,
+            kid: Some("k".into()),
+            typ: typ.map(str::to_owned),
+        }
+    }
+
+    fn good() -> Value {
+        json!({
+            "iss": ISS, "aud": "gw", "iat": NOW, "exp": NOW + 120, "jti": "j1",
+            "sid": "s1", "events": { LOGOUT_EVENT: {} }
+        })
+    }
+
+    fn with(f: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Value {
+        let mut v = good();
+        if let Some(o) = v.as_object_mut() {
+            f(o);
+        }
+        v
+    }
+
+    #[test]
+    fn accepts_a_valid_token() {
+        let c = validate_claims(&header(Some("logout+jwt")), &good(), NOW, &rules()).unwrap();
+        assert_eq!(c.sid.as_deref(), Some("s1"));
+        assert_eq!(c.jti, "j1");
+        for typ in [
+            "application/logout+jwt",
+            "Logout+JWT",
+            "APPLICATION/LOGOUT+JWT",
+        ] {
+            assert!(validate_claims(&header(Some(typ)), &good(), NOW, &rules()).is_ok());
+        }
+        assert!(validate_claims(&header(None), &good(), NOW, &rules()).is_ok());
+    }
+
+    #[test]
+    fn rejects_each_broken_claim() {
+        use BackchannelError as E;
+        let cases: Vec<(Value, E)> = vec![
+            (with(|o| drop(o.remove("iss"))), E::Iss),
+            (
+                with(|o| drop(o.insert("iss".into(), json!("https://evil")))),
+                E::Iss,
+            ),
+            (
+                with(|o| drop(o.insert("aud".into(), json!("other")))),
+                E::Aud,
+            ),
+            (
+                with(|o| drop(o.insert("aud".into(), json!([1, 2])))),
+                E::Aud,
+            ),
+            (with(|o| drop(o.remove("aud"))), E::Aud),
+            (with(|o| drop(o.remove("iat"))), E::Iat),
+            (
+                with(|o| drop(o.insert("iat".into(), json!(NOW - 301)))),
+                E::Iat,
+            ),
+            (
+                with(|o| drop(o.insert("iat".into(), json!(NOW + 61)))),
+                E::Iat,
+            ),
+            (with(|o| drop(o.insert("iat".into(), json!("now")))), E::Iat),
+            (with(|o| drop(o.remove("exp"))), E::Exp),
+            (with(|o| drop(o.insert("exp".into(), json!(NOW)))), E::Exp),
+            (with(|o| drop(o.insert("exp".into(), json!(-5)))), E::Exp),
+            (with(|o| drop(o.remove("events"))), E::Events),
+            (
+                with(|o| drop(o.insert("events".into(), json!("x")))),
+                E::Events,
+            ),
+            (
+                with(|o| drop(o.insert("events".into(), json!({LOGOUT_EVENT: "x"})))),
+                E::Events,
+            ),
+            (
+                with(|o| drop(o.insert("events".into(), json!({"other": {}})))),
+                E::Events,
+            ),
+            (
+                with(|o| drop(o.insert("nonce".into(), json!("n")))),
+                E::Nonce,
+            ),
+            (
+                with(|o| {
+                    o.remove("sid");
+                }),
+                E::Subject,
+            ),
+            (with(|o| drop(o.insert("sid".into(), json!(5)))), E::Subject),
+            (
+                with(|o| drop(o.insert("sid".into(), json!("")))),
+                E::Subject,
+            ),
+            (with(|o| drop(o.remove("jti"))), E::Jti),
+            (json!([1, 2]), E::Malformed("payload is not an object")),
+        ];
+        for (i, (claims, want)) in cases.into_iter().enumerate() {
+            let got = validate_claims(&header(Some("logout+jwt")), &claims, NOW, &rules());
+            assert_eq!(got.err(), Some(want), "case {i}: {claims}");
+        }
+        let wrong_typ = validate_claims(&header(Some("JWT")), &good(), NOW, &rules());
+        assert_eq!(wrong_typ.err(), Some(E::Typ));
+        let id_typ = validate_claims(&header(Some("application/jwt")), &good(), NOW, &rules());
+        assert_eq!(id_typ.err(), Some(E::Typ));
+    }
+
+    #[test]
+    fn audience_lists_and_optional_exp() {
+        let list = with(|o| drop(o.insert("aud".into(), json!(["a", "gw"]))));
+        assert!(validate_claims(&header(None), &list, NOW, &rules()).is_ok());
+        let no_exp = with(|o| drop(o.remove("exp")));
+        let lax = ClaimRules {
+            require_exp: false,
+            ..rules()
+        };
+        assert!(validate_claims(&header(None), &no_exp, NOW, &lax).is_ok());
+        let sub_only = with(|o| {
+            o.remove("sid");
+            o.insert("sub".into(), json!("alice"));
+        });
+        let c = validate_claims(&header(None), &sub_only, NOW, &rules()).unwrap();
+        assert_eq!((c.sid, c.sub.as_deref()), (None, Some("alice")));
+    }
+
+    #[test]
+    fn form_parsing() {
+        assert_eq!(parse_form(b"logout_token=abc&x=1").unwrap(), "abc");
+        assert_eq!(parse_form(b"logout_token=a%2Eb").unwrap(), "a.b");
+        assert_eq!(parse_form(b"").err(), Some(BackchannelError::MissingToken));
+        assert_eq!(
+            parse_form(b"logout_token=").err(),
+            Some(BackchannelError::MissingToken)
+        );
+        assert_eq!(
+            parse_form(b"logout_token=a&logout_token=a").err(),
+            Some(BackchannelError::DuplicateToken)
+        );
+        assert!(parse_form(&[0xff, 0xfe, b'=', 0x80]).is_err());
+    }
+
+    /// A bounded, deterministic fuzz loop over mutations of a valid body
+    /// (runs with plain `cargo test`; `fuzz/` has the coverage-guided one).
+    #[test]
+    fn mutated_bodies_never_panic_and_never_widen() {
+        let enc = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        let token = format!(
+            "{}.{}.c2ln",
+            enc(&json!({"alg": "RS256", "kid": "k", "typ": "logout+jwt"})),
+            enc(&good())
+        );
+        let seed = format!("logout_token={token}").into_bytes();
+        assert!(check_unverified(&seed, NOW, &rules()).is_ok());
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            // xorshift64*
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        for _ in 0..20_000 {
+            let mut body = seed.clone();
+            for _ in 0..(next() % 8 + 1) {
+                let at = (next() as usize) % body.len().max(1);
+                let last = body.len().saturating_sub(1);
+                match next() % 5 {
+                    0 if !body.is_empty() => body[at.min(last)] = next() as u8,
+                    1 => body.insert(at.min(body.len()), next() as u8),
+                    2 if !body.is_empty() => drop(body.remove(at.min(last))),
+                    3 => body.truncate(at),
+                    _ => body.extend_from_slice(b"&logout_token=x"),
+                }
+            }
+            if let Ok(c) = check_unverified(&body, NOW, &rules()) {
+                assert_eq!(c.iss, ISS);
+                assert!(c.sid.is_some() || c.sub.is_some());
+                assert!(!c.jti.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn header_parsing() {
+        let enc = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        let tok = |h: Value| format!("{}.{}.sig", enc(h), enc(json!({})));
+        let h = parse_header(&tok(
+            json!({"alg": "RS256", "kid": "k", "typ": "logout+jwt"}),
+        ))
+        .unwrap();
+        assert_eq!(h.alg, jsonwebtoken::Algorithm::RS256);
+        assert_eq!(
+            parse_header(&tok(json!({"alg": "none"}))).err(),
+            Some(BackchannelError::Alg)
+        );
+        assert!(parse_header(&tok(json!({"alg": "RS256", "kid": 5}))).is_err());
+        assert!(parse_header(&tok(json!({"alg": "RS256", "crit": ["x"]}))).is_err());
+        assert!(parse_header("a.b").is_err());
+        assert!(parse_header("a.b.c.d").is_err());
+        assert!(parse_header("!!.b.c").is_err());
+    }
 }

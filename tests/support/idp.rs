@@ -103,6 +103,10 @@ pub struct IdpOptions {
     /// Sign with a new random RSA key (kid `fresh-…`) instead of the
     /// development key: restart an IdP with it to simulate key rotation.
     pub fresh_signing_key: bool,
+    /// Sign with these private keys (a JWKS `{"keys": [<private JWK>]}`),
+    /// so a test can forge tokens the gateway must judge by their claims
+    /// alone (see `tests/fixtures/bcl-idp-key.jwk.json`).
+    pub signing_jwks: Option<Value>,
 }
 
 impl IdpOptions {
@@ -186,6 +190,10 @@ impl Idp {
             "logRequests": options.log_requests,
             "freshSigningKey": options.fresh_signing_key,
         });
+        let mut config = config;
+        if let Some(jwks) = &options.signing_jwks {
+            config["jwks"] = jwks.clone();
+        }
         let mut file = tempfile::NamedTempFile::new().expect("temp config file");
         serde_json::to_writer(&mut file, &config).expect("write IdP config");
 

@@ -1,0 +1,302 @@
+//! The `oidc-provider@6.31.1` line (`node tests/idp-legacy/provider.js`),
+//! the last one that renders OpenID Connect Front-Channel Logout iframes.
+//! One process per test, killed on drop, plus a browser-over-HTTP driver
+//! for its dev login form and its logout page.
+//!
+//! Needs `node` and `npm`; `tests/idp-legacy/node_modules` is installed with
+//! `npm ci` on first use. Use it for front-channel tests only: its
+//! back-channel tokens follow an old draft.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use url::Url;
+
+/// A running legacy IdP. Dropping it kills the process.
+pub struct LegacyIdp {
+    child: Child,
+    issuer: String,
+    stderr: Arc<Mutex<String>>,
+    _config: tempfile::NamedTempFile,
+}
+
+impl Drop for LegacyIdp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/idp-legacy")
+}
+
+fn ensure_installed() {
+    let dir = dir();
+    let marker = dir.join("node_modules/oidc-provider/package.json");
+    if marker.exists() {
+        return;
+    }
+    let lock_path = std::env::temp_dir().join("portcullis-idp-legacy-npm-ci.lock");
+    let lock = std::fs::File::create(&lock_path).expect("create npm lock file");
+    lock.lock().expect("lock npm lock file");
+    if !marker.exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .status()
+            .expect("run npm ci (is npm installed?)");
+        assert!(status.success(), "npm ci in tests/idp-legacy failed");
+    }
+    let _ = lock.unlock();
+}
+
+/// Client metadata for a gateway at `origin` with front-channel logout
+/// (`frontchannel_logout_session_required`, so the iframe URL carries
+/// `iss` and `sid`, and ID tokens carry `sid`).
+pub fn gateway_client(client_id: &str, client_secret: &str, origin: &str) -> Value {
+    let origin = origin.trim_end_matches('/');
+    json!({
+        "client_id": client_id,
+        "client_secret": client_secret,
+        "redirect_uris": [format!("{origin}/.portcullis/callback")],
+        "post_logout_redirect_uris": [format!("{origin}/.portcullis/logout/done")],
+        "frontchannel_logout_uri": format!("{origin}/.portcullis/frontchannel-logout"),
+        "frontchannel_logout_session_required": true,
+        "grant_types": ["authorization_code"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "client_secret_basic",
+    })
+}
+
+impl LegacyIdp {
+    /// Starts the IdP on `port` (0: any) with `clients` (metadata JSON).
+    pub fn start(port: u16, clients: Vec<Value>) -> LegacyIdp {
+        ensure_installed();
+        let mut file = tempfile::NamedTempFile::new().expect("temp config file");
+        serde_json::to_writer(&mut file, &json!({"port": port, "clients": clients}))
+            .expect("write IdP config");
+        let mut child = Command::new("node")
+            .arg(dir().join("provider.js"))
+            .arg(file.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start node");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        if let Some(mut pipe) = child.stderr.take() {
+            let sink = Arc::clone(&stderr);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if let Ok(mut s) = sink.lock() {
+                        s.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    }
+                }
+            });
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let err = stderr.lock().map(|s| s.clone()).unwrap_or_default();
+            panic!("legacy IdP did not start:\n{err}");
+        };
+        let issuer = line
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("unexpected legacy IdP output: {line}"))
+            .trim()
+            .to_owned();
+        LegacyIdp {
+            child,
+            issuer,
+            stderr,
+            _config: file,
+        }
+    }
+
+    /// The issuer, `http://127.0.0.1:PORT`.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// What the IdP wrote to stderr.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn is_idp(&self, url: &Url) -> bool {
+        Url::parse(&self.issuer).is_ok_and(|i| i.origin() == url.origin())
+    }
+
+    /// Logs in as `user` from `authorization_url` (dev login form, then the
+    /// consent form); returns the first redirect that leaves the IdP.
+    pub async fn login(&self, http: &reqwest::Client, authorization_url: &Url, user: &str) -> Url {
+        let mut response = http
+            .get(authorization_url.clone())
+            .send()
+            .await
+            .expect("GET authorization endpoint");
+        for _ in 0..20 {
+            let here = response.url().clone();
+            let status = response.status();
+            if status.is_redirection() {
+                let next = location(&here, &response);
+                if !self.is_idp(&next) {
+                    return next;
+                }
+                response = http.get(next).send().await.expect("follow IdP redirect");
+                continue;
+            }
+            let body = response.text().await.expect("IdP page");
+            assert!(
+                status.is_success(),
+                "IdP answered {status} at {here}:\n{body}"
+            );
+            let form = Form::parse(&body, &here)
+                .unwrap_or_else(|| panic!("no form on IdP page {here}:\n{body}"));
+            let mut fields = form.hidden.clone();
+            if form.field("prompt") == Some("login") {
+                fields.push(("login".into(), user.into()));
+                fields.push(("password".into(), "any-password".into()));
+            }
+            response = http
+                .post(form.action)
+                .form(&fields)
+                .send()
+                .await
+                .expect("POST IdP form");
+        }
+        panic!("legacy IdP login did not finish within 20 steps");
+    }
+
+    /// RP-initiated logout confirmed with `logout=yes`; returns the page
+    /// the IdP renders afterwards (with one iframe per front-channel
+    /// client of the session).
+    pub async fn logout_page(&self, http: &reqwest::Client, params: &[(&str, &str)]) -> String {
+        let mut url = Url::parse(&self.issuer).expect("issuer URL");
+        url.set_path("/session/end");
+        url.query_pairs_mut().extend_pairs(params);
+        let response = http.get(url).send().await.expect("GET end_session");
+        let here = response.url().clone();
+        let status = response.status();
+        let body = response.text().await.expect("end_session body");
+        assert!(
+            status.is_success(),
+            "end_session answered {status}:\n{body}"
+        );
+        let form = Form::parse(&body, &here).expect("logout confirmation form");
+        let mut fields = form.hidden.clone();
+        fields.push(("logout".into(), "yes".into()));
+        let response = http
+            .post(form.action)
+            .form(&fields)
+            .send()
+            .await
+            .expect("POST end_session confirm");
+        let status = response.status();
+        let body = response.text().await.expect("logout page");
+        assert!(
+            status.is_success(),
+            "logout confirm answered {status}:\n{body}"
+        );
+        body
+    }
+}
+
+/// The `src` of every `<iframe>` in `html`, as URLs.
+pub fn iframe_srcs(html: &str) -> Vec<Url> {
+    let mut out = Vec::new();
+    let mut rest = html;
+    while let Some(i) = rest.find("<iframe") {
+        rest = &rest[i..];
+        let close = rest.find('>').unwrap_or(rest.len());
+        if let Some(src) = attr(&rest[..close], "src")
+            && let Ok(u) = Url::parse(&src)
+        {
+            out.push(u);
+        }
+        rest = &rest[close..];
+    }
+    out
+}
+
+fn location(base: &Url, response: &reqwest::Response) -> Url {
+    let raw = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .expect("redirect without Location");
+    base.join(raw).expect("Location is a URL")
+}
+
+struct Form {
+    action: Url,
+    hidden: Vec<(String, String)>,
+}
+
+impl Form {
+    fn parse(html: &str, base: &Url) -> Option<Form> {
+        let start = html.find("<form")?;
+        let end = html[start..]
+            .find("</form>")
+            .map_or(html.len(), |e| start + e);
+        let form = &html[start..end];
+        let tag_end = form.find('>')?;
+        let action = attr(&form[..tag_end], "action").unwrap_or_default();
+        let action = base.join(&action).ok()?;
+        let mut hidden = Vec::new();
+        let mut rest = form;
+        while let Some(i) = rest.find("<input") {
+            rest = &rest[i..];
+            let close = rest.find('>').unwrap_or(rest.len());
+            let tag = &rest[..close];
+            if attr(tag, "type").as_deref() == Some("hidden")
+                && let Some(name) = attr(tag, "name")
+            {
+                hidden.push((name, attr(tag, "value").unwrap_or_default()));
+            }
+            rest = &rest[close..];
+        }
+        Some(Form { action, hidden })
+    }
+
+    fn field(&self, name: &str) -> Option<&str> {
+        self.hidden
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn attr(tag: &str, name: &str) -> Option<String> {
+    let needle = format!(" {name}=\"");
+    let start = tag.find(&needle)? + needle.len();
+    let len = tag[start..].find('"')?;
+    Some(
+        tag[start..start + len]
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
+    )
+}
