@@ -4,7 +4,7 @@
 #
 #   - Debian packages: redis-server, chromium, chromium-driver, nginx-light,
 #     wrk, curl (apt-get update runs once, and only when one is missing);
-#   - npm packages of tests/idp and tests/browser, with `npm ci`, when
+#   - npm packages of tests/idp, tests/idp-legacy and tests/browser, with `npm ci`, when
 #     node_modules is missing or was installed from another package-lock.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +49,7 @@ fi
 # A checksum of the lock file is kept inside node_modules, so a changed lock
 # (a pull, a branch switch) reinstalls and an unchanged one costs nothing.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 PUPPETEER_SKIP_DOWNLOAD=1  # Debian's chromium is used
-for dir in tests/idp tests/browser; do
+for dir in tests/idp tests/idp-legacy tests/browser; do
     [[ -f $dir/package-lock.json ]] || continue
     stamp=$dir/node_modules/.portcullis-lock.sha256
     sum=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)

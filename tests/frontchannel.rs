@@ -5,17 +5,14 @@
 mod logout_common;
 mod support;
 
-#[path = "support/idp_legacy.rs"]
-mod idp_legacy;
-
 use std::time::Duration;
 
 use url::Url;
 
-use idp_legacy::{LegacyIdp, iframe_srcs};
 use logout_common::*;
 use support::TEST_CLIENT_SECRET;
 use support::idp::browser;
+use support::idp_legacy::{self, LegacyIdp, iframe_srcs};
 
 /// Logs in through the gateway with the legacy IdP's login form.
 async fn legacy_login(gw: &support::Gateway, idp: &LegacyIdp, b: &reqwest::Client, user: &str) {

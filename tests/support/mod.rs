@@ -8,6 +8,7 @@
 
 pub mod gateway;
 pub mod idp;
+pub mod idp_legacy;
 pub mod redis;
 pub mod stack;
 pub mod upstream;
