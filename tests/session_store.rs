@@ -878,3 +878,39 @@ async fn redis_over_tls_child() {
     assert!(r.is_subscribed(), "subscription over TLS");
     create_load_delete(s).await;
 }
+
+/// The decoded-record cache never outlives the key ring it was filled under:
+/// after a reload drops the secret a session was sealed with, that session
+/// no longer opens, even though it was just served.
+#[tokio::test]
+async fn a_reload_that_drops_a_secret_stops_its_sessions_despite_the_cache() {
+    let cfg = config(
+        StoreConfig::Memory,
+        Duration::from_secs(60),
+        Duration::from_secs(600),
+    );
+    let sessions = Sessions::new(&cfg).await.unwrap();
+    let (id, _) = sessions.create(login("alice", None)).await.unwrap();
+    let cookie = id.to_cookie_value();
+    assert!(sessions.load(&cookie).await.unwrap().is_some());
+    assert!(
+        sessions.load(&cookie).await.unwrap().is_some(),
+        "served twice (the second from the cache)"
+    );
+
+    let mut rotated = cfg.clone();
+    rotated.secrets = vec![Secret::new(SECRET_B)];
+    let reloaded = sessions.reconfigure(&rotated).unwrap();
+    assert!(
+        reloaded.load(&cookie).await.unwrap().is_none(),
+        "sealed under a removed secret"
+    );
+
+    let mut kept = cfg.clone();
+    kept.secrets = vec![Secret::new(SECRET_B), Secret::new(SECRET_A)];
+    let reloaded = sessions.reconfigure(&kept).unwrap();
+    assert!(
+        reloaded.load(&cookie).await.unwrap().is_some(),
+        "still opens while the old secret is listed"
+    );
+}

@@ -14,6 +14,7 @@ mod id;
 mod record;
 pub mod store;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
@@ -60,7 +61,14 @@ pub struct Sessions {
     idle_timeout: Duration,
     max_lifetime: Duration,
     revoked: broadcast::Sender<StoreKey>,
+    /// The last record opened per session, with the sealed blob it came
+    /// from (see [`Sessions::open`]).
+    opened: moka::sync::Cache<StoreKey, Arc<(Vec<u8>, Record)>>,
 }
+
+/// How many decoded sessions are kept; each costs its record's size (a few
+/// KiB with tokens).
+const OPENED_CAPACITY: u64 = 16_384;
 
 impl std::fmt::Debug for Sessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -118,6 +126,12 @@ impl Sessions {
             idle_timeout: cfg.idle_timeout,
             max_lifetime: cfg.max_lifetime,
             revoked,
+            // A new key ring starts empty: a record opened under a secret
+            // that a reload removed must not be served from here.
+            opened: moka::sync::Cache::builder()
+                .max_capacity(OPENED_CAPACITY)
+                .time_to_idle(Duration::from_secs(300))
+                .build(),
         })
     }
 
@@ -172,9 +186,23 @@ impl Sessions {
         Ok(self.records.seal(key.as_str().as_bytes(), &json)?)
     }
 
+    /// Opens a stored blob. Decrypting and decoding a record on every
+    /// request was the largest cost of a session route; a record only
+    /// changes when its blob does (slide, refresh), so the last record
+    /// opened per session is reused while the store returns the very same
+    /// blob. The blob is still read from the store every time, so a deleted
+    /// session is never served from here.
     fn open(&self, key: &StoreKey, blob: &[u8]) -> Option<Record> {
+        if let Some(hit) = self.opened.get(key)
+            && hit.0 == blob
+        {
+            return Some(hit.1.clone());
+        }
         let json = self.records.open(key.as_str().as_bytes(), blob).ok()?;
-        serde_json::from_slice(&json).ok()
+        let record: Record = serde_json::from_slice(&json).ok()?;
+        self.opened
+            .insert(key.clone(), Arc::new((blob.to_vec(), record.clone())));
+        Some(record)
     }
 
     /// Time the record may still live in the store: until the idle or the
@@ -294,6 +322,7 @@ impl Sessions {
     /// Deletes a session and its index entries and tells the other
     /// instances. `true` if it existed.
     pub async fn delete(&self, session: &Session) -> Result<bool, SessionError> {
+        self.opened.invalidate(session.key());
         Ok(self.store.delete(session.key()).await?)
     }
 
