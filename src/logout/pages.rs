@@ -63,8 +63,16 @@ pub fn confirm(f: &ConfirmFields<'_>) -> Response<Body> {
 
 /// The silent or popup page: the gateway session has ended; the IdP leg
 /// runs through `logout.js` (hidden iframe, or a popup opened from the
-/// button's click handler, as browsers require).
-pub fn continue_page(mode_popup: bool, continue_url: &str, destination: &str) -> Response<Body> {
+/// button's click handler, as browsers require). `idp_origin` is the
+/// origin of the end-session endpoint: the hidden iframe starts on this
+/// origin's `/logout/continue` and is redirected there, and a frame's
+/// redirect target must be allowed by `frame-src` too.
+pub fn continue_page(
+    mode_popup: bool,
+    continue_url: &str,
+    destination: &str,
+    idp_origin: &str,
+) -> Response<Body> {
     let answer = format!(
         "{{\"logged_out\":true,\"continue_url\":{},\"return_to\":{}}}",
         js_string(continue_url),
@@ -94,11 +102,30 @@ pub fn continue_page(mode_popup: bool, continue_url: &str, destination: &str) ->
          <script nonce=\"{nonce}\">{script}</script></body></html>",
         pages::LOGOUT_JS_PATH
     );
+    // Only a serialised origin (scheme://host[:port]) goes into the policy;
+    // anything else would let a value add directives.
+    let idp_source = if is_origin(idp_origin) {
+        format!(" {idp_origin}")
+    } else {
+        String::new()
+    };
     let csp = format!(
-        "default-src 'none'; script-src 'nonce-{nonce}'; connect-src 'self'; frame-src 'self'; \
-         form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+        "default-src 'none'; script-src 'nonce-{nonce}'; connect-src 'self'; \
+         frame-src 'self'{idp_source}; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
     );
     html_response(StatusCode::OK, html, &csp)
+}
+
+/// Whether `value` is a serialised http(s) origin, safe as a CSP source.
+fn is_origin(value: &str) -> bool {
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"));
+    rest.is_some_and(|r| {
+        !r.is_empty()
+            && r.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+    })
 }
 
 /// What `/logout/done` tells the page it renders.
@@ -163,6 +190,26 @@ fn html_response(status: StatusCode, html: String, csp: &str) -> Response<Body> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_silent_page_may_frame_the_idp_and_nothing_else() {
+        let resp = continue_page(
+            false,
+            "http://gw.example/.portcullis/logout/continue?state=s",
+            "/",
+            "https://idp.example:8443",
+        );
+        let csp = resp.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(
+            csp.contains("frame-src 'self' https://idp.example:8443;"),
+            "{csp}"
+        );
+        for bad in ["https://idp.example; script-src *", "javascript:", ""] {
+            let resp = continue_page(false, "/c", "/", bad);
+            let csp = resp.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap();
+            assert!(csp.contains("frame-src 'self';"), "{bad:?}: {csp}");
+        }
+    }
 
     #[test]
     fn js_strings_cannot_close_the_script() {

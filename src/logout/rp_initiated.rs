@@ -327,6 +327,9 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         Some(IdpLeg::Unreachable) => (finish(ctx, &destination), "idp_unreachable"),
         Some(IdpLeg::Continue { state, url }) => {
             let continue_url = ctx.url(&format!("/.portcullis/logout/continue?state={state}"));
+            let idp_origin = Url::parse(&url)
+                .map(|u| u.origin().ascii_serialization())
+                .unwrap_or_default();
             let resp = if ctx.kind == ClientKind::Json {
                 pages::json(
                     StatusCode::OK,
@@ -335,10 +338,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
             } else {
                 match mode {
                     LogoutMode::Silent => {
-                        logout_pages::continue_page(false, &continue_url, &destination)
+                        logout_pages::continue_page(false, &continue_url, &destination, &idp_origin)
                     }
                     LogoutMode::Popup => {
-                        logout_pages::continue_page(true, &continue_url, &destination)
+                        logout_pages::continue_page(true, &continue_url, &destination, &idp_origin)
                     }
                     _ => redirect(&url),
                 }
