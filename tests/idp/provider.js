@@ -20,12 +20,14 @@
 //     "autoSubmitLogout": false,    // end-session page submits itself (browser tests)
 //     "logRequests": false,         // one "REQ <method> <path>" line per request on stderr
 //     "freshSigningKey": false,     // sign with a new random RSA key (key rotation tests)
+//     "refuseFraming": false,       // end-session pages refuse to be framed (X-Frame-Options: DENY
+//                                   //   and CSP frame-ancestors 'none'), as many real IdPs do
 //     "jwks": { "keys": [ ... ] }   // private signing keys; default: dev keystore
 //   }
 // Environment variables override the file: IDP_PORT, IDP_HOST, IDP_ISSUER,
 // IDP_ACCESS_TOKEN_TTL, IDP_ID_TOKEN_TTL, IDP_REFRESH_TOKEN_TTL,
 // IDP_AUTO_SUBMIT_LOGOUT=1, IDP_LOG_REQUESTS=1, IDP_FRESH_SIGNING_KEY=1,
-// IDP_CLIENTS (a JSON array).
+// IDP_REFUSE_FRAMING=1, IDP_CLIENTS (a JSON array).
 //
 // When it listens it prints exactly one line to stdout:
 //   READY http://127.0.0.1:PORT
@@ -63,6 +65,9 @@ function loadSettings() {
     freshSigningKey: env.IDP_FRESH_SIGNING_KEY
       ? env.IDP_FRESH_SIGNING_KEY === '1' || env.IDP_FRESH_SIGNING_KEY === 'true'
       : Boolean(fromFile.freshSigningKey),
+    refuseFraming: env.IDP_REFUSE_FRAMING
+      ? env.IDP_REFUSE_FRAMING === '1' || env.IDP_REFUSE_FRAMING === 'true'
+      : Boolean(fromFile.refuseFraming),
     jwks: fromFile.jwks,
   };
 }
@@ -267,6 +272,19 @@ async function main() {
   provider.on('server_error', (_ctx, err) => {
     process.stderr.write(`server_error: ${err.stack}\n`);
   });
+
+  // oidc-provider itself sends no framing headers, so its end-session page
+  // loads in an iframe. With refuseFraming it behaves like IdPs that forbid
+  // that (silent logout must then fall back to a top-level redirect).
+  if (settings.refuseFraming) {
+    provider.use(async (ctx, next) => {
+      await next();
+      if (ctx.path === '/session/end' || ctx.path.startsWith('/session/end/')) {
+        ctx.set('X-Frame-Options', 'DENY');
+        ctx.set('Content-Security-Policy', "frame-ancestors 'none'");
+      }
+    });
+  }
 
   // With logRequests, tests can count what the gateway asked for (e.g.
   // that forged key ids do not make it refetch the JWKS every time).

@@ -103,6 +103,10 @@ pub struct IdpOptions {
     /// Sign with a new random RSA key (kid `fresh-…`) instead of the
     /// development key: restart an IdP with it to simulate key rotation.
     pub fresh_signing_key: bool,
+    /// End-session pages refuse to be framed (`X-Frame-Options: DENY`,
+    /// `frame-ancestors 'none'`), like many real IdPs; oidc-provider's own
+    /// default allows framing.
+    pub refuse_framing: bool,
 }
 
 impl IdpOptions {
@@ -185,6 +189,7 @@ impl Idp {
             "autoSubmitLogout": options.auto_submit_logout,
             "logRequests": options.log_requests,
             "freshSigningKey": options.fresh_signing_key,
+            "refuseFraming": options.refuse_framing,
         });
         let mut file = tempfile::NamedTempFile::new().expect("temp config file");
         serde_json::to_writer(&mut file, &config).expect("write IdP config");
