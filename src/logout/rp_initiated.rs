@@ -235,6 +235,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
                 mode: params.mode.as_deref(),
                 return_to: params.return_to.as_deref(),
                 scope: params.scope.as_deref(),
+                redirect_origins: &redirect_origins(ctx),
             });
         }
         Decision::Refuse => {
@@ -364,6 +365,28 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         session.as_ref().and_then(session_age),
     );
     resp
+}
+
+/// Where the answer to a logout form may redirect besides this origin: the
+/// end-session endpoint's origin and those of absolute `allowed_return_to`
+/// entries (the confirmation page lists them in `form-action`).
+fn redirect_origins(ctx: &Ctx<'_>) -> Vec<String> {
+    let mut origins = Vec::new();
+    if let Some(url) = Url::parse(&ctx.url("/.portcullis/logout/done"))
+        .ok()
+        .and_then(|done| ctx.oidc.end_session_url(None, &done, ""))
+    {
+        origins.push(url.origin().ascii_serialization());
+    }
+    for allowed in &ctx.config.logout.allowed_return_to {
+        if let Ok(url) = Url::parse(allowed) {
+            let origin = url.origin().ascii_serialization();
+            if !origins.contains(&origin) {
+                origins.push(origin);
+            }
+        }
+    }
+    origins
 }
 
 /// The IdP part of a logout.
