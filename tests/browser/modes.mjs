@@ -1,6 +1,8 @@
 // logout.js's other two modes from the app page's buttons: `local` ends
 // only the gateway session (the IdP session stays, so the next visit signs
 // straight back in), `redirect` sends the whole window through the IdP.
+// Then the confirmation page that a cross-site link to /logout gets: its
+// form posts to /logout, whose answer redirects to the IdP.
 
 import {
   assert, env, report, scenario,
@@ -48,4 +50,28 @@ await scenario('modes', async (t) => {
   assert.equal(await t.sessionStatus(), 401);
   await t.expectLoginForm(page);
   await t.shot(page, 'idp-asks-to-log-in-again');
+
+  // The confirmation page: a link from another site (the test upstream's
+  // own origin) to /logout does not log out by itself.
+  await page.fill('input[name="login"]', 'alice');
+  await page.fill('input[name="password"]', 'any-password');
+  await Promise.all([
+    page.waitForURL(`${env.gateway}/app.html`, { waitUntil: 'domcontentloaded' }),
+    page.click('button[type="submit"]'),
+  ]);
+  await page.goto(`${env.upstream}/public/elsewhere`);
+  await page.evaluate((url) => { window.location.href = url; }, `${env.gateway}/logout?return_to=${encodeURIComponent(FINAL)}`);
+  await page.waitForSelector('text=Do you want to sign out?');
+  assert.equal(await t.sessionStatus(), 200, 'not logged out by a cross-site link');
+  await t.shot(page, 'confirmation-page');
+  const before = navigations.length;
+  await page.click('button[type="submit"]');
+  await page.waitForURL(`${env.gateway}${FINAL}`, { timeout: 10_000 });
+  const nav2 = navigations.slice(before);
+  t.note(`top-level navigations:\n  ${nav2.map((n) => n.url).join('\n  ')}`);
+  assert.ok(nav2.some((n) => n.url.startsWith(`${env.issuer}/session/end?`)), 'through the IdP');
+  await t.shot(page, 'confirmed-final-destination');
+  assert.equal(await t.sessionStatus(), 401);
+  await t.expectLoginForm(page);
+  await t.shot(page, 'idp-asks-to-log-in-again-after-confirming');
 });
