@@ -119,6 +119,27 @@ fn popup_logout_ends_both_sessions_and_the_popup_closes() {
 }
 
 #[test]
+fn popup_logout_survives_an_idp_that_cuts_the_opener_link_and_a_closed_popup() {
+    let stack = stack(
+        IdpOptions {
+            isolate_opener: true,
+            ..Default::default()
+        },
+        "3s",
+    );
+    run("popup-coop", &stack);
+    assert_eq!(
+        logout_events(&stack),
+        [("popup".into(), "ok".into()), ("popup".into(), "ok".into())]
+    );
+    assert_eq!(
+        idp_confirmed_logouts(&stack, 2),
+        2,
+        "through the cut-off popup, then at the top level after the user closed one"
+    );
+}
+
+#[test]
 fn silent_logout_falls_back_to_a_redirect_when_the_idp_refuses_framing() {
     let stack = stack(
         IdpOptions {

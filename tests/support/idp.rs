@@ -107,6 +107,9 @@ pub struct IdpOptions {
     /// `frame-ancestors 'none'`), like many real IdPs; oidc-provider's own
     /// default allows framing.
     pub refuse_framing: bool,
+    /// End-session pages send `Cross-Origin-Opener-Policy: same-origin`,
+    /// which cuts a logout popup off from its opener.
+    pub isolate_opener: bool,
 }
 
 impl IdpOptions {
@@ -190,6 +193,7 @@ impl Idp {
             "logRequests": options.log_requests,
             "freshSigningKey": options.fresh_signing_key,
             "refuseFraming": options.refuse_framing,
+            "isolateOpener": options.isolate_opener,
         });
         let mut file = tempfile::NamedTempFile::new().expect("temp config file");
         serde_json::to_writer(&mut file, &config).expect("write IdP config");
