@@ -125,7 +125,7 @@ fn popup_logout_survives_an_idp_that_cuts_the_opener_link_and_a_closed_popup() {
             isolate_opener: true,
             ..Default::default()
         },
-        "3s",
+        "4s",
     );
     run("popup-coop", &stack);
     assert_eq!(

@@ -4,14 +4,14 @@
 // /logout/done's announcement arrives only on the BroadcastChannel. The
 // app must still learn that logout finished and reach its destination.
 // Then a popup the user closes before it finishes: after silent_timeout
-// (3 s here) the app finishes the IdP leg with a top-level redirect.
+// (4 s here) the app finishes the IdP leg with a top-level redirect.
 
 import {
   assert, env, scenario, sleep, until,
 } from './lib.mjs';
 
 const FINAL = '/public/signed-out';
-const SILENT_TIMEOUT_MS = 3_000;
+const SILENT_TIMEOUT_MS = 4_000;
 
 await scenario('popup-coop', async (t) => {
   const page = await t.context.newPage();
@@ -25,7 +25,7 @@ await scenario('popup-coop', async (t) => {
   const confirm = await t.holdNext(`${env.issuer}/session/end/confirm`);
   await page.click('button[data-mode="popup"]');
   const confirmRoute = await confirm.route;
-  await sleep(1_500);
+  await sleep(800);
   await confirmRoute.continue();
   const outcome = await until(
     () => reports.find((r) => r.kind === 'resolved' || r.kind === 'rejected'),
