@@ -4,7 +4,13 @@
 //! the test upstream's app page (`/app.html`, which loads `logout.js`) and
 //! the gateway binary. One stack and one browser per scenario.
 //!
-//! Screenshots of every step: `target/browser-artifacts/<scenario>/`.
+//! Scenarios (`tests/browser/<name>.mjs`): `silent`, `popup`,
+//! `silent-timeout` (the IdP refuses framing), `forged` (announcements from
+//! the wrong window, origin or state), `popup-coop` (the IdP cuts the
+//! opener link; a popup the user closes), `popup-blocked`, `modes` (local,
+//! redirect, the confirmation page). Each prints its steps; run with
+//! `--nocapture` to see them. Screenshots of every step:
+//! `target/browser-artifacts/<scenario>/NN-step.png`.
 
 mod support;
 
@@ -137,6 +143,14 @@ fn popup_logout_survives_an_idp_that_cuts_the_opener_link_and_a_closed_popup() {
         2,
         "through the cut-off popup, then at the top level after the user closed one"
     );
+}
+
+#[test]
+fn a_blocked_popup_falls_back_to_a_redirect() {
+    let stack = stack(IdpOptions::default(), "5s");
+    run("popup-blocked", &stack);
+    assert_eq!(logout_events(&stack), [("redirect".into(), "ok".into())]);
+    assert_eq!(idp_confirmed_logouts(&stack, 1), 1);
 }
 
 #[test]

@@ -54,10 +54,10 @@ const SCENARIO_TIMEOUT_MS = 75_000;
 
 /**
  * Runs a scenario: a fresh headless Chromium (a new temporary profile,
- * so no cookies from anything else), one context, `body(t)`, and a
- * screenshot of every open page if it fails.
+ * so no cookies from anything else; `args` adds command-line switches),
+ * one context, `body(t)`, and a screenshot of every open page if it fails.
  */
-export async function scenario(name, body) {
+export async function scenario(name, body, { args = [] } = {}) {
   const deadline = setTimeout(() => {
     console.error(`FAIL ${name}: did not finish within ${SCENARIO_TIMEOUT_MS} ms`);
     process.exit(3);
@@ -68,7 +68,7 @@ export async function scenario(name, body) {
   const browser = await chromium.launch({
     executablePath: env.chromium,
     headless: true,
-    args: CHROMIUM_ARGS,
+    args: [...CHROMIUM_ARGS, ...args],
   });
   const context = await browser.newContext({ viewport: { width: 960, height: 640 } });
   const t = new Trace(context);
