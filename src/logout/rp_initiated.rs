@@ -432,15 +432,21 @@ async fn idp_leg(
     })
 }
 
-fn state_param(req: &Request<Incoming>) -> Option<String> {
+fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
     form_urlencoded::parse(req.uri().query()?.as_bytes())
-        .find(|(k, _)| k == "state")
+        .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
+}
+
+fn state_param(req: &Request<Incoming>) -> Option<String> {
+    query_param(req, "state")
 }
 
 /// `GET /.portcullis/logout/continue?state=`: 303 to the IdP end-session
 /// URL of a logout already done (JSON clients and the silent/popup pages
 /// use it, so the ID token never appears in their JSON or HTML).
+/// `&fallback=redirect` turns a silent or popup logout into a redirect one
+/// (logout.js's top-level fallback), so `/logout/done` redirects at once.
 pub async fn continue_(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET {
         return pages::error(
@@ -450,12 +456,27 @@ pub async fn continue_(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> 
             "Use GET.",
         );
     }
-    let found = match state_param(&req) {
-        Some(s) => state::peek(ctx.sessions, &s).await,
+    let state = state_param(&req);
+    let found = match &state {
+        Some(s) => state::peek(ctx.sessions, s).await,
         None => Ok(None),
     };
     match found {
-        Ok(Some(record)) => redirect(&record.end_session_url),
+        Ok(Some(mut record)) => {
+            // logout.js falling back from a silent or popup attempt to the
+            // top level: /logout/done should then just redirect, not
+            // render the page that announces to a parent or opener.
+            if query_param(&req, "fallback").as_deref() == Some("redirect")
+                && record.mode() != LogoutMode::Redirect
+                && let Some(s) = &state
+            {
+                record.mode = LogoutMode::Redirect.as_str().to_owned();
+                if let Err(err) = state::save(ctx.sessions, s, &record).await {
+                    tracing::warn!(request_id = ctx.request_id, error = %err, "logout state not updated");
+                }
+            }
+            redirect(&record.end_session_url)
+        }
         Ok(None) => redirect(&ctx.config.logout.default_return_to),
         Err(err) => {
             tracing::error!(request_id = ctx.request_id, error = %err, "logout state lookup failed");

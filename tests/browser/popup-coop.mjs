@@ -73,6 +73,7 @@ await scenario('popup-coop', async (t) => {
   await t.shot(page, 'closed-popup-final-destination-after-the-fallback');
   const urls = navigations.slice(before).map((n) => n.url);
   t.note(`top-level navigations:\n  ${urls.join('\n  ')}`);
+  assert.equal(urls.length, 2, 'the IdP, then straight to the destination');
   assert.ok(urls[0].startsWith(`${env.issuer}/session/end?`), 'the IdP leg at the top level');
   assert.equal(urls.at(-1), `${env.gateway}${FINAL}`);
   assert.equal(await t.sessionStatus(), 401);

@@ -69,6 +69,18 @@
 
   function go(url) { if (url) location.assign(url); }
 
+  // The IdP leg at the top level after a silent or popup attempt failed;
+  // the flag tells the gateway to end it with a plain redirect.
+  function fallback(continueUrl) {
+    try {
+      var url = new URL(continueUrl, location.href);
+      url.searchParams.set('fallback', 'redirect');
+      go(url.toString());
+    } catch (e) {
+      go(continueUrl);
+    }
+  }
+
   // Silent: the IdP leg in a hidden iframe. No answer in time means the IdP
   // could not be reached that way (framing refused, third-party cookies
   // blocked, a confirmation page): fall back to a top-level redirect so the
@@ -93,7 +105,7 @@
     }, function () {
       frame.remove();
       announce({ gateway: true, idp: 'unknown', mode: 'silent', fallback: 'redirect' });
-      go(answer.continue_url);
+      fallback(answer.continue_url);
       throw new Error('portcullis: silent logout timed out; continuing with a redirect');
     });
   }
@@ -132,7 +144,7 @@
     }, function () {
       stop();
       announce({ gateway: true, idp: 'unknown', mode: 'popup', fallback: 'redirect' });
-      go(answer.continue_url);
+      fallback(answer.continue_url);
       throw new Error('portcullis: the logout popup closed before it finished; continuing with a redirect');
     });
   }
@@ -182,7 +194,7 @@
   api._continue = function (answer, mode) {
     if (mode === 'silent') return silent(answer, true);
     var win = window.open('about:blank', 'portcullis-logout', 'popup,width=520,height=640');
-    if (!win) { go(answer.continue_url); return Promise.resolve(); }
+    if (!win) { fallback(answer.continue_url); return Promise.resolve(); }
     return popup(win, answer, true);
   };
   window.portcullis = api;
