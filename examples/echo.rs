@@ -6,8 +6,9 @@
 //! cargo run --release --example echo -- --listen 127.0.0.1:3000
 //! ```
 //!
-//! Browsers (`Accept: text/html`) get a small page; everything else gets JSON
-//! with the method, path, query and every header.
+//! Browsers (`Accept: text/html`) get a small page with a logout button per
+//! mode (through the gateway's `/.portcullis/logout.js`); everything else
+//! gets JSON with the method, path, query and every header.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -125,6 +126,7 @@ fn page(headers: &HeaderMap, report: &Value) -> String {
 <html lang="en">
 <meta charset="utf-8">
 <title>echo: what the app receives</title>
+<script src="/.portcullis/logout.js"></script>
 <style>
   body {{ font-family: system-ui, sans-serif; max-width: 50rem; margin: 2rem auto; padding: 0 1rem; }}
   th {{ text-align: left; padding-right: 1rem; font-family: monospace; }}
@@ -134,9 +136,41 @@ fn page(headers: &HeaderMap, report: &Value) -> String {
 <p>Portcullis sets these identity headers from the session (and removes any copies the browser sent):</p>
 <table>
 {rows}</table>
-<form method="post" action="/logout"><button>Log out</button></form>
+<h2>Log out</h2>
+<p>Each button calls <code>portcullis.logout({{mode}})</code> from <code>/.portcullis/logout.js</code>:
+<b>redirect</b> goes through the identity provider and back; <b>silent</b> does that in a hidden
+iframe and <b>popup</b> in a popup window, so this page stays until the end; <b>local</b> ends only
+the gateway session (the identity provider still knows you).</p>
+<p>
+  <button type="button" data-logout-mode="redirect">Log out (redirect)</button>
+  <button type="button" data-logout-mode="silent">Log out (silent)</button>
+  <button type="button" data-logout-mode="popup">Log out (popup)</button>
+  <button type="button" data-logout-mode="local">Log out (local)</button>
+</p>
+<p id="logout-status" role="status"></p>
+<noscript><form method="post" action="/logout"><button>Log out</button></form></noscript>
 <h2>The whole request</h2>
 <pre>{}</pre>
+<script>
+  // The gateway serves logout.js; it ends the gateway session, runs the
+  // identity provider's logout the way the button says, and tells the page
+  // with a Promise and a `portcullis:logout` event.
+  (function () {{
+    var status = document.getElementById('logout-status');
+    window.addEventListener('portcullis:logout', function (event) {{
+      status.textContent = 'portcullis:logout ' + JSON.stringify(event.detail);
+    }});
+    document.querySelectorAll('button[data-logout-mode]').forEach(function (button) {{
+      button.addEventListener('click', function () {{
+        var mode = button.getAttribute('data-logout-mode');
+        status.textContent = 'Signing out (' + mode + ')…';
+        window.portcullis.logout({{ mode: mode }}).catch(function (error) {{
+          status.textContent = 'Sign-out: ' + error.message;
+        }});
+      }});
+    }});
+  }})();
+</script>
 </html>
 "#,
         escape(&full)

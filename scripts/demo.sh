@@ -67,10 +67,13 @@ export PORTCULLIS_CLIENT_SECRET=${PORTCULLIS_CLIENT_SECRET:-$(head -c 24 /dev/ur
 # --- identity provider -------------------------------------------------------
 # tests/idp/provider.js: IDP_PORT picks the port, IDP_CLIENTS registers
 # clients; the issuer is http://127.0.0.1:IDP_PORT (gateway.toml's [oidc] issuer).
+# IDP_AUTO_SUBMIT_LOGOUT=1 makes its end-session confirmation submit itself,
+# so the demo's silent and popup logout buttons complete without a click
+# inside a hidden frame (a real IdP may ask; then they fall back to redirect).
 start_idp() {
     local client_id
     client_id=$(sed -n 's/^[[:space:]]*client_id[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' gateway.toml | head -n 1)
-    IDP_PORT=$IDP_PORT IDP_CLIENTS="[{
+    IDP_AUTO_SUBMIT_LOGOUT=1 IDP_PORT=$IDP_PORT IDP_CLIENTS="[{
         \"client_id\": \"${client_id:-portcullis}\",
         \"client_secret\": \"$PORTCULLIS_CLIENT_SECRET\",
         \"redirect_uris\": [\"$GATEWAY/.portcullis/callback\"],

@@ -28,6 +28,11 @@ pub struct ConfirmFields<'a> {
     pub return_to: Option<&'a str>,
     /// Requested scope, if any.
     pub scope: Option<&'a str>,
+    /// Origins besides this one that the form's answer may redirect to
+    /// (the IdP's end-session endpoint, absolute `allowed_return_to`
+    /// URLs): browsers apply `form-action` to every redirect after a form
+    /// submission, so each must be listed there.
+    pub redirect_origins: &'a [String],
 }
 
 /// The 200 confirmation page: a POST form with the CSRF token.
@@ -51,20 +56,50 @@ pub fn confirm(f: &ConfirmFields<'_>) -> Response<Body> {
          <form method=\"post\" action=\"{}\">{hidden}<button type=\"submit\">Sign out</button></form>",
         escape(f.action)
     );
-    Page {
+    let mut resp = Page {
         status: StatusCode::OK,
         title: "Sign out?",
         body_html: &body,
         script: None,
         framing: Framing::Deny,
     }
-    .render()
+    .render();
+    // Under `no-referrer` (every other gateway page) a browser submits
+    // this form with `Origin: null`, which never logs out: the user would
+    // get this page again after every click. `same-origin` lets the real
+    // origin go with the form (it posts only to this origin) and still
+    // tells other sites nothing.
+    resp.headers_mut()
+        .insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    let extra: String = f
+        .redirect_origins
+        .iter()
+        .filter(|o| is_origin(o))
+        .map(|o| format!(" {o}"))
+        .collect();
+    let csp = resp
+        .headers()
+        .get(CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+        .map(|csp| csp.replace("form-action 'self'", &format!("form-action 'self'{extra}")));
+    if let Some(v) = csp.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        resp.headers_mut().insert(CONTENT_SECURITY_POLICY, v);
+    }
+    resp
 }
 
 /// The silent or popup page: the gateway session has ended; the IdP leg
 /// runs through `logout.js` (hidden iframe, or a popup opened from the
-/// button's click handler, as browsers require).
-pub fn continue_page(mode_popup: bool, continue_url: &str, destination: &str) -> Response<Body> {
+/// button's click handler, as browsers require). `idp_origin` is the
+/// origin of the end-session endpoint: the hidden iframe starts on this
+/// origin's `/logout/continue` and is redirected there, and a frame's
+/// redirect target must be allowed by `frame-src` too.
+pub fn continue_page(
+    mode_popup: bool,
+    continue_url: &str,
+    destination: &str,
+    idp_origin: &str,
+) -> Response<Body> {
     let answer = format!(
         "{{\"logged_out\":true,\"continue_url\":{},\"return_to\":{}}}",
         js_string(continue_url),
@@ -94,11 +129,30 @@ pub fn continue_page(mode_popup: bool, continue_url: &str, destination: &str) ->
          <script nonce=\"{nonce}\">{script}</script></body></html>",
         pages::LOGOUT_JS_PATH
     );
+    // Only a serialised origin (scheme://host[:port]) goes into the policy;
+    // anything else would let a value add directives.
+    let idp_source = if is_origin(idp_origin) {
+        format!(" {idp_origin}")
+    } else {
+        String::new()
+    };
     let csp = format!(
-        "default-src 'none'; script-src 'nonce-{nonce}'; connect-src 'self'; frame-src 'self'; \
-         form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+        "default-src 'none'; script-src 'nonce-{nonce}'; connect-src 'self'; \
+         frame-src 'self'{idp_source}; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
     );
     html_response(StatusCode::OK, html, &csp)
+}
+
+/// Whether `value` is a serialised http(s) origin, safe as a CSP source.
+fn is_origin(value: &str) -> bool {
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"));
+    rest.is_some_and(|r| {
+        !r.is_empty()
+            && r.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+    })
 }
 
 /// What `/logout/done` tells the page it renders.
@@ -163,6 +217,51 @@ fn html_response(status: StatusCode, html: String, csp: &str) -> Response<Body> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_confirmation_form_is_posted_with_its_origin_and_may_reach_the_idp() {
+        let origins = [
+            "https://idp.example".to_owned(),
+            "https://www.example.com".to_owned(),
+            "https://x.example; script-src *".to_owned(),
+        ];
+        let resp = confirm(&ConfirmFields {
+            action: "/logout",
+            csrf: Some("t"),
+            mode: None,
+            return_to: None,
+            scope: None,
+            redirect_origins: &origins,
+        });
+        assert_eq!(resp.headers()[REFERRER_POLICY], "same-origin");
+        let csp = resp.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(
+            csp.contains("form-action 'self' https://idp.example https://www.example.com;"),
+            "{csp}"
+        );
+        assert!(!csp.contains("x.example"), "{csp}");
+    }
+
+    #[test]
+    fn the_silent_page_may_frame_the_idp_and_nothing_else() {
+        let resp = continue_page(
+            false,
+            "http://gw.example/.portcullis/logout/continue?state=s",
+            "/",
+            "https://idp.example:8443",
+        );
+        let csp = resp.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(
+            csp.contains("frame-src 'self' https://idp.example:8443;"),
+            "{csp}"
+        );
+        for bad in ["https://idp.example; script-src *", "javascript:", ""] {
+            let resp = continue_page(false, "/c", "/", bad);
+            let csp = resp.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap();
+            assert!(csp.contains("frame-src 'self';"), "{bad:?}: {csp}");
+        }
+    }
 
     #[test]
     fn js_strings_cannot_close_the_script() {

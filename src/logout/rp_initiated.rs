@@ -236,6 +236,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
                 mode: params.mode.as_deref(),
                 return_to: params.return_to.as_deref(),
                 scope: params.scope.as_deref(),
+                redirect_origins: &redirect_origins(ctx),
             });
         }
         Decision::Refuse => {
@@ -317,6 +318,9 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         Some(IdpLeg::Unreachable) => (finish(ctx, &destination), "idp_unreachable"),
         Some(IdpLeg::Continue { state, url }) => {
             let continue_url = ctx.url(&format!("/.portcullis/logout/continue?state={state}"));
+            let idp_origin = Url::parse(&url)
+                .map(|u| u.origin().ascii_serialization())
+                .unwrap_or_default();
             let resp = if ctx.kind == ClientKind::Json {
                 pages::json(
                     StatusCode::OK,
@@ -325,10 +329,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
             } else {
                 match mode {
                     LogoutMode::Silent => {
-                        logout_pages::continue_page(false, &continue_url, &destination)
+                        logout_pages::continue_page(false, &continue_url, &destination, &idp_origin)
                     }
                     LogoutMode::Popup => {
-                        logout_pages::continue_page(true, &continue_url, &destination)
+                        logout_pages::continue_page(true, &continue_url, &destination, &idp_origin)
                     }
                     _ => redirect(&url),
                 }
@@ -351,6 +355,28 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         session.as_ref().and_then(session_age),
     );
     resp
+}
+
+/// Where the answer to a logout form may redirect besides this origin: the
+/// end-session endpoint's origin and those of absolute `allowed_return_to`
+/// entries (the confirmation page lists them in `form-action`).
+fn redirect_origins(ctx: &Ctx<'_>) -> Vec<String> {
+    let mut origins = Vec::new();
+    if let Some(url) = Url::parse(&ctx.url("/.portcullis/logout/done"))
+        .ok()
+        .and_then(|done| ctx.oidc.end_session_url(None, &done, ""))
+    {
+        origins.push(url.origin().ascii_serialization());
+    }
+    for allowed in &ctx.config.logout.allowed_return_to {
+        if let Ok(url) = Url::parse(allowed) {
+            let origin = url.origin().ascii_serialization();
+            if !origins.contains(&origin) {
+                origins.push(origin);
+            }
+        }
+    }
+    origins
 }
 
 /// The IdP part of a logout.
@@ -396,25 +422,46 @@ async fn idp_leg(
     })
 }
 
-fn state_param(req: &Request<Incoming>) -> Option<String> {
+fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
     form_urlencoded::parse(req.uri().query()?.as_bytes())
-        .find(|(k, _)| k == "state")
+        .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
+}
+
+fn state_param(req: &Request<Incoming>) -> Option<String> {
+    query_param(req, "state")
 }
 
 /// `GET /.portcullis/logout/continue?state=`: 303 to the IdP end-session
 /// URL of a logout already done (JSON clients and the silent/popup pages
 /// use it, so the ID token never appears in their JSON or HTML).
+/// `&fallback=redirect` turns a silent or popup logout into a redirect one
+/// (logout.js's top-level fallback), so `/logout/done` redirects at once.
 pub async fn continue_(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET {
         return pages::method_not_allowed(ctx.kind, "GET");
     }
-    let found = match state_param(&req) {
-        Some(s) => state::peek(ctx.sessions, &s).await,
+    let state = state_param(&req);
+    let found = match &state {
+        Some(s) => state::peek(ctx.sessions, s).await,
         None => Ok(None),
     };
     match found {
-        Ok(Some(record)) => redirect(&record.end_session_url),
+        Ok(Some(mut record)) => {
+            // logout.js falling back from a silent or popup attempt to the
+            // top level: /logout/done should then just redirect, not
+            // render the page that announces to a parent or opener.
+            if query_param(&req, "fallback").as_deref() == Some("redirect")
+                && record.mode() != LogoutMode::Redirect
+                && let Some(s) = &state
+            {
+                record.mode = LogoutMode::Redirect.as_str().to_owned();
+                if let Err(err) = state::save(ctx.sessions, s, &record).await {
+                    tracing::warn!(request_id = ctx.request_id, error = %err, "logout state not updated");
+                }
+            }
+            redirect(&record.end_session_url)
+        }
         Ok(None) => redirect(&ctx.config.logout.default_return_to),
         Err(err) => {
             tracing::error!(request_id = ctx.request_id, error = %err, "logout state lookup failed");

@@ -20,12 +20,16 @@
 //     "autoSubmitLogout": false,    // end-session page submits itself (browser tests)
 //     "logRequests": false,         // one "REQ <method> <path>" line per request on stderr
 //     "freshSigningKey": false,     // sign with a new random RSA key (key rotation tests)
+//     "refuseFraming": false,       // end-session pages refuse to be framed (X-Frame-Options: DENY
+//                                   //   and CSP frame-ancestors 'none'), as many real IdPs do
+//     "isolateOpener": false,       // end-session pages send Cross-Origin-Opener-Policy: same-origin,
+//                                   //   which cuts a popup off from its opener
 //     "jwks": { "keys": [ ... ] }   // private signing keys; default: dev keystore
 //   }
 // Environment variables override the file: IDP_PORT, IDP_HOST, IDP_ISSUER,
 // IDP_ACCESS_TOKEN_TTL, IDP_ID_TOKEN_TTL, IDP_REFRESH_TOKEN_TTL,
 // IDP_AUTO_SUBMIT_LOGOUT=1, IDP_LOG_REQUESTS=1, IDP_FRESH_SIGNING_KEY=1,
-// IDP_CLIENTS (a JSON array).
+// IDP_REFUSE_FRAMING=1, IDP_ISOLATE_OPENER=1, IDP_CLIENTS (a JSON array).
 //
 // When it listens it prints exactly one line to stdout:
 //   READY http://127.0.0.1:PORT
@@ -63,6 +67,12 @@ function loadSettings() {
     freshSigningKey: env.IDP_FRESH_SIGNING_KEY
       ? env.IDP_FRESH_SIGNING_KEY === '1' || env.IDP_FRESH_SIGNING_KEY === 'true'
       : Boolean(fromFile.freshSigningKey),
+    refuseFraming: env.IDP_REFUSE_FRAMING
+      ? env.IDP_REFUSE_FRAMING === '1' || env.IDP_REFUSE_FRAMING === 'true'
+      : Boolean(fromFile.refuseFraming),
+    isolateOpener: env.IDP_ISOLATE_OPENER
+      ? env.IDP_ISOLATE_OPENER === '1' || env.IDP_ISOLATE_OPENER === 'true'
+      : Boolean(fromFile.isolateOpener),
     jwks: fromFile.jwks,
   };
 }
@@ -267,6 +277,26 @@ async function main() {
   provider.on('server_error', (_ctx, err) => {
     process.stderr.write(`server_error: ${err.stack}\n`);
   });
+
+  // oidc-provider itself sends no framing headers, so its end-session page
+  // loads in an iframe. With refuseFraming it behaves like IdPs that forbid
+  // that (silent logout must then fall back to a top-level redirect).
+  // With isolateOpener its end-session pages cut a popup off from the
+  // window that opened it (COOP), as some IdPs' pages do.
+  if (settings.refuseFraming || settings.isolateOpener) {
+    provider.use(async (ctx, next) => {
+      await next();
+      if (ctx.path === '/session/end' || ctx.path.startsWith('/session/end/')) {
+        if (settings.refuseFraming) {
+          ctx.set('X-Frame-Options', 'DENY');
+          ctx.set('Content-Security-Policy', "frame-ancestors 'none'");
+        }
+        if (settings.isolateOpener) {
+          ctx.set('Cross-Origin-Opener-Policy', 'same-origin');
+        }
+      }
+    });
+  }
 
   // With logRequests, tests can count what the gateway asked for (e.g.
   // that forged key ids do not make it refetch the JWKS every time).

@@ -107,6 +107,13 @@ pub struct IdpOptions {
     /// so a test can forge tokens the gateway must judge by their claims
     /// alone (see `tests/fixtures/bcl-idp-key.jwk.json`).
     pub signing_jwks: Option<Value>,
+    /// End-session pages refuse to be framed (`X-Frame-Options: DENY`,
+    /// `frame-ancestors 'none'`), like many real IdPs; oidc-provider's own
+    /// default allows framing.
+    pub refuse_framing: bool,
+    /// End-session pages send `Cross-Origin-Opener-Policy: same-origin`,
+    /// which cuts a logout popup off from its opener.
+    pub isolate_opener: bool,
 }
 
 impl IdpOptions {
@@ -189,6 +196,8 @@ impl Idp {
             "autoSubmitLogout": options.auto_submit_logout,
             "logRequests": options.log_requests,
             "freshSigningKey": options.fresh_signing_key,
+            "refuseFraming": options.refuse_framing,
+            "isolateOpener": options.isolate_opener,
         });
         let mut config = config;
         if let Some(jwks) = &options.signing_jwks {

@@ -6,6 +6,7 @@
 //! part of it, hence the `dead_code` and `unused_imports` allowances.
 #![allow(dead_code, unused_imports)]
 
+pub mod browser;
 pub mod gateway;
 pub mod idp;
 pub mod idp_legacy;

@@ -13,6 +13,8 @@
 //! | `/set-cookie?name=A&name=B&value=V` | the echo, with `Set-Cookie: A=V; Path=/` for each name (V defaults to `upstream`) |
 //! | `/status?code=N` | the echo, with status N (200..=599) |
 //! | `/ws` | a WebSocket echo server (text and binary messages come back) |
+//! | `/app.html` | `tests/browser/app.html`: an app page with `logout.js` and a button per logout mode |
+//! | `/forge.html` | `tests/browser/forge.html`: posts a forged logout message to its opener or parent |
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -304,6 +306,8 @@ async fn handle(
 
     let response = match req.uri().path() {
         "/ws" => websocket(req),
+        "/app.html" => html(include_str!("../browser/app.html")),
+        "/forge.html" => html(include_str!("../browser/forge.html")),
         "/bytes" => {
             let n = param("n").and_then(|v| v.parse().ok()).unwrap_or(0);
             let mut res = Response::new(
@@ -482,6 +486,14 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<ResBody> {
     let mut res = Response::new(Full::new(Bytes::from(value.to_string())).boxed());
     *res.status_mut() = status;
     set(&mut res, header::CONTENT_TYPE, "application/json");
+    res
+}
+
+/// A static HTML page, never cached (tests load it again after logouts).
+fn html(body: &'static str) -> Response<ResBody> {
+    let mut res = Response::new(Full::new(Bytes::from_static(body.as_bytes())).boxed());
+    set(&mut res, header::CONTENT_TYPE, "text/html; charset=utf-8");
+    set(&mut res, header::CACHE_CONTROL, "no-store");
     res
 }
 

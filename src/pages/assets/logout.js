@@ -39,7 +39,8 @@
   // Waits for /.portcullis/logout/done to announce `state` from `source`
   // (a window) or, for popups, on the BroadcastChannel (an opener link can
   // be cut by Cross-Origin-Opener-Policy). Only this origin is believed.
-  function waitForDone(state, isSource, useChannel, timeoutMs) {
+  // `control.cancel(err)` gives up early.
+  function waitForDone(state, isSource, useChannel, timeoutMs, control) {
     return new Promise(function (resolve, reject) {
       var channel = null;
       var timer = null;
@@ -62,10 +63,23 @@
         channel.onmessage = function (event) { if (accept(event.data)) finish(true, event.data); };
       }
       if (timeoutMs > 0) timer = setTimeout(function () { finish(false, new Error('timeout')); }, timeoutMs);
+      if (control) control.cancel = function (err) { finish(false, err); };
     });
   }
 
   function go(url) { if (url) location.assign(url); }
+
+  // The IdP leg at the top level after a silent or popup attempt failed;
+  // the flag tells the gateway to end it with a plain redirect.
+  function fallback(continueUrl) {
+    try {
+      var url = new URL(continueUrl, location.href);
+      url.searchParams.set('fallback', 'redirect');
+      go(url.toString());
+    } catch (e) {
+      go(continueUrl);
+    }
+  }
 
   // Silent: the IdP leg in a hidden iframe. No answer in time means the IdP
   // could not be reached that way (framing refused, third-party cookies
@@ -91,32 +105,47 @@
     }, function () {
       frame.remove();
       announce({ gateway: true, idp: 'unknown', mode: 'silent', fallback: 'redirect' });
-      go(answer.continue_url);
+      fallback(answer.continue_url);
       throw new Error('portcullis: silent logout timed out; continuing with a redirect');
     });
   }
 
+  // Popup: the IdP leg in a window opened by the click handler. A popup
+  // that looks closed may only have been cut off from this window (the
+  // IdP's pages sent Cross-Origin-Opener-Policy); its /logout/done still
+  // announces on the BroadcastChannel. So once it looks closed, wait
+  // silent_timeout more for that; then finish the IdP leg with a top-level
+  // redirect, as silent mode does, so the IdP session is never silently
+  // left alive.
   function popup(win, answer, navigate) {
     var state = stateOf(answer.continue_url);
     win.location.href = answer.continue_url;
+    var control = {};
     var closedWatch = null;
-    var closed = new Promise(function (_, reject) {
-      closedWatch = setInterval(function () {
-        if (win.closed) reject(new Error('popup_closed'));
-      }, 500);
-    });
-    var done = waitForDone(state, function (s) { return s === win; }, true, 0);
-    return Promise.race([done, closed]).then(function () {
+    var grace = null;
+    var done = waitForDone(state, function (s) { return s === win; }, true, 0, control);
+    closedWatch = setInterval(function () {
+      if (!win.closed) return;
       clearInterval(closedWatch);
+      closedWatch = null;
+      grace = setTimeout(function () { control.cancel(new Error('popup_closed')); }, SILENT_TIMEOUT_MS);
+    }, 250);
+    function stop() {
+      if (closedWatch) clearInterval(closedWatch);
+      if (grace) clearTimeout(grace);
+    }
+    return done.then(function () {
+      stop();
       try { win.close(); } catch (e) { /* already closed */ }
       var outcome = { gateway: true, idp: 'unknown', mode: 'popup', returnTo: answer.return_to };
       announce(outcome);
       if (navigate) go(answer.return_to);
       return outcome;
-    }, function (err) {
-      clearInterval(closedWatch);
-      announce({ gateway: true, idp: 'unknown', mode: 'popup', error: err.message });
-      throw err;
+    }, function () {
+      stop();
+      announce({ gateway: true, idp: 'unknown', mode: 'popup', fallback: 'redirect' });
+      fallback(answer.continue_url);
+      throw new Error('portcullis: the logout popup closed before it finished; continuing with a redirect');
     });
   }
 
@@ -165,7 +194,7 @@
   api._continue = function (answer, mode) {
     if (mode === 'silent') return silent(answer, true);
     var win = window.open('about:blank', 'portcullis-logout', 'popup,width=520,height=640');
-    if (!win) { go(answer.continue_url); return Promise.resolve(); }
+    if (!win) { fallback(answer.continue_url); return Promise.resolve(); }
     return popup(win, answer, true);
   };
   window.portcullis = api;

@@ -1,0 +1,225 @@
+//! Silent and popup logout in a real browser: headless Debian Chromium,
+//! driven by `playwright-core` scenarios in `tests/browser/*.mjs`, against
+//! the real IdP (oidc-provider, end-session page set to confirm itself),
+//! the test upstream's app page (`/app.html`, which loads `logout.js`) and
+//! the gateway binary. One stack and one browser per scenario.
+//!
+//! Scenarios (`tests/browser/<name>.mjs`): `silent`, `popup`,
+//! `silent-timeout` (the IdP refuses framing), `forged` (announcements from
+//! the wrong window, origin or state), `popup-coop` (the IdP cuts the
+//! opener link; a popup the user closes), `popup-blocked`, `modes` (local,
+//! redirect, the confirmation page). Each prints its steps; run with
+//! `--nocapture` to see them. Screenshots of every step:
+//! `target/browser-artifacts/<scenario>/NN-step.png`.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::browser::{self, ScenarioOutput};
+use support::idp::IdpOptions;
+use support::stack::{DEFAULT_ROUTES, Stack, StackOptions};
+
+/// A stack whose IdP confirms logouts by itself (a real browser has no
+/// test to click "Yes, sign me out") and logs its requests.
+fn stack(idp: IdpOptions, silent_timeout: &str) -> Stack {
+    Stack::start(StackOptions {
+        idp: IdpOptions {
+            auto_submit_logout: true,
+            log_requests: true,
+            ..idp
+        },
+        rest: Some(format!(
+            "{DEFAULT_ROUTES}\n[logout]\ndefault_return_to = \"/public/goodbye\"\n\
+             silent_timeout = \"{silent_timeout}\"\n"
+        )),
+        ..Default::default()
+    })
+}
+
+fn run(name: &str, stack: &Stack) -> ScenarioOutput {
+    let out = browser::run(name, stack);
+    browser::assert_passed(name, &out, stack);
+    out
+}
+
+/// The `mode` and `outcome` of every RP-initiated `logout` event the
+/// gateway logged.
+fn logout_events(stack: &Stack) -> Vec<(String, String)> {
+    stack
+        .gateway
+        .json_logs()
+        .iter()
+        .filter(|l| support::log_field(l, "event") == Some("logout"))
+        .filter(|l| support::log_field(l, "kind") == Some("rp_initiated"))
+        .map(|l| {
+            (
+                support::log_field(l, "mode").unwrap_or("").to_owned(),
+                support::log_field(l, "outcome").unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Waits briefly for the IdP to have confirmed `n` logouts (its
+/// `/session/end/confirm` ends the IdP session).
+fn idp_confirmed_logouts(stack: &Stack, n: usize) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let seen = stack.idp.requests("POST", "/session/end/confirm");
+        if seen >= n || std::time::Instant::now() > deadline {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn silent_logout_ends_both_sessions_without_leaving_the_app() {
+    let stack = stack(IdpOptions::default(), "5s");
+    let out = run("silent", &stack);
+
+    let resolved = out.app_reports("resolved");
+    assert_eq!(
+        resolved.first(),
+        Some(
+            &json!({"gateway": true, "idp": "unknown", "mode": "silent", "returnTo": "/public/signed-out"})
+        ),
+        "logout.js resolves with what the browser can know"
+    );
+    assert_eq!(out.app_reports("event").first(), resolved.first());
+    // Through logout.js, then through the gateway's own silent page.
+    assert_eq!(
+        logout_events(&stack),
+        [
+            ("silent".into(), "ok".into()),
+            ("silent".into(), "ok".into())
+        ]
+    );
+    assert_eq!(
+        idp_confirmed_logouts(&stack, 2),
+        2,
+        "the IdP ended its session both times"
+    );
+}
+
+#[test]
+fn popup_logout_ends_both_sessions_and_the_popup_closes() {
+    let stack = stack(IdpOptions::default(), "5s");
+    let out = run("popup", &stack);
+
+    let resolved = out.app_reports("resolved");
+    assert_eq!(
+        resolved.first(),
+        Some(
+            &json!({"gateway": true, "idp": "unknown", "mode": "popup", "returnTo": "/public/signed-out"})
+        )
+    );
+    assert_eq!(out.app_reports("event").first(), resolved.first());
+    assert_eq!(
+        logout_events(&stack),
+        [("popup".into(), "ok".into()), ("popup".into(), "ok".into())]
+    );
+    assert_eq!(idp_confirmed_logouts(&stack, 2), 2);
+}
+
+#[test]
+fn popup_logout_survives_an_idp_that_cuts_the_opener_link_and_a_closed_popup() {
+    let stack = stack(
+        IdpOptions {
+            isolate_opener: true,
+            ..Default::default()
+        },
+        "4s",
+    );
+    run("popup-coop", &stack);
+    assert_eq!(
+        logout_events(&stack),
+        [("popup".into(), "ok".into()), ("popup".into(), "ok".into())]
+    );
+    assert_eq!(
+        idp_confirmed_logouts(&stack, 2),
+        2,
+        "through the cut-off popup, then at the top level after the user closed one"
+    );
+}
+
+#[test]
+fn a_blocked_popup_falls_back_to_a_redirect() {
+    let stack = stack(IdpOptions::default(), "5s");
+    run("popup-blocked", &stack);
+    assert_eq!(logout_events(&stack), [("redirect".into(), "ok".into())]);
+    assert_eq!(idp_confirmed_logouts(&stack, 1), 1);
+}
+
+#[test]
+fn silent_logout_falls_back_to_a_redirect_when_the_idp_refuses_framing() {
+    let stack = stack(
+        IdpOptions {
+            refuse_framing: true,
+            ..Default::default()
+        },
+        "2s",
+    );
+    let out = run("silent-timeout", &stack);
+
+    assert_eq!(
+        out.app_reports("event").first(),
+        Some(&json!({"gateway": true, "idp": "unknown", "mode": "silent", "fallback": "redirect"}))
+    );
+    assert!(
+        out.app_reports("resolved").is_empty(),
+        "the Promise does not claim success"
+    );
+    assert_eq!(logout_events(&stack), [("silent".into(), "ok".into())]);
+    assert_eq!(
+        idp_confirmed_logouts(&stack, 1),
+        1,
+        "the top-level redirect ended the IdP session"
+    );
+}
+
+#[test]
+fn forged_logout_messages_are_ignored() {
+    // A long timeout: the forged messages arrive while logout.js waits.
+    let stack = stack(IdpOptions::default(), "15s");
+    let out = run("forged", &stack);
+
+    let resolved = out.app_reports("resolved");
+    assert_eq!(
+        resolved.len(),
+        1,
+        "resolved once, by the real message: {resolved:?}"
+    );
+    assert_eq!(resolved[0]["mode"], "silent");
+    assert_eq!(idp_confirmed_logouts(&stack, 1), 1);
+}
+
+#[test]
+fn logout_js_local_and_redirect_modes_and_the_confirmation_page() {
+    let stack = stack(IdpOptions::default(), "5s");
+    let out = run("modes", &stack);
+
+    assert_eq!(
+        out.app_reports("resolved"),
+        [
+            json!({"gateway": true, "idp": "kept", "mode": "local", "returnTo": "/public/signed-out"}),
+            json!({"gateway": true, "idp": "unknown", "mode": "redirect", "returnTo": "/public/signed-out"}),
+        ]
+    );
+    assert_eq!(
+        logout_events(&stack),
+        [
+            ("local".into(), "ok".into()),
+            ("redirect".into(), "ok".into()),
+            ("redirect".into(), "ok".into()),
+        ],
+        "local, redirect, then the confirmed one"
+    );
+    assert_eq!(
+        idp_confirmed_logouts(&stack, 2),
+        2,
+        "the local logout never visits the IdP"
+    );
+}
