@@ -51,6 +51,12 @@ fn same_origin_path(raw: &str, route_origin: &str) -> Option<String> {
         out.push('#');
         out.push_str(f);
     }
+    // Parsing removes dot-segments, so `/.//evil.com` passes the raw checks
+    // and comes out as `//evil.com`: the emitted value must pass them too.
+    let emitted = out.strip_prefix('/')?;
+    if emitted.starts_with('/') || emitted.starts_with('\\') {
+        return None;
+    }
     Some(out)
 }
 
@@ -157,6 +163,15 @@ mod tests {
             "https://www.example.com/goodbye/",
             "https://www.example.com/goodbye?x",
             "HTTPS://www.example.com/goodbye",
+            // Dot-segments that collapse into a protocol-relative URL once parsed.
+            "/.//evil.com",
+            "/./\\evil.com",
+            "/..//evil.com",
+            "/a/..//evil.com",
+            "/a/b/../..//evil.com",
+            "/%2e//evil.com",
+            "/%2E%2E//evil.com",
+            "/.%2e//evil.com",
         ];
         for raw in payloads {
             assert_eq!(

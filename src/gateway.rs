@@ -140,13 +140,16 @@ impl Gateway {
         self.oidc.as_ref()
     }
 
-    fn match_route(&self, path: &str, host: Option<&str>) -> Option<&ActiveRoute> {
+    /// The first route whose prefix and host match. A route `host` may be
+    /// written with or without the port; both forms match.
+    fn match_route(&self, path: &str, authority: Option<&str>) -> Option<&ActiveRoute> {
+        let host = authority.map(origin::authority_host);
         self.routes.iter().find(|r| {
             path::under_prefix(path, &r.route.prefix)
                 && r.route
                     .host
                     .as_deref()
-                    .is_none_or(|want| host == Some(want))
+                    .is_none_or(|want| host == Some(want) || authority == Some(want))
         })
     }
 
@@ -396,19 +399,20 @@ impl Gateway {
         let authority = origin::request_authority(&req);
         let origins = &self.config.server.public_urls;
         let public: &PublicOrigin = &origins[origin::select_origin(origins, authority.as_deref())];
-        let host = authority.as_deref().map(origin::authority_host);
+        // Matching ignores `;parameters`, which many servers strip.
+        let match_path = path::without_params(&path);
 
         // 4. The gateway's own paths never reach an upstream.
-        if path == "/.portcullis"
-            || path.starts_with("/.portcullis/")
-            || path == self.config.logout.path
+        if match_path == "/.portcullis"
+            || match_path.starts_with("/.portcullis/")
+            || match_path == self.config.logout.path
         {
             log.route = &self.own_metrics;
-            return self.own_path(&path, req, public, kind, &log.id).await;
+            return self.own_path(&match_path, req, public, kind, &log.id).await;
         }
 
         // 5. The route.
-        let Some(active) = self.match_route(&path, host) else {
+        let Some(active) = self.match_route(&match_path, authority.as_deref()) else {
             log.error = Some("no_route");
             return pages::error(
                 kind,

@@ -738,3 +738,69 @@ upstream = "{app}"
         Some("https")
     );
 }
+
+#[tokio::test]
+async fn protected_routes_cannot_be_bypassed_by_parameters_or_a_host_port() {
+    let stack = Stack::start(StackOptions {
+        rest: Some(
+            r#"
+[[route]]
+prefix = "/admin"
+host = "127.0.0.1:{port}"
+upstream = "{app}"
+allow_groups = ["admins"]
+
+[[route]]
+prefix = "/"
+upstream = "{app}"
+auth = "none"
+"#
+            .into(),
+        ),
+        ..Default::default()
+    });
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for path in [
+        "/admin/panel",
+        "/admin;x/panel",
+        "/admin;jsessionid=1",
+        "/admin/;x/panel",
+    ] {
+        let r = c
+            .get(stack.gateway.url(path))
+            .header(ACCEPT, "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path} must need a session");
+    }
+    assert_eq!(
+        stack.app.request_count(),
+        0,
+        "nothing reached the app without a session"
+    );
+    assert_eq!(
+        c.get(stack.gateway.url("/other"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // With alice's session (group admins) the parameters are passed on unchanged.
+    let alice = new_browser();
+    stack.login(&alice, "alice", "/admin/home").await;
+    assert_eq!(
+        alice
+            .get(stack.gateway.url("/admin;x/panel"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(stack.app.last_request().unwrap().path(), "/admin;x/panel");
+}

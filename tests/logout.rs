@@ -523,6 +523,9 @@ async fn open_redirect_payloads_are_refused() {
         "%2F%2Fevil.com",
         "/%00/evil.com",
         " //evil.com",
+        "/.//evil.com",
+        "/a/..//evil.com",
+        "/%2e//evil.com",
     ];
     let client = no_redirects();
     for payload in payloads {
@@ -768,6 +771,7 @@ async fn done_page_headers_and_unknown_state() {
         "/goodbye",
         "an unknown state goes to the default, never elsewhere"
     );
+    assert_eq!(resp.headers()["referrer-policy"], "no-referrer");
 
     // A silent logout's done page, framed: exact CSP, no X-Frame-Options.
     let browser = new_browser();

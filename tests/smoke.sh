@@ -63,7 +63,7 @@ cookie=$(header_of "$h" set-cookie)
     || fail "logout expires the session cookie" "$cookie"
 
 # 5. Open redirects are refused: the destination never names another host.
-for payload in '//evil.example' '/\evil.example' 'https://evil.example' '/%5Cevil.example' '/%09/evil.example' 'https:evil.example'; do
+for payload in '//evil.example' '/\evil.example' 'https://evil.example' '/%5Cevil.example' '/%09/evil.example' 'https:evil.example' '/.//evil.example' '/a/..//evil.example'; do
     enc=$(printf '%s' "$payload" | od -An -tx1 | tr -d ' \n' | sed 's/\(..\)/%\1/g')
     loc=$(header_of "$(head_of "$GATEWAY_URL$LOGOUT_PATH?mode=local&return_to=$enc" -X POST)" location)
     [[ -n $loc && $loc != *evil.example* ]] && ok "return_to=$payload is refused ($loc)" || fail "return_to=$payload is refused" "location: $loc"

@@ -114,7 +114,9 @@ async fn refresh_now(ctx: &Ctx<'_>, mut session: Session) -> Result<Outcome, Ses
                 record.id_token = id_token.expose().to_owned();
             }
             if let Some(c) = r.claims {
-                record.sid = c.sid.or(record.sid.take());
+                // The sid stays as at login: it keys the session's index
+                // entry for IdP-initiated logout, which an update does not
+                // rewrite (and a refresh does not change the IdP session).
                 record.email = c.email;
                 record.email_verified = c.email_verified;
                 record.preferred_username = c.preferred_username;

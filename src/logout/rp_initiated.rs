@@ -410,7 +410,20 @@ async fn idp_leg(
         destination: destination.to_owned(),
         mode: mode.as_str().to_owned(),
         end_session_url: url.to_string(),
+        expires_at: 0,
     };
+    // A session-less redirect logout to the default destination needs no
+    // stored state (an unknown state lands there anyway); not storing one
+    // keeps anonymous requests from filling the store.
+    let needed = session.is_some()
+        || mode != LogoutMode::Redirect
+        || destination != ctx.config.logout.default_return_to;
+    if !needed {
+        return Some(IdpLeg::Continue {
+            state,
+            url: url.to_string(),
+        });
+    }
     if let Err(err) = state::save(ctx.sessions, &state, &record).await {
         // The IdP leg still runs; /logout/done will send the user to the
         // default destination since it cannot find the state.
@@ -476,6 +489,17 @@ pub async fn continue_(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> 
 /// announces the end to its parent or opener. Anything else: the default
 /// destination, never elsewhere.
 pub async fn done(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
+    let mut resp = done_response(ctx, req).await;
+    // SPEC's headers for /logout/done hold for its redirects too: the state
+    // in this URL must not leak to the destination as a Referer.
+    resp.headers_mut().insert(
+        http::header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    resp
+}
+
+async fn done_response(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET {
         return pages::method_not_allowed(ctx.kind, "GET");
     }

@@ -25,6 +25,16 @@ pub struct LogoutState {
     pub mode: String,
     /// The IdP end-session URL (with `id_token_hint`).
     pub end_session_url: String,
+    /// When the state stops being accepted (Unix seconds), fixed when it is
+    /// first saved: visiting `/logout/continue` again never extends it.
+    #[serde(default)]
+    pub expires_at: u64,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl LogoutState {
@@ -62,12 +72,22 @@ pub async fn save(
     record: &LogoutState,
 ) -> Result<(), SessionError> {
     let key = store_key(state);
-    let json = serde_json::to_vec(record).map_err(|_| SessionError::Encode)?;
+    let now = unix_now();
+    let mut record = record.clone();
+    if record.expires_at == 0 {
+        record.expires_at = now.saturating_add(TTL.as_secs());
+    }
+    let Some(left) = record.expires_at.checked_sub(now).filter(|s| *s > 0) else {
+        return Ok(());
+    };
+    let json = serde_json::to_vec(&record).map_err(|_| SessionError::Encode)?;
     let sealed = sessions
         .keys()
         .sealer(crypto::PURPOSE_LOGOUT_STATE)
         .seal(key.as_bytes(), &json)?;
-    sessions.put_temp(&key, sealed, TTL).await
+    sessions
+        .put_temp(&key, sealed, std::time::Duration::from_secs(left))
+        .await
 }
 
 /// Takes a state (single use): `None` when unknown, used, expired or
@@ -85,12 +105,14 @@ pub async fn take(sessions: &Sessions, state: &str) -> Result<Option<LogoutState
         .sealer(crypto::PURPOSE_LOGOUT_STATE)
         .open(key.as_bytes(), &sealed)
         .ok()
-        .and_then(|json| serde_json::from_slice(&json).ok());
+        .and_then(|json| serde_json::from_slice::<LogoutState>(&json).ok())
+        .filter(|r| r.expires_at > unix_now());
     Ok(opened)
 }
 
 /// Reads a state without using it up (for `/logout/continue`, which a
 /// silent logout may visit twice: once in its iframe, once in the fallback).
+/// It is put back with only the time it had left.
 pub async fn peek(sessions: &Sessions, state: &str) -> Result<Option<LogoutState>, SessionError> {
     let Some(record) = take(sessions, state).await? else {
         return Ok(None);

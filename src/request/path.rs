@@ -142,6 +142,24 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
     Ok(path)
 }
 
+/// The canonical path with each segment's `;parameters` removed, for
+/// matching only (the canonical path itself still goes upstream). Servlet
+/// containers and others ignore path parameters, so `/admin;x/panel` must
+/// be matched like `/admin/panel`, or it would slip past an `/admin` route.
+pub fn without_params(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.contains(';') {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(segment.split(';').next().unwrap_or(segment));
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Whether `path` (normalised) lies under `prefix` on whole segments:
 /// `/public` matches `/public` and `/public/x`, never `/publicity`.
 /// `prefix` is stored without a trailing slash, except the root `/`.
@@ -244,6 +262,15 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn parameters_are_ignored_for_matching() {
+        assert_eq!(without_params("/admin;x/panel"), "/admin/panel");
+        assert_eq!(without_params("/a;jsessionid=1"), "/a");
+        assert_eq!(without_params("/plain/path"), "/plain/path");
+        assert!(under_prefix(&without_params("/admin;x/panel"), "/admin"));
+        assert!(under_prefix(&without_params("/admin;x"), "/admin"));
     }
 
     #[test]
