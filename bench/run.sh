@@ -266,8 +266,14 @@ upstream = \"$upstream\"" || { skip_d "portcullis did not start with [oidc] and 
     # The login, as a browser would do it: gateway → IdP login form → POST
     # → IdP → gateway callback (sets the session cookie) → the page.
     jar=$work/cookies.txt
-    page=$(curl -sS -L -c "$jar" -b "$jar" -H 'Accept: text/html' "$gw/.portcullis/login?return_to=/") ||
-        { skip_d "GET /.portcullis/login failed"; return; }
+    # The gateway discovers the IdP in the background after it starts
+    # listening; until then a login answers 503. Give it a few seconds.
+    for _ in $(seq 1 40); do
+        page=$(curl -sS -L -c "$jar" -b "$jar" -H 'Accept: text/html' "$gw/.portcullis/login?return_to=/") ||
+            { skip_d "GET /.portcullis/login failed"; return; }
+        grep -q 'action="' <<<"$page" && break
+        sleep 0.25
+    done
     action=$(grep -o 'action="[^"]*"' <<<"$page" | head -n 1 | sed 's/^action="//; s/"$//' || true)
     # oidc-provider's dev login form names an absolute action; accept a path too.
     [[ $action == /* ]] && action=$idp$action

@@ -71,6 +71,20 @@ pub fn init_metrics() {
             )
             .ok()?;
         let handle = builder.install_recorder().ok()?;
+        // Histogram samples are buffered until upkeep folds them into the
+        // buckets; without it a gateway that nobody scrapes grows forever.
+        let upkeep = handle.clone();
+        let spawned = std::thread::Builder::new()
+            .name("portcullis-metrics".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                }
+            });
+        if let Err(err) = spawned {
+            eprintln!("cannot start the metrics upkeep thread: {err}");
+        }
         metrics::describe_counter!(
             "portcullis_requests_total",
             "Requests answered, by route and status"
