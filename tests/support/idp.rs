@@ -420,7 +420,7 @@ pub fn browser() -> reqwest::Client {
 
 /// The `Location` of a redirect, resolved against the request URL (the
 /// IdP sends relative ones).
-fn location(base: &Url, response: &reqwest::Response) -> Url {
+pub fn location(base: &Url, response: &reqwest::Response) -> Url {
     let raw = response
         .headers()
         .get(reqwest::header::LOCATION)
@@ -430,13 +430,17 @@ fn location(base: &Url, response: &reqwest::Response) -> Url {
 }
 
 /// The first `<form>` of a page: where it posts and its hidden inputs.
-struct Form {
-    action: Url,
-    hidden: Vec<(String, String)>,
+/// An HTML form: where it posts and its hidden fields.
+pub struct Form {
+    /// The resolved `action`.
+    pub action: Url,
+    /// Hidden fields, in order.
+    pub hidden: Vec<(String, String)>,
 }
 
 impl Form {
-    fn parse(html: &str, base: &Url) -> Option<Form> {
+    /// The first `<form>` of `html`, its action resolved against `base`.
+    pub fn parse(html: &str, base: &Url) -> Option<Form> {
         let start = html.find("<form")?;
         let end = html[start..]
             .find("</form>")
@@ -461,7 +465,8 @@ impl Form {
         Some(Form { action, hidden })
     }
 
-    fn field(&self, name: &str) -> Option<&str> {
+    /// A hidden field's value.
+    pub fn field(&self, name: &str) -> Option<&str> {
         self.hidden
             .iter()
             .find(|(n, _)| n == name)
@@ -470,7 +475,7 @@ impl Form {
 }
 
 /// A double-quoted attribute's value, with the common HTML entities decoded.
-fn attr(tag: &str, name: &str) -> Option<String> {
+pub fn attr(tag: &str, name: &str) -> Option<String> {
     let needle = format!(" {name}=\"");
     let start = tag.find(&needle)? + needle.len();
     let len = tag[start..].find('"')?;

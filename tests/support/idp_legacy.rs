@@ -18,6 +18,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use url::Url;
 
+use super::idp::{Form, attr, location};
+
 /// A running legacy IdP. Dropping it kills the process.
 pub struct LegacyIdp {
     child: Child,
@@ -237,66 +239,4 @@ pub fn iframe_srcs(html: &str) -> Vec<Url> {
         rest = &rest[close..];
     }
     out
-}
-
-fn location(base: &Url, response: &reqwest::Response) -> Url {
-    let raw = response
-        .headers()
-        .get(reqwest::header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .expect("redirect without Location");
-    base.join(raw).expect("Location is a URL")
-}
-
-struct Form {
-    action: Url,
-    hidden: Vec<(String, String)>,
-}
-
-impl Form {
-    fn parse(html: &str, base: &Url) -> Option<Form> {
-        let start = html.find("<form")?;
-        let end = html[start..]
-            .find("</form>")
-            .map_or(html.len(), |e| start + e);
-        let form = &html[start..end];
-        let tag_end = form.find('>')?;
-        let action = attr(&form[..tag_end], "action").unwrap_or_default();
-        let action = base.join(&action).ok()?;
-        let mut hidden = Vec::new();
-        let mut rest = form;
-        while let Some(i) = rest.find("<input") {
-            rest = &rest[i..];
-            let close = rest.find('>').unwrap_or(rest.len());
-            let tag = &rest[..close];
-            if attr(tag, "type").as_deref() == Some("hidden")
-                && let Some(name) = attr(tag, "name")
-            {
-                hidden.push((name, attr(tag, "value").unwrap_or_default()));
-            }
-            rest = &rest[close..];
-        }
-        Some(Form { action, hidden })
-    }
-
-    fn field(&self, name: &str) -> Option<&str> {
-        self.hidden
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-fn attr(tag: &str, name: &str) -> Option<String> {
-    let needle = format!(" {name}=\"");
-    let start = tag.find(&needle)? + needle.len();
-    let len = tag[start..].find('"')?;
-    Some(
-        tag[start..start + len]
-            .replace("&quot;", "\"")
-            .replace("&#39;", "'")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&amp;", "&"),
-    )
 }
