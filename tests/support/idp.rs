@@ -203,59 +203,8 @@ impl Idp {
         if let Some(jwks) = &options.signing_jwks {
             config["jwks"] = jwks.clone();
         }
-        let mut file = tempfile::NamedTempFile::new().expect("temp config file");
-        serde_json::to_writer(&mut file, &config).expect("write IdP config");
-
-        let mut child = Command::new("node")
-            .arg(idp_dir().join("provider.js"))
-            .arg(file.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start node (is Node.js installed?)");
-
-        // Collect stderr (warnings, back-channel errors) for diagnostics.
-        let stderr = Arc::new(Mutex::new(String::new()));
-        if let Some(mut pipe) = child.stderr.take() {
-            let sink = Arc::clone(&stderr);
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    if let Ok(mut s) = sink.lock() {
-                        s.push_str(&String::from_utf8_lossy(&buf[..n]));
-                    }
-                }
-            });
-        }
-
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().expect("piped stdout");
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            // Keep draining so the child never blocks on a full pipe.
-            for _ in lines {}
-        });
-        let line = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let err = stderr.lock().map(|s| s.clone()).unwrap_or_default();
-                panic!("test IdP did not start:\n{err}");
-            }
-        };
-        let issuer = line
-            .strip_prefix("READY ")
-            .unwrap_or_else(|| panic!("unexpected IdP output: {line}"))
-            .trim()
-            .to_owned();
+        let (child, issuer, stderr, file) =
+            spawn_provider(&idp_dir().join("provider.js"), &config, "test IdP");
         Idp {
             child,
             issuer,
@@ -404,6 +353,67 @@ impl Idp {
         let body: Value = response.json().await.expect("introspection JSON");
         body["active"].as_bool().expect("introspection has active")
     }
+}
+
+/// Starts `node <script> <config file>` and waits for its `READY <issuer>`
+/// line; returns the process, the issuer, its collected stderr and the
+/// config file (which must live as long as the process). Shared by the
+/// current and the legacy (front-channel) test IdPs.
+pub fn spawn_provider(
+    script: &std::path::Path,
+    config: &Value,
+    what: &str,
+) -> (Child, String, Arc<Mutex<String>>, tempfile::NamedTempFile) {
+    let mut file = tempfile::NamedTempFile::new().expect("temp config file");
+    serde_json::to_writer(&mut file, config).expect("write IdP config");
+    let mut child = Command::new("node")
+        .arg(script)
+        .arg(file.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start node (is Node.js installed?)");
+
+    // Collect stderr (warnings, back-channel errors) for diagnostics.
+    let stderr = Arc::new(Mutex::new(String::new()));
+    if let Some(mut pipe) = child.stderr.take() {
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut s) = sink.lock() {
+                    s.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        });
+    }
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().expect("piped stdout");
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        // Keep draining so the child never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let Ok(line) = rx.recv_timeout(START_TIMEOUT) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        let err = stderr.lock().map(|s| s.clone()).unwrap_or_default();
+        panic!("{what} did not start:\n{err}");
+    };
+    let issuer = line
+        .strip_prefix("READY ")
+        .unwrap_or_else(|| panic!("unexpected {what} output: {line}"))
+        .trim()
+        .to_owned();
+    (child, issuer, stderr, file)
 }
 
 /// An HTTP client that behaves like a browser for these drivers: a cookie

@@ -9,16 +9,14 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use url::Url;
 
-use super::idp::{Form, attr, location};
+use super::idp::{Form, attr, location, spawn_provider};
 
 /// A running legacy IdP. Dropping it kills the process.
 pub struct LegacyIdp {
@@ -81,52 +79,9 @@ impl LegacyIdp {
     /// Starts the IdP on `port` (0: any) with `clients` (metadata JSON).
     pub fn start(port: u16, clients: Vec<Value>) -> LegacyIdp {
         ensure_installed();
-        let mut file = tempfile::NamedTempFile::new().expect("temp config file");
-        serde_json::to_writer(&mut file, &json!({"port": port, "clients": clients}))
-            .expect("write IdP config");
-        let mut child = Command::new("node")
-            .arg(dir().join("provider.js"))
-            .arg(file.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start node");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        if let Some(mut pipe) = child.stderr.take() {
-            let sink = Arc::clone(&stderr);
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    if let Ok(mut s) = sink.lock() {
-                        s.push_str(&String::from_utf8_lossy(&buf[..n]));
-                    }
-                }
-            });
-        }
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().expect("piped stdout");
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            for _ in lines {}
-        });
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            let err = stderr.lock().map(|s| s.clone()).unwrap_or_default();
-            panic!("legacy IdP did not start:\n{err}");
-        };
-        let issuer = line
-            .strip_prefix("READY ")
-            .unwrap_or_else(|| panic!("unexpected legacy IdP output: {line}"))
-            .trim()
-            .to_owned();
+        let config = json!({"port": port, "clients": clients});
+        let (child, issuer, stderr, file) =
+            spawn_provider(&dir().join("provider.js"), &config, "legacy IdP");
         LegacyIdp {
             child,
             issuer,
