@@ -37,29 +37,6 @@ pub fn artifacts_dir(name: &str) -> PathBuf {
     target.join("browser-artifacts").join(name)
 }
 
-/// Runs `npm ci` in `tests/browser` once if `playwright-core` is missing;
-/// a lock file keeps parallel test processes from installing at once.
-fn ensure_installed() {
-    let dir = browser_dir();
-    let marker = dir.join("node_modules/playwright-core/package.json");
-    if marker.exists() {
-        return;
-    }
-    let lock_path = std::env::temp_dir().join("portcullis-browser-npm-ci.lock");
-    let lock = std::fs::File::create(&lock_path).expect("create npm lock file");
-    lock.lock().expect("lock npm lock file");
-    if !marker.exists() {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&dir)
-            .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-            .status()
-            .expect("run npm ci (is npm installed?)");
-        assert!(status.success(), "npm ci in tests/browser failed");
-    }
-    let _ = lock.unlock();
-}
-
 /// What a scenario printed.
 #[derive(Debug)]
 pub struct ScenarioOutput {
@@ -93,7 +70,11 @@ impl ScenarioOutput {
 /// gateway's and the IdP's output are added to a failure message by
 /// [`assert_passed`].
 pub fn run(name: &str, stack: &Stack) -> ScenarioOutput {
-    ensure_installed();
+    super::npm_ci_once(
+        &browser_dir(),
+        "playwright-core",
+        &[("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")],
+    );
     let chromium = chromium();
     assert!(
         std::path::Path::new(&chromium).exists(),

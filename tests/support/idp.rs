@@ -161,32 +161,10 @@ fn idp_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/idp")
 }
 
-/// Runs `npm ci` once if `node_modules` is missing. A file lock in the
-/// temp directory keeps parallel test binaries from installing at once.
-fn ensure_installed() {
-    let dir = idp_dir();
-    let marker = dir.join("node_modules/oidc-provider/package.json");
-    if marker.exists() {
-        return;
-    }
-    let lock_path = std::env::temp_dir().join("portcullis-idp-npm-ci.lock");
-    let lock = std::fs::File::create(&lock_path).expect("create npm lock file");
-    lock.lock().expect("lock npm lock file");
-    if !marker.exists() {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&dir)
-            .status()
-            .expect("run npm ci (is npm installed?)");
-        assert!(status.success(), "npm ci in tests/idp failed");
-    }
-    let _ = lock.unlock();
-}
-
 impl Idp {
     /// Starts the IdP and waits for it to listen.
     pub fn start(options: IdpOptions) -> Idp {
-        ensure_installed();
+        super::npm_ci_once(&idp_dir(), "oidc-provider", &[]);
         let config = json!({
             "port": options.port.unwrap_or(0),
             "clients": options.clients.iter().map(IdpClient::to_json).collect::<Vec<_>>(),

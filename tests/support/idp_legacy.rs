@@ -10,7 +10,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
@@ -37,26 +37,6 @@ fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/idp-legacy")
 }
 
-fn ensure_installed() {
-    let dir = dir();
-    let marker = dir.join("node_modules/oidc-provider/package.json");
-    if marker.exists() {
-        return;
-    }
-    let lock_path = std::env::temp_dir().join("portcullis-idp-legacy-npm-ci.lock");
-    let lock = std::fs::File::create(&lock_path).expect("create npm lock file");
-    lock.lock().expect("lock npm lock file");
-    if !marker.exists() {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&dir)
-            .status()
-            .expect("run npm ci (is npm installed?)");
-        assert!(status.success(), "npm ci in tests/idp-legacy failed");
-    }
-    let _ = lock.unlock();
-}
-
 /// Client metadata for a gateway at `origin` with front-channel logout
 /// (`frontchannel_logout_session_required`, so the iframe URL carries
 /// `iss` and `sid`, and ID tokens carry `sid`).
@@ -78,7 +58,7 @@ pub fn gateway_client(client_id: &str, client_secret: &str, origin: &str) -> Val
 impl LegacyIdp {
     /// Starts the IdP on `port` (0: any) with `clients` (metadata JSON).
     pub fn start(port: u16, clients: Vec<Value>) -> LegacyIdp {
-        ensure_installed();
+        super::npm_ci_once(&dir(), "oidc-provider", &[]);
         let config = json!({"port": port, "clients": clients});
         let (child, issuer, stderr, file) =
             spawn_provider(&dir().join("provider.js"), &config, "legacy IdP");

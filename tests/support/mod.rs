@@ -84,3 +84,27 @@ impl Fnv1a {
         format!("{:016x}", self.0)
     }
 }
+
+/// Runs `npm ci` in `dir` once, when `node_modules/<package>` is missing.
+/// A file lock in the temp directory keeps parallel test processes from
+/// installing at the same time.
+pub fn npm_ci_once(dir: &std::path::Path, package: &str, env: &[(&str, &str)]) {
+    let marker = dir.join("node_modules").join(package).join("package.json");
+    if marker.exists() {
+        return;
+    }
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("npm");
+    let lock_path = std::env::temp_dir().join(format!("portcullis-{name}-npm-ci.lock"));
+    let lock = std::fs::File::create(&lock_path).expect("create npm lock file");
+    lock.lock().expect("lock npm lock file");
+    if !marker.exists() {
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(dir)
+            .envs(env.iter().copied())
+            .status()
+            .expect("run npm ci (is npm installed?)");
+        assert!(status.success(), "npm ci in {} failed", dir.display());
+    }
+    let _ = lock.unlock();
+}
