@@ -298,6 +298,25 @@ impl App {
 }
 
 impl Gateway {
+    /// The context for login, logout and session handlers; `None` when
+    /// `[oidc]`/`[session]` are not configured.
+    fn handler_context<'a>(
+        &'a self,
+        origin: &'a PublicOrigin,
+        kind: ClientKind,
+        request_id: &'a str,
+    ) -> Option<Ctx<'a>> {
+        Some(Ctx {
+            config: &self.config,
+            session: self.config.session.as_ref()?,
+            sessions: self.sessions.as_ref()?,
+            oidc: self.oidc.as_ref()?,
+            origin,
+            kind,
+            request_id,
+        })
+    }
+
     /// The gateway's own endpoints, by path.
     async fn own_path(
         &self,
@@ -310,24 +329,13 @@ impl Gateway {
         if path == pages::LOGOUT_JS_PATH {
             return self.logout_js.serve(&req);
         }
-        let (Some(sessions), Some(oidc), Some(session)) =
-            (&self.sessions, &self.oidc, &self.config.session)
-        else {
+        let Some(ctx) = self.handler_context(origin, kind, request_id) else {
             return pages::error(
                 kind,
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "Login is not configured on this gateway.",
             );
-        };
-        let ctx = Ctx {
-            config: &self.config,
-            session,
-            sessions,
-            oidc,
-            origin,
-            kind,
-            request_id,
         };
         if path == self.config.logout.path {
             return logout::rp_initiated::handle(&ctx, req).await;
@@ -429,9 +437,7 @@ impl Gateway {
         let mut set_headers = Vec::new();
         let mut upgrade_deadline = None;
         if private_cache {
-            let (Some(sessions), Some(oidc), Some(session)) =
-                (&self.sessions, &self.oidc, &self.config.session)
-            else {
+            let Some(ctx) = self.handler_context(public, kind, &log.id) else {
                 // The config check makes session routes require [oidc] and [session].
                 log.error = Some("no_login");
                 return pages::error(
@@ -440,15 +446,6 @@ impl Gateway {
                     "internal",
                     "Login is not configured.",
                 );
-            };
-            let ctx = Ctx {
-                config: &self.config,
-                session,
-                sessions,
-                oidc,
-                origin: public,
-                kind,
-                request_id: &log.id,
             };
             let path_and_query = match req.uri().query() {
                 Some(q) => format!("{path}?{q}"),
