@@ -9,7 +9,6 @@
 #![allow(dead_code)] // each test binary uses a different part of this
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -149,13 +148,7 @@ impl Drop for Idp {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound then released; fine for tests).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on 127.0.0.1")
-}
+pub use super::free_port;
 
 fn idp_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/idp")

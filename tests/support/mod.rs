@@ -30,12 +30,23 @@ pub use upstream::{
 ///
 /// The kernel picks it (bind to port 0) so parallel tests do not collide;
 /// another process could still take it before the caller binds it, which is
-/// rare enough on a test machine.
+/// rare enough on a test machine. A port is reserved only while bound, so
+/// the kernel may offer the same one again before the first caller binds it
+/// (a gateway port chosen before its admin port, an IdP port chosen before
+/// the gateway starts): a port is never handed out twice in one process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port on 127.0.0.1: {e}"))
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("no free port on 127.0.0.1: {e}"));
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Waits until something accepts TCP connections at `addr`; false on timeout.
