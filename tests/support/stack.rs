@@ -53,10 +53,33 @@ upstream = "{app}"
 
 impl Stack {
     /// Starts the three parts.
+    ///
+    /// The gateway's port is chosen before the IdP starts (the IdP must know
+    /// the gateway's URLs), so another test process may take it meanwhile;
+    /// then the whole stack is started again on a fresh port.
     pub fn start(options: StackOptions) -> Stack {
+        for attempt in 1.. {
+            match Self::try_start(&options) {
+                Ok(stack) => return stack,
+                Err(err)
+                    if attempt < 3
+                        && err
+                            .logs
+                            .iter()
+                            .any(|l| l.contains("Address already in use")) =>
+                {
+                    eprintln!("stack: gateway port taken by another process; retrying ({err})");
+                }
+                Err(err) => panic!("gateway did not start: {err}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
+    }
+
+    fn try_start(options: &StackOptions) -> Result<Stack, super::StartError> {
         let port = free_port();
         let origin = format!("http://127.0.0.1:{port}");
-        let mut idp_options = options.idp;
+        let mut idp_options = options.idp.clone();
         idp_options.clients.insert(
             0,
             IdpClient::gateway("portcullis", TEST_CLIENT_SECRET, &origin),
@@ -95,13 +118,13 @@ secret = "${{PORTCULLIS_SECRET}}"
             .port(port)
             .var("issuer", idp.issuer())
             .var("app", app.url())
-            .start();
+            .try_start()?;
         assert!(
             wait_ready(&gateway),
             "gateway never became ready:\n{}",
             gateway.logs().join("\n")
         );
-        Stack { idp, app, gateway }
+        Ok(Stack { idp, app, gateway })
     }
 
     /// Logs `user` in through the gateway the way a browser does, starting
