@@ -1,8 +1,7 @@
 //! The session layer against real stores: the embedded memory store and a
 //! real `redis-server` started per test on a free port.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use portcullis::config::{RedisConfig, SameSite, Secret, SessionConfig, StoreConfig};
@@ -10,64 +9,21 @@ use portcullis::session::store::{MemoryStore, Store};
 use portcullis::session::{NewSession, SessionError, Sessions, StoreKey};
 use tokio::sync::broadcast;
 
+mod support;
+use support::Redis;
+
 const SECRET_A: &str = "test-secret-A-0123456789abcdef0123456789";
 const SECRET_B: &str = "test-secret-B-0123456789abcdef0123456789";
 const ISS: &str = "https://idp.example";
 
-/// A `redis-server` of our own, killed on drop.
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl RedisServer {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        RedisServer {
-            child: Some(child),
-            port,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    async fn raw(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// A raw connection to a test's redis-server, to change data behind the
+/// gateway's back.
+async fn raw(r: &Redis) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(r.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
 }
 
 fn config(store: StoreConfig, idle: Duration, max: Duration) -> SessionConfig {
@@ -83,7 +39,7 @@ fn config(store: StoreConfig, idle: Duration, max: Duration) -> SessionConfig {
     }
 }
 
-fn redis_store(r: &RedisServer, cache_ttl: Duration) -> StoreConfig {
+fn redis_store(r: &Redis, cache_ttl: Duration) -> StoreConfig {
     StoreConfig::Redis(RedisConfig {
         url: Secret::new(r.url()),
         cache_ttl,
@@ -120,7 +76,7 @@ macro_rules! both_stores {
         }
         #[tokio::test]
         async fn $red() {
-            let r = RedisServer::start();
+            let r = Redis::start();
             let s = Sessions::new(&config(
                 redis_store(&r, Duration::from_secs(5)),
                 $idle,
@@ -512,7 +468,7 @@ async fn memory_store_always_admits_new_sessions() {
 
 #[tokio::test]
 async fn redis_revocation_reaches_other_instance_within_cache_ttl() {
-    let r = RedisServer::start();
+    let r = Redis::start();
     let cfg = config(redis_store(&r, Duration::from_secs(60)), LONG, LONG);
     let a = Sessions::new(&cfg).await.unwrap();
     let b = Sessions::new(&cfg).await.unwrap();
@@ -556,13 +512,13 @@ async fn redis_revocation_reaches_other_instance_within_cache_ttl() {
 async fn redis_local_cache_is_bounded_by_cache_ttl() {
     // A lost message (here: a deletion behind the gateway's back, no
     // publish) costs at most cache_ttl.
-    let r = RedisServer::start();
+    let r = Redis::start();
     let cfg = config(redis_store(&r, Duration::from_millis(600)), LONG, LONG);
     let s = Sessions::new(&cfg).await.unwrap();
     let (id, created) = s.create(login("kim", None)).await.unwrap();
     let c = id.to_cookie_value();
     assert!(s.load(&c).await.unwrap().is_some());
-    let mut raw = r.raw().await;
+    let mut raw = raw(&r).await;
     let n: i64 = redis::cmd("DEL")
         .arg(format!("portcullis:s:{}", created.key()))
         .query_async(&mut raw)
@@ -617,12 +573,12 @@ fn is_store_error<T: std::fmt::Debug>(r: Result<T, SessionError>) -> bool {
 
 #[tokio::test]
 async fn redis_down_is_an_error_never_no_session() {
-    let mut r = RedisServer::start();
+    let mut r = Redis::start();
     let cfg = config(redis_store(&r, Duration::from_millis(300)), LONG, LONG);
     let s = Sessions::new(&cfg).await.unwrap();
     let (id, _) = s.create(login("lee", Some("sid-l"))).await.unwrap();
     s.ready().await.unwrap();
-    r.kill();
+    r.stop();
     tokio::time::sleep(Duration::from_millis(400)).await;
 
     let c = id.to_cookie_value();
@@ -644,25 +600,14 @@ async fn redis_down_is_an_error_never_no_session() {
 
 #[tokio::test]
 async fn redis_subscriber_reconnects_after_restart() {
-    let mut r = RedisServer::start();
-    let port = r.port;
+    let mut r = Redis::start();
     let cfg = config(redis_store(&r, Duration::from_secs(60)), LONG, LONG);
     let a = Sessions::new(&cfg).await.unwrap();
     let b = Sessions::new(&cfg).await.unwrap();
-    r.kill();
+    r.stop();
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Same port again (Redis is empty now, like a failover to a fresh node).
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _r2 = RedisServer {
-        child: Some(child),
-        port,
-    };
+    r.restart();
     let Store::Redis(bs) = b.store() else {
         panic!("redis store expected")
     };
@@ -707,13 +652,13 @@ async fn redis_subscriber_reconnects_after_restart() {
 async fn redis_resubscribe_clears_local_cache() {
     // Messages sent while the subscription was down are lost, so a
     // resubscription must forget everything cached.
-    let r = RedisServer::start();
+    let r = Redis::start();
     let cfg = config(redis_store(&r, Duration::from_secs(60)), LONG, LONG);
     let s = Sessions::new(&cfg).await.unwrap();
     let (id, created) = s.create(login("nell", None)).await.unwrap();
     let c = id.to_cookie_value();
     assert!(s.load(&c).await.unwrap().is_some());
-    let mut raw = r.raw().await;
+    let mut raw = raw(&r).await;
     let _: i64 = redis::cmd("DEL")
         .arg(format!("portcullis:s:{}", created.key()))
         .query_async(&mut raw)
@@ -738,7 +683,7 @@ async fn redis_resubscribe_clears_local_cache() {
 async fn redis_record_ttl_follows_the_idle_timer() {
     // The store itself forgets an idle session: its PTTL is the idle
     // window, refreshed only when a slide is written (every 2 s here).
-    let r = RedisServer::start();
+    let r = Redis::start();
     let cfg = config(
         redis_store(&r, Duration::from_secs(5)),
         Duration::from_secs(20),
@@ -747,7 +692,7 @@ async fn redis_record_ttl_follows_the_idle_timer() {
     let s = Sessions::new(&cfg).await.unwrap();
     let (id, created) = s.create(login("olga", None)).await.unwrap();
     let c = id.to_cookie_value();
-    let raw = r.raw().await;
+    let raw = raw(&r).await;
     let rk = format!("portcullis:s:{}", created.key());
     let pttl = |mut raw: redis::aio::MultiplexedConnection, rk: String| async move {
         redis::cmd("PTTL")
@@ -785,49 +730,8 @@ async fn redis_over_tls_verifies_the_server() {
     let key = dir.path().join("redis.key");
     std::fs::write(&cert, ck.cert.pem()).unwrap();
     std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            "0",
-            "--tls-port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-        ])
-        .args([
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--tls-auth-clients",
-            "no",
-        ])
-        .arg("--tls-cert-file")
-        .arg(&cert)
-        .arg("--tls-key-file")
-        .arg(&key)
-        .arg("--tls-ca-cert-file")
-        .arg(&cert)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _server = RedisServer {
-        child: Some(child),
-        port,
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "redis-server (tls) did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let server = Redis::start_tls(&cert, &key);
+    let port = server.port();
     let url = format!("rediss://127.0.0.1:{port}/0");
 
     // Untrusted server certificate: an error, never a session.

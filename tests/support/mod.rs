@@ -26,27 +26,51 @@ pub use upstream::{
     RecordedRequest, SilentUpstream, Upstream, pattern_bytes, silent_upstream, unused_addr,
 };
 
-/// A port on 127.0.0.1 that was free a moment ago.
+/// A port on 127.0.0.1 that was free a moment ago, for a server a test
+/// starts and binds itself (gateway, redis-server, an IdP at a fixed port).
 ///
-/// The kernel picks it (bind to port 0) so parallel tests do not collide;
-/// another process could still take it before the caller binds it, which is
-/// rare enough on a test machine. A port is reserved only while bound, so
-/// the kernel may offer the same one again before the first caller binds it
-/// (a gateway port chosen before its admin port, an IdP port chosen before
-/// the gateway starts): a port is never handed out twice in one process.
+/// Choosing a port and binding it are two steps, so two things must not be
+/// able to take the port in between:
+/// - an outgoing connection: the kernel gives those local ports from the
+///   ephemeral range (Linux: 32768–60999), which is also where `bind(0)`
+///   picks. Ports here come from below it, where only explicit binds go;
+/// - another test process: nextest runs each test in its own process and
+///   numbers the ones running at once (`NEXTEST_TEST_GLOBAL_SLOT`); each slot
+///   has its own block of ports. Inside a process a port is never handed out
+///   twice, even before the first caller binds it.
+///
+/// Without nextest (plain `cargo test` runs one test binary at a time) the
+/// block follows the process id.
 pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("no free port on 127.0.0.1: {e}"));
-        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
-        if !given.contains(&port) {
-            given.push(port);
+    const FIRST: u32 = 12_000;
+    const BLOCK: u32 = 400;
+    const BLOCKS: u32 = 48; // 12000..31200, below the ephemeral range
+    static NEXT: std::sync::Mutex<Option<u32>> = std::sync::Mutex::new(None);
+
+    let slot = std::env::var("NEXTEST_TEST_GLOBAL_SLOT")
+        .ok()
+        .and_then(|s| s.parse::<u32>().ok())
+        .unwrap_or_else(std::process::id)
+        % BLOCKS;
+    let base = FIRST + slot * BLOCK;
+    let mut next = NEXT.lock().unwrap_or_else(|p| p.into_inner());
+    // Tests that ran in this slot before used the start of the block; begin
+    // elsewhere so a port they released a moment ago is not the first pick.
+    let offset = next.get_or_insert_with(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        (nanos ^ std::process::id()) % BLOCK
+    });
+    for _ in 0..BLOCK {
+        let port = (base + *offset % BLOCK) as u16;
+        *offset += 1;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
+    panic!("no free port in 127.0.0.1:{base}..{}", base + BLOCK);
 }
 
 /// Waits until something accepts TCP connections at `addr`; false on timeout.

@@ -1,6 +1,7 @@
 //! A real `redis-server` on a free port, without persistence, stopped on drop.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -10,6 +11,8 @@ use super::{free_port, wait_for_port};
 pub struct Redis {
     port: u16,
     child: Option<Child>,
+    /// Certificate and key files when the server speaks only TLS.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Redis {
@@ -20,6 +23,19 @@ impl Redis {
         let mut redis = Redis {
             port: free_port(),
             child: None,
+            tls: None,
+        };
+        redis.spawn();
+        redis
+    }
+
+    /// Starts a server that accepts only TLS (`rediss://`), with the given
+    /// PEM certificate and key, and no client certificates.
+    pub fn start_tls(cert: &Path, key: &Path) -> Redis {
+        let mut redis = Redis {
+            port: free_port(),
+            child: None,
+            tls: Some((cert.to_owned(), key.to_owned())),
         };
         redis.spawn();
         redis
@@ -55,8 +71,20 @@ impl Redis {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
+        let mut cmd = Command::new("redis-server");
+        match &self.tls {
+            None => cmd.args(["--port", &self.port.to_string()]),
+            Some((cert, key)) => cmd
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .args(["--tls-auth-clients", "no"])
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key)
+                .arg("--tls-ca-cert-file")
+                .arg(cert),
+        };
+        let child = cmd
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", "no"])

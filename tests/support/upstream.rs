@@ -194,9 +194,7 @@ pub fn silent_upstream() -> SilentUpstream {
 
 /// An address on 127.0.0.1 where nothing listens (for 502 tests).
 pub fn unused_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0: {e}"))
+    SocketAddr::from(([127, 0, 0, 1], super::free_port()))
 }
 
 /// Byte `i` of the `/bytes` pattern is `i % 251`: a prime period, so a chunk
