@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-auto}
 failed=()
 summary=""
+problems=""
 
 if [[ -t 1 ]]; then bold=$'\033[1m' plain=$'\033[0m'; else bold="" plain=""; fi
 step() { printf '\n%s==> %s%s\n' "$bold" "$1" "$plain"; }
@@ -43,6 +44,8 @@ if [[ -z ${PORTCULLIS_NO_NEXTEST:-} ]] && cargo nextest --version >/dev/null 2>&
     step "tests (cargo nextest run)"
     cargo nextest run --all-targets --no-fail-fast 2>&1 | tee "$log" || failed+=("tests")
     summary=$(grep -E '^ *Summary \[' "$log" | tail -n 1)
+    # The names of failed, timed-out and flaky tests, for the result block.
+    problems=$(grep -E '^ *(FAIL|TIMEOUT|SIG[A-Z]+|LEAK(-FAIL)?|FLAKY|TRY [0-9]+ (FAIL|TIMEOUT|SIG[A-Z]+)) +\[' "$log" | sed -E 's/^ +//' | sort -u)
 else
     step "tests (cargo test; install cargo-nextest for per-test isolation)"
     cargo test --all-targets --no-fail-fast 2>&1 | tee "$log" || failed+=("tests")
@@ -58,6 +61,7 @@ run "fuzz (scripts/fuzz.sh, ${FUZZ_SECONDS:=45}s)" env FUZZ_SECONDS="$FUZZ_SECON
 
 step "result"
 [[ -n $summary ]] && echo "$summary"
+[[ -n $problems ]] && printf '%s\n' "$problems"
 if ((${#failed[@]})); then
     printf 'FAILED: %s\n' "${failed[@]}"
     exit 1
