@@ -14,8 +14,8 @@ use std::net::IpAddr;
 use http::header::{CONNECTION, COOKIE, HOST, HeaderName, HeaderValue, SET_COOKIE};
 use http::{HeaderMap, Uri};
 
-/// Hop-by-hop fields removed in both directions, besides those a
-/// `Connection` header names.
+/// Fields that are hop-by-hop whatever `Connection` says: the ones RFC 9110
+/// names, plus `Proxy-Authorization`, which is meant for this hop.
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "proxy-connection",
@@ -26,6 +26,18 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
     "proxy-authorization",
 ];
+
+/// Whether a field is in [`HOP_BY_HOP`]. Names are lower-case already: a
+/// few string compares, no hashing or parsing as `HeaderMap::remove(&str)`
+/// would do for each of the eight.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str())
+}
+
+/// Whether a `Connection` token names a field in [`HOP_BY_HOP`], in any case.
+fn is_hop_by_hop_str(token: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(token))
+}
 
 /// Request headers that ask an upstream to route or behave differently;
 /// never taken from a client.
@@ -92,17 +104,21 @@ impl IdentityNames {
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+    // Collected first (the map cannot change while it is read); both lists
+    // are empty for most requests, and an empty Vec does not allocate.
+    // The usual tokens ("keep-alive", "close", "upgrade") name no extra
+    // field, so only other tokens are parsed into names.
+    let mut doomed: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|t| !t.eq_ignore_ascii_case("close") && !is_hop_by_hop_str(t))
+        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
         .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
+    doomed.extend(headers.keys().filter(|n| is_hop_by_hop(n)).cloned());
+    for name in doomed {
         headers.remove(name);
     }
 }
@@ -131,6 +147,29 @@ pub fn strip_client_controlled(headers: &mut HeaderMap, identity: &IdentityNames
     }
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// An address as text, as `Display` writes it; IPv4 (nearly every peer)
+/// without the formatting machinery, which showed in profiles.
+pub fn ip_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut out = String::with_capacity(15);
+            let mut buf = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(buf.format(octet));
+            }
+            out
+        }
+        IpAddr::V6(_) => ip.to_string(),
+    }
+}
+
 /// Sets `X-Forwarded-For`, `-Proto` and `-Host`. From a trusted proxy the
 /// received chain is extended and its proto/host kept; otherwise they are
 /// the gateway's own view: the peer address and the configured public
@@ -142,8 +181,7 @@ pub fn set_forwarded(
     proto: &str,
     host: &str,
 ) {
-    let xff = HeaderName::from_static("x-forwarded-for");
-    let peer = peer.to_string();
+    let xff = X_FORWARDED_FOR;
     let chain = if trusted {
         let prior: Vec<&str> = headers
             .get_all(&xff)
@@ -151,24 +189,24 @@ pub fn set_forwarded(
             .filter_map(|v| v.to_str().ok())
             .collect();
         if prior.is_empty() {
-            peer
+            ip_text(peer)
         } else {
-            format!("{}, {peer}", prior.join(", "))
+            format!("{}, {}", prior.join(", "), ip_text(peer))
         }
     } else {
-        peer
+        ip_text(peer)
     };
     if let Ok(v) = HeaderValue::from_str(&chain) {
         headers.insert(xff, v);
     }
-    let proto_name = HeaderName::from_static("x-forwarded-proto");
+    let proto_name = X_FORWARDED_PROTO;
     if !(trusted && headers.contains_key(&proto_name)) {
         headers.insert(
             proto_name,
             HeaderValue::from_static(if proto == "https" { "https" } else { "http" }),
         );
     }
-    let host_name = HeaderName::from_static("x-forwarded-host");
+    let host_name = X_FORWARDED_HOST;
     if !(trusted && headers.contains_key(&host_name))
         && let Ok(v) = HeaderValue::from_str(host)
     {
@@ -269,6 +307,16 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+
+        let mut h = map(&[
+            ("connection", "Close, UPGRADE, X-Other"),
+            ("x-other", "1"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic x"),
+            ("x-kept", "1"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"]);
     }
 
     #[test]
@@ -295,6 +343,21 @@ mod tests {
         strip_client_controlled(&mut h, &ids, true);
         assert!(h.contains_key("x-forwarded-for"));
         assert!(!h.contains_key("x-forwarded-user"));
+    }
+
+    #[test]
+    fn ip_text_matches_display() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.200.3.45",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::8",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
     }
 
     #[test]
