@@ -183,10 +183,15 @@ fn request_id() -> String {
         let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
         u32::from_le_bytes(b)
     });
-    format!(
-        "{prefix:08x}{:08x}",
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    let counter = COUNTER.fetch_add(1, Ordering::Relaxed);
+    // 16 lowercase hex digits: the prefix, then the counter's low 32 bits
+    // (it wraps after 2^32 requests; the prefix still differs per process).
+    let value = (u64::from(prefix) << 32) | (counter & 0xffff_ffff);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    (0..16)
+        .rev()
+        .map(|i| char::from(HEX[((value >> (i * 4)) & 0xf) as usize]))
+        .collect()
 }
 
 impl App {
@@ -494,5 +499,24 @@ impl Gateway {
                 pages::error(kind, err.status(), err.kind(), message)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_16_hex_digits_and_distinct() {
+        let (a, b) = (request_id(), request_id());
+        for id in [&a, &b] {
+            assert_eq!(id.len(), 16, "{id}");
+            assert!(
+                id.bytes()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            );
+        }
+        assert_ne!(a, b);
+        assert_eq!(a[..8], b[..8], "same process prefix");
     }
 }

@@ -107,47 +107,102 @@ pub struct Entry<'a> {
 
 fn json_str(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    // Copy runs of plain bytes whole; only quotes, backslashes and control
+    // characters (all ASCII) need escaping, so byte indexes stay on char
+    // boundaries.
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0..=0x1f | 0x7f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{:04x}", b);
+        } else {
+            out.push_str(escape);
         }
+        start = i + 1;
     }
+    out.push_str(&s[start..]);
     out.push('"');
 }
 
-/// Formats and queues one line.
-pub fn write(entry: &Entry<'_>) {
+/// The RFC 3339 timestamp with microseconds, as `humantime` writes it. The
+/// part up to the second is formatted once per second per thread.
+fn push_timestamp(out: &mut String, now: SystemTime) {
+    thread_local! {
+        static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let since = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    SECOND.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs {
+            let whole = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+            // "YYYY-MM-DDTHH:MM:SSZ" without the final "Z".
+            let mut text = humantime::format_rfc3339_seconds(whole).to_string();
+            text.pop();
+            *cached = (secs, text);
+        }
+        out.push_str(&cached.1);
+    });
+    let micros = since.subsec_micros();
+    out.push('.');
+    push_padded(out, micros, 6);
+    out.push('Z');
+}
+
+/// `n` in decimal, left-padded with zeros to `width` digits.
+fn push_padded(out: &mut String, n: u32, width: usize) {
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(n);
+    for _ in digits.len()..width {
+        out.push('0');
+    }
+    out.push_str(digits);
+}
+
+/// One entry as a JSON line, newline included.
+fn format_line(entry: &Entry<'_>) -> String {
     let mut line = String::with_capacity(320);
+    let mut num = itoa::Buffer::new();
     line.push_str("{\"timestamp\":\"");
-    let _ = write!(
-        line,
-        "{}",
-        humantime::format_rfc3339_micros(SystemTime::now())
-    );
+    push_timestamp(&mut line, SystemTime::now());
     line.push_str("\",\"level\":\"INFO\",\"target\":\"portcullis::access\",\"message\":\"request\",\"request_id\":");
     json_str(&mut line, entry.request_id);
     line.push_str(",\"method\":");
     json_str(&mut line, entry.method);
     line.push_str(",\"path\":");
     json_str(&mut line, entry.path);
-    let _ = write!(
-        line,
-        ",\"status\":{},\"duration_ms\":{:.3},\"route\":",
-        entry.status,
-        entry.duration.as_secs_f64() * 1000.0
-    );
+    line.push_str(",\"status\":");
+    line.push_str(num.format(entry.status));
+    // Milliseconds with three decimals, from whole microseconds.
+    let micros = entry.duration.as_micros();
+    line.push_str(",\"duration_ms\":");
+    line.push_str(num.format(micros / 1000));
+    line.push('.');
+    push_padded(&mut line, (micros % 1000) as u32, 3);
+    line.push_str(",\"route\":");
     json_str(&mut line, entry.route);
     line.push_str(",\"upstream\":");
     json_str(&mut line, entry.upstream);
     line.push_str(",\"error\":");
     json_str(&mut line, entry.error);
-    let _ = writeln!(line, ",\"peer\":\"{}\"}}", entry.peer);
+    line.push_str(",\"peer\":\"");
+    line.push_str(&crate::proxy::headers::ip_text(entry.peer));
+    line.push_str("\"}\n");
+    line
+}
 
+/// Formats and queues one line.
+pub fn write(entry: &Entry<'_>) {
+    let line = format_line(entry);
     let shared = shared();
     let mut guard = shared.buf.lock().unwrap_or_else(|p| p.into_inner());
     while guard.len() > MAX_BUFFER {
@@ -166,6 +221,46 @@ pub fn write(entry: &Entry<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamp_is_rfc3339_with_micros() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_micros(1_700_000_000_012_345);
+        let mut s = String::new();
+        push_timestamp(&mut s, t);
+        assert_eq!(s, humantime::format_rfc3339_micros(t).to_string());
+        // Same second, another microsecond: the cached part is reused.
+        let mut s = String::new();
+        push_timestamp(&mut s, t + Duration::from_micros(7));
+        assert_eq!(s, "2023-11-14T22:13:20.012352Z");
+    }
+
+    #[test]
+    fn line_is_one_json_object() {
+        // The line goes to the shared buffer; format it the same way here.
+        let entry = Entry {
+            request_id: "abc",
+            method: "GET",
+            path: "/a\"b",
+            status: 200,
+            duration: Duration::from_micros(1_234_567),
+            route: "/",
+            upstream: "http://127.0.0.1:1",
+            error: "",
+            peer: "10.1.2.3".parse().unwrap(),
+        };
+        let line = format_line(&entry);
+        assert!(line.ends_with('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["path"], "/a\"b");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["duration_ms"].as_f64(), Some(1234.567));
+        assert_eq!(v["peer"], "10.1.2.3");
+        let small = format_line(&Entry {
+            duration: Duration::from_micros(5),
+            ..entry
+        });
+        assert!(small.contains("\"duration_ms\":0.005,"), "{small}");
+    }
 
     #[test]
     fn json_strings_are_escaped() {
