@@ -46,6 +46,20 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# cpu_ticks PID: CPU time (user + system, in clock ticks) used so far by PID
+# and its direct children (nginx workers); threads count with their process.
+cpu_ticks() {
+    local pid=$1 total=0 p t
+    for p in "$pid" $(ps -o pid= --ppid "$pid"); do
+        # Fields 14 and 15 of /proc/PID/stat, counted after the ")" that ends
+        # the command name (which may contain spaces).
+        t=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}') || t=0
+        total=$((total + ${t:-0}))
+    done
+    echo "$total"
+}
+clk_tck=$(getconf CLK_TCK)
+
 # --- processes -----------------------------------------------------------------
 work=$(mktemp -d /tmp/portcullis-bench.XXXXXX)
 pids=()
@@ -124,16 +138,22 @@ to_ms() {
 measure() {
     local key=$1 label=$2 url=$3 pid=$4
     shift 4
-    local before after res
+    local before after res cpu0 cpu1
     before=$(rss_kb "$pid")
     log "($key) $label: warm-up $warmup"
     wrk -t"$threads" -c"$connections" -d"$warmup" "$@" "$url" >/dev/null
     log "($key) $label: ${wrk_cmd[*]}${*:+ $*} $url"
+    cpu0=$(cpu_ticks "$pid")
     res=$("${wrk_cmd[@]}" "$@" "$url")
+    cpu1=$(cpu_ticks "$pid")
     after=$(rss_kb "$pid")
     printf '%s\n' "$res" >"$work/wrk-$key.txt"
-    local r p50 p90 p99 bad
+    local r p50 p90 p99 bad n cpu
     r=$(awk '/^Requests\/sec:/ {print $2}' <<<"$res")
+    # CPU time the server used per request during the measured run: less
+    # sensitive than req/s to what else the machine is doing.
+    n=$(awk '/ requests in / {print $1}' <<<"$res")
+    cpu=$(awk -v t=$((cpu1 - cpu0)) -v hz="$clk_tck" -v n="${n:-0}" 'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "—" }')
     p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$res")")
     p90=$(to_ms "$(awk '$1 == "90%" {print $2}' <<<"$res")")
     p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$res")")
@@ -143,8 +163,8 @@ measure() {
         notes+=("($key) $(grep 'Socket errors' <<<"$res" | sed 's/^ *//')")
     fi
     rps[$key]=$r
-    rows+=("$key|$label|$r|$p50|$p90|$p99|${bad:-0}|$before → $after")
-    log "($key) $r req/s, p50 ${p50} ms, p99 ${p99} ms, non-2xx ${bad:-0}"
+    rows+=("$key|$label|$r|$p50|$p90|$p99|${bad:-0}|$cpu|$before → $after")
+    log "($key) $r req/s, p50 ${p50} ms, p99 ${p99} ms, non-2xx ${bad:-0}, server CPU ${cpu} µs/req"
 }
 
 ratio() { # ratio KEY BASE: rps[KEY] / rps[BASE], or "—"
@@ -299,12 +319,12 @@ revision=$(git describe --always --dirty --exclude '*' 2>/dev/null || echo unkno
     echo
     echo "Written by \`bench/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'); see bench/README.md for what is measured and how to read it."
     echo
-    echo "| | target | req/s | vs (a) | vs (b) | p50 ms | p90 ms | p99 ms | non-2xx | RSS kB before → after |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
+    echo "| | target | req/s | vs (a) | vs (b) | p50 ms | p90 ms | p99 ms | non-2xx | server CPU µs/req | RSS kB before → after |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     for row in "${rows[@]}"; do
-        IFS='|' read -r key label r p50 p90 p99 bad mem <<<"$row"
-        printf '| (%s) | %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' \
-            "$key" "$label" "$r" "$(ratio "$key" a)" "$(ratio "$key" b)" "$p50" "$p90" "$p99" "$bad" "$mem"
+        IFS='|' read -r key label r p50 p90 p99 bad cpu mem <<<"$row"
+        printf '| (%s) | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+            "$key" "$label" "$r" "$(ratio "$key" a)" "$(ratio "$key" b)" "$p50" "$p90" "$p99" "$bad" "$cpu" "$mem"
     done
     echo
     echo "Machine and parameters:"
