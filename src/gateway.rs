@@ -21,6 +21,7 @@ use crate::pages::{self, Body};
 use crate::proxy::{self, IdentityNames, Upstream};
 use crate::request::{ClientKind, Peer, hygiene, origin, path};
 use crate::server::framing::FramingFlag;
+use crate::server::workers;
 use crate::session::Sessions;
 use crate::telemetry::{RouteMetrics, access_log};
 
@@ -94,9 +95,11 @@ impl Gateway {
     ) -> Result<Self, GatewayError> {
         let mut routes = Vec::with_capacity(config.routes.len());
         for route in &config.routes {
-            let client = proxy::client::build(route.connect_timeout, tls.clone());
+            let clients = (0..workers::count(config.server.workers))
+                .map(|_| proxy::client::build(route.connect_timeout, tls.clone()))
+                .collect();
             let upstream =
-                Upstream::new(&route.upstream, client, route.timeout).map_err(|source| {
+                Upstream::new(&route.upstream, clients, route.timeout).map_err(|source| {
                     GatewayError::Upstream {
                         index: route.index,
                         prefix: route.prefix.clone(),
@@ -219,8 +222,11 @@ impl App {
         if old.config.server.listen != config.server.listen
             || old.config.server.admin_listen != config.server.admin_listen
             || old.config.server.tls.is_some() != config.server.tls.is_some()
+            || old.config.server.workers != config.server.workers
         {
-            tracing::warn!("listen addresses or TLS changed: they take effect after a restart");
+            tracing::warn!(
+                "listen addresses, TLS or workers changed: they take effect after a restart"
+            );
         }
         let sessions = match (&config.session, &old.config.session, &old.sessions) {
             (Some(new), Some(prev), Some(sessions)) if new.store == prev.store => {

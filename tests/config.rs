@@ -138,6 +138,7 @@ fn defaults() {
     assert_eq!(s.header_read_timeout, Duration::from_secs(10));
     assert_eq!(s.max_header_bytes, 65536);
     assert_eq!(s.shutdown_timeout, Duration::from_secs(30));
+    assert_eq!(s.workers, 0, "one serving thread per core");
     assert!(s.admin_listen.is_none() && s.admin_token.is_none() && s.tls.is_none());
     assert!(!s.allow_insecure_http);
     assert_eq!(s.public_urls[0].scheme, Scheme::Http);
@@ -767,6 +768,25 @@ fn type_error_does_not_hide_other_problems_in_the_same_table() {
     assert!(got[0].starts_with("gw.toml:2:10: invalid listen address `127.0.0.1:80800`"));
     assert!(got[1].starts_with("gw.toml:3:19: `trusted_proxies` in [server]: invalid type"));
     assert!(got[2].starts_with("gw.toml:4:20: max_header_bytes must be between"));
+}
+
+#[test]
+fn workers_is_a_thread_count() {
+    let src = base_with(
+        "listen = \"127.0.0.1:8080\"",
+        "listen = \"127.0.0.1:8080\"\nworkers = 3",
+    );
+    assert_eq!(load(&src).unwrap().config.server.workers, 3);
+    let src = base_with(
+        "listen = \"127.0.0.1:8080\"",
+        "listen = \"127.0.0.1:8080\"\nworkers = -1",
+    );
+    assert_one_error(
+        &src,
+        3,
+        11,
+        "workers must be between 0 (one per CPU core) and 1024",
+    );
 }
 
 #[test]

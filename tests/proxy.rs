@@ -505,6 +505,50 @@ auth = "none"
 }
 
 #[tokio::test]
+async fn serving_threads_share_connections_and_drain_together() {
+    let app = Upstream::start();
+    let mut gw = two_route_gateway(&app, &app, "workers = 4");
+    let started = gw
+        .wait_for_log("message", "serving threads started", Duration::from_secs(5))
+        .expect("startup log line");
+    assert_eq!(started["threads"], 4, "{started}");
+
+    // 48 connections at once (one client each, so no connection is shared),
+    // each with slow requests in flight on every thread.
+    let mut calls = Vec::new();
+    for i in 0..48 {
+        let url = gw.url(&format!("/slow?ms=300&n={i}"));
+        calls.push(tokio::spawn(async move {
+            let resp = client().get(url).send().await.map_err(|e| e.to_string())?;
+            let status = resp.status();
+            let body: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((status, body))
+        }));
+    }
+    // SIGTERM while they are in flight: every one still completes.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while app.request_count() < 48 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gw.send_signal(Signal::Term);
+    for (i, call) in calls.into_iter().enumerate() {
+        let (status, body) = call
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(status, 200, "request {i}");
+        assert!(
+            body["query"] == format!("ms=300&n={i}").as_str(),
+            "request {i} got another's answer: {body}"
+        );
+    }
+    let exit = tokio::task::spawn_blocking(move || gw.wait_exit(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(exit.and_then(|s| s.code()), Some(0), "exit after draining");
+}
+
+#[tokio::test]
 async fn sigterm_drains_an_in_flight_request() {
     let app = Upstream::start();
     let mut gw = two_route_gateway(&app, &app, "");

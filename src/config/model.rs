@@ -114,6 +114,8 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// How long in-flight requests may drain on shutdown (default 30s).
     pub shutdown_timeout: Duration,
+    /// Serving threads; 0 (the default) means one per CPU core.
+    pub workers: usize,
 }
 
 /// `[server.tls]`

@@ -96,6 +96,7 @@ pub struct RawServer {
     pub header_read_timeout: Option<Str>,
     pub max_header_bytes: Option<Spanned<i64>>,
     pub shutdown_timeout: Option<Str>,
+    pub workers: Option<Spanned<i64>>,
 }
 
 /// `[server.tls]`

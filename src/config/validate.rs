@@ -512,6 +512,20 @@ impl V<'_> {
             },
         };
 
+        let workers = match &r.workers {
+            None => Some(0),
+            Some(n) => match usize::try_from(*n.get_ref()) {
+                Ok(n) if n <= 1024 => Some(n),
+                _ => {
+                    self.sink.error(
+                        &n.span(),
+                        "workers must be between 0 (one per CPU core) and 1024",
+                    );
+                    None
+                }
+            },
+        };
+
         if !ok {
             return None;
         }
@@ -526,6 +540,7 @@ impl V<'_> {
             header_read_timeout: header_read_timeout?,
             max_header_bytes: max_header_bytes?,
             shutdown_timeout: shutdown_timeout?,
+            workers: workers?,
         })
     }
 

@@ -73,13 +73,22 @@ pub struct Upstream {
     base_path: String,
     /// For logs: `scheme://authority`.
     pub display: String,
-    client: UpstreamClient,
+    /// One pooled client per serving thread (see [`crate::server::workers`]).
+    clients: Vec<UpstreamClient>,
     timeout: Duration,
 }
 
 impl Upstream {
-    /// Prepares an upstream from its configured URL.
-    pub fn new(url: &Url, client: UpstreamClient, timeout: Duration) -> Result<Self, ProxyError> {
+    /// Prepares an upstream from its configured URL, with one client per
+    /// serving thread (at least one).
+    pub fn new(
+        url: &Url,
+        clients: Vec<UpstreamClient>,
+        timeout: Duration,
+    ) -> Result<Self, ProxyError> {
+        if clients.is_empty() {
+            return Err(ProxyError::BadUri("no upstream client".into()));
+        }
         let uri: Uri = url
             .as_str()
             .parse()
@@ -98,9 +107,15 @@ impl Upstream {
             scheme,
             authority,
             base_path,
-            client,
+            clients,
             timeout,
         })
+    }
+
+    /// The calling serving thread's client: its pooled connections belong
+    /// to this thread's runtime, so the request stays on one thread.
+    fn client(&self) -> &UpstreamClient {
+        &self.clients[crate::server::workers::index() % self.clients.len()]
     }
 
     fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
@@ -190,15 +205,17 @@ pub async fn forward(
     }
     let upstream_req = Request::from_parts(parts, body);
 
-    let mut resp =
-        match tokio::time::timeout(f.upstream.timeout, f.upstream.client.request(upstream_req))
-            .await
-        {
-            Err(_) => return Err(ProxyError::Timeout(f.upstream.timeout)),
-            Ok(Err(err)) if err.is_connect() => return Err(ProxyError::Connect(error_chain(&err))),
-            Ok(Err(err)) => return Err(ProxyError::Upstream(error_chain(&err))),
-            Ok(Ok(resp)) => resp,
-        };
+    let mut resp = match tokio::time::timeout(
+        f.upstream.timeout,
+        f.upstream.client().request(upstream_req),
+    )
+    .await
+    {
+        Err(_) => return Err(ProxyError::Timeout(f.upstream.timeout)),
+        Ok(Err(err)) if err.is_connect() => return Err(ProxyError::Connect(error_chain(&err))),
+        Ok(Err(err)) => return Err(ProxyError::Upstream(error_chain(&err))),
+        Ok(Ok(resp)) => resp,
+    };
 
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching {

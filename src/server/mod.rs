@@ -4,6 +4,7 @@
 
 pub mod framing;
 pub mod tls;
+pub mod workers;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -37,6 +38,9 @@ pub enum ServerError {
     /// The gateway could not be built from the configuration.
     #[error(transparent)]
     Gateway(#[from] crate::gateway::GatewayError),
+    /// A serving thread could not be started.
+    #[error("serving threads: {0}")]
+    Worker(String),
 }
 
 /// How long a TLS handshake may take before the connection is dropped.
@@ -74,19 +78,29 @@ pub async fn run(config_path: PathBuf, loaded: Loaded) -> Result<(), ServerError
 
     let graceful = Arc::new(GracefulShutdown::new());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = Vec::new();
+    let mut std_listeners = Vec::with_capacity(public.len());
     for listener in public {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, tls = tls.is_some(), "listening");
         }
-        tasks.push(tokio::spawn(accept_loop(
-            listener,
-            tls.clone(),
-            app.clone(),
-            graceful.clone(),
-            stop_rx.clone(),
-        )));
+        // Deregistered from this runtime; each serving thread registers
+        // its own handle with its own runtime.
+        let listener = listener
+            .into_std()
+            .map_err(|e| ServerError::Worker(format!("cannot share a listener: {e}")))?;
+        std_listeners.push(listener);
     }
+    let threads = workers::count(cfg.server.workers);
+    let mut workers = workers::Workers::start(
+        threads,
+        std_listeners,
+        tls.clone(),
+        &app,
+        &graceful,
+        &stop_rx,
+    )?;
+    tracing::info!(threads, "serving threads started");
+    let mut tasks = Vec::new();
     if let Some(listener) = admin_listener {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "admin listening");
@@ -104,15 +118,16 @@ pub async fn run(config_path: PathBuf, loaded: Loaded) -> Result<(), ServerError
     for task in tasks {
         let _ = task.await;
     }
+    workers.stopped_accepting().await;
     // The accept loops held the only other references and have ended.
-    let Ok(graceful) = Arc::try_unwrap(graceful) else {
-        tracing::error!("connections could not be drained");
-        return Ok(());
-    };
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(shutdown_timeout) => tracing::warn!("shutdown timeout: closing remaining connections"),
+    match Arc::try_unwrap(graceful) {
+        Ok(graceful) => tokio::select! {
+            () = graceful.shutdown() => tracing::info!("all connections drained"),
+            () = tokio::time::sleep(shutdown_timeout) => tracing::warn!("shutdown timeout: closing remaining connections"),
+        },
+        Err(_) => tracing::error!("connections could not be drained"),
     }
+    workers.finish().await;
     Ok(())
 }
 
