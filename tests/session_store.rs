@@ -388,7 +388,7 @@ async fn memory_rotation_and_update() {
         .expect("old key opens");
     // The refresh writes it under the new key; the old key alone can no
     // longer read it, the new list can.
-    s.record.access_token = "refreshed".into();
+    std::sync::Arc::make_mut(&mut s.record).access_token = "refreshed".into();
     assert!(rotated.update(&s).await.unwrap());
     let again = rotated.load(&id.to_cookie_value()).await.unwrap().unwrap();
     assert_eq!(again.record.access_token, "refreshed");
@@ -478,7 +478,7 @@ async fn redis_revocation_reaches_other_instance_within_cache_ttl() {
 
     // A token refresh on A is seen by B at once, despite B's cached copy.
     let mut s = a.load(&c).await.unwrap().unwrap();
-    s.record.access_token = "refreshed-on-a".into();
+    std::sync::Arc::make_mut(&mut s.record).access_token = "refreshed-on-a".into();
     assert!(a.update(&s).await.unwrap());
     let deadline = Instant::now() + Duration::from_millis(500);
     loop {

@@ -103,7 +103,7 @@ async fn refresh_now(ctx: &Ctx<'_>, mut session: Session) -> Result<Outcome, Ses
         .await
     {
         Ok(r) => {
-            let record = &mut session.record;
+            let record = std::sync::Arc::make_mut(&mut session.record);
             record.access_token = r.access_token.expose().to_owned();
             record.access_token_expires_at =
                 r.access_token_expires_at.map(|s| s.saturating_mul(1000));

@@ -30,6 +30,9 @@ use crypto::{CryptoError, KeyRing, Mac, Sealer};
 use record::{SessionRecord as Record, to_ms};
 use store::{IndexRefs, MemoryStore, RedisStore};
 
+/// A sealed blob from the store and the record it opened to.
+type Opened = (Arc<[u8]>, Arc<Record>);
+
 /// Errors of the session layer. None carries a secret, a token or an id.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -63,7 +66,7 @@ pub struct Sessions {
     revoked: broadcast::Sender<StoreKey>,
     /// The last record opened per session, with the sealed blob it came
     /// from (see [`Sessions::open`]).
-    opened: moka::sync::Cache<StoreKey, Arc<(Vec<u8>, Record)>>,
+    opened: moka::sync::Cache<StoreKey, Opened>,
 }
 
 /// How many decoded sessions are kept; each costs its record's size (a few
@@ -192,16 +195,18 @@ impl Sessions {
     /// opened per session is reused while the store returns the very same
     /// blob. The blob is still read from the store every time, so a deleted
     /// session is never served from here.
-    fn open(&self, key: &StoreKey, blob: &[u8]) -> Option<Record> {
+    fn open(&self, key: &StoreKey, blob: &Arc<[u8]>) -> Option<Arc<Record>> {
+        // The memory store hands out the very blob it holds (same pointer);
+        // Redis reads are compared byte for byte.
         if let Some(hit) = self.opened.get(key)
-            && hit.0 == blob
+            && (Arc::ptr_eq(&hit.0, blob) || *hit.0 == **blob)
         {
             return Some(hit.1.clone());
         }
         let json = self.records.open(key.as_str().as_bytes(), blob).ok()?;
-        let record: Record = serde_json::from_slice(&json).ok()?;
+        let record: Arc<Record> = Arc::new(serde_json::from_slice(&json).ok()?);
         self.opened
-            .insert(key.clone(), Arc::new((blob.to_vec(), record.clone())));
+            .insert(key.clone(), (blob.clone(), record.clone()));
         Some(record)
     }
 
@@ -226,7 +231,7 @@ impl Sessions {
         self.store
             .insert(&key, blob, &self.index_refs(&record), ttl)
             .await?;
-        Ok((id, Session::new(key, record, self.idle_timeout)))
+        Ok((id, Session::new(key, Arc::new(record), self.idle_timeout)))
     }
 
     /// The session of a cookie value, sliding the idle timer (written at
@@ -277,7 +282,8 @@ impl Sessions {
             let Some(mut fresh) = self.fetch(&key, true).await? else {
                 return Ok(None);
             };
-            fresh.last_seen = t.max(fresh.last_seen);
+            let last_seen = t.max(fresh.last_seen);
+            Arc::make_mut(&mut fresh).last_seen = last_seen;
             let Some(ttl) = self.remaining(&fresh, t) else {
                 self.store.delete(&key).await?;
                 return Ok(None);
@@ -291,14 +297,18 @@ impl Sessions {
                 Err(e) => {
                     tracing::warn!(error = %e, "session slide not written");
                     record = fresh;
-                    record.last_seen = t;
+                    Arc::make_mut(&mut record).last_seen = t;
                 }
             }
         }
         Ok(Some(Session::new(key, record, self.idle_timeout)))
     }
 
-    async fn fetch(&self, key: &StoreKey, fresh: bool) -> Result<Option<Record>, SessionError> {
+    async fn fetch(
+        &self,
+        key: &StoreKey,
+        fresh: bool,
+    ) -> Result<Option<Arc<Record>>, SessionError> {
         let Some(blob) = self.store.get(key, fresh).await? else {
             return Ok(None);
         };

@@ -1,5 +1,6 @@
 //! What a session holds: the user's claims and tokens, and its clock.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -156,13 +157,14 @@ impl SessionRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     key: StoreKey,
-    /// The record; change tokens here, then call `Sessions::update`.
-    pub record: SessionRecord,
+    /// The record, shared with the gateway's cache of opened records; change
+    /// tokens through `Arc::make_mut`, then call `Sessions::update`.
+    pub record: Arc<SessionRecord>,
     idle_timeout: Duration,
 }
 
 impl Session {
-    pub(crate) fn new(key: StoreKey, record: SessionRecord, idle_timeout: Duration) -> Self {
+    pub(crate) fn new(key: StoreKey, record: Arc<SessionRecord>, idle_timeout: Duration) -> Self {
         Session {
             key,
             record,

@@ -194,8 +194,8 @@ impl MemoryStore {
         &self,
         key: &StoreKey,
         _fresh: bool,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.sessions.get(key).await.map(|e| e.blob.to_vec()))
+    ) -> Result<Option<Arc<[u8]>>, StoreError> {
+        Ok(self.sessions.get(key).await.map(|e| e.blob))
     }
 
     pub(super) async fn replace(

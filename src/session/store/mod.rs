@@ -10,6 +10,7 @@
 mod memory;
 mod redis;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use memory::{DEFAULT_AUX_CAPACITY, DEFAULT_SESSION_CAPACITY_BYTES, MemoryStore};
@@ -80,7 +81,7 @@ impl Store {
     }
 
     /// The sealed record. `fresh` bypasses an instance-local cache (Redis).
-    pub async fn get(&self, key: &StoreKey, fresh: bool) -> Result<Option<Vec<u8>>, StoreError> {
+    pub async fn get(&self, key: &StoreKey, fresh: bool) -> Result<Option<Arc<[u8]>>, StoreError> {
         each!(self, s => s.get(key, fresh).await)
     }
 

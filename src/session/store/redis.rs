@@ -246,18 +246,17 @@ impl RedisStore {
         &self,
         key: &StoreKey,
         fresh: bool,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
+    ) -> Result<Option<Arc<[u8]>>, StoreError> {
         if !fresh && let Some(b) = self.local.get(key).await {
-            return Ok(Some(b.to_vec()));
+            return Ok(Some(b));
         }
         let before = self.epoch.load(Ordering::SeqCst);
         let mut c = self.conn.clone();
         let v: Option<Vec<u8>> = c.hget(rkey(key), "b").await.map_err(unavailable)?;
+        let v: Option<Arc<[u8]>> = v.map(Arc::from);
         match &v {
             Some(b) if self.epoch.load(Ordering::SeqCst) == before => {
-                self.local
-                    .insert(key.clone(), Arc::from(b.as_slice()))
-                    .await;
+                self.local.insert(key.clone(), b.clone()).await;
                 // An invalidation that landed between the check and the
                 // insert must still win.
                 if self.epoch.load(Ordering::SeqCst) != before {
