@@ -158,7 +158,8 @@ impl Gateway {
 
     fn is_gateway_cookie(&self, name: &str) -> bool {
         self.config.session.as_ref().is_some_and(|s| {
-            name == s.cookie_name || name.starts_with(&format!("{}-login-", s.cookie_name))
+            name.strip_prefix(s.cookie_name.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(auth::LOGIN_COOKIE_INFIX))
         })
     }
 }

@@ -38,8 +38,12 @@ pub fn allowed(route: &Route, record: &SessionRecord) -> bool {
 
 /// A group name with `%` and `,` percent-encoded, so the joined header
 /// splits back into exactly the names the IdP sent.
-fn encode_group(name: &str) -> String {
-    name.replace('%', "%25").replace(',', "%2C")
+fn encode_group(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.contains(['%', ',']) {
+        name.replace('%', "%25").replace(',', "%2C").into()
+    } else {
+        name.into()
+    }
 }
 
 /// The identity headers for one session. A claim that cannot be a header
@@ -69,7 +73,7 @@ pub fn headers(cfg: &HeadersConfig, record: &SessionRecord) -> Vec<(HeaderName, 
     if let Some(name) = &cfg.groups
         && !record.groups.is_empty()
     {
-        let joined: Vec<String> = record.groups.iter().map(|g| encode_group(g)).collect();
+        let joined: Vec<_> = record.groups.iter().map(|g| encode_group(g)).collect();
         push(name, &joined.join(","));
     }
     if cfg.access_token {
