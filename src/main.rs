@@ -106,10 +106,3 @@ fn run(cli: Cli) -> ExitCode {
         }
     }
 }
-
-/// mimalloc instead of the system allocator: every request allocates and
-/// frees header maps and buffers on its serving thread, which mimalloc's
-/// per-thread free lists serve without locks (about 1 µs of CPU a request
-/// less in `bench/run.sh`).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
