@@ -11,12 +11,17 @@
 # every process started here is stopped on exit.
 #
 # usage: bench/run.sh [--targets a,b,c,d] [--duration 10s] [--threads 2]
-#                     [--connections 32] [--warmup 2s] [--out bench/results.md]
+#                     [--connections 32] [--warmup 2s] [--rounds 5]
+#                     [--out bench/results.md]
+# Every target is measured once per round, the targets taking turns, and
+# the table shows each target's median round; the ratios to (a) and (b) are
+# the medians of the ratios within each round, so a noisy moment on a shared
+# machine weighs on one round, not on one target.
 # PORTCULLIS_BIN=path skips the release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-targets=a,b,c,d duration=10s threads=2 connections=32 warmup=2s out=bench/results.md
+targets=a,b,c,d duration=10s threads=2 connections=32 warmup=2s rounds=5 out=bench/results.md
 while (($#)); do
     case $1 in
         --targets) targets=$2 ;;
@@ -24,8 +29,9 @@ while (($#)); do
         --threads) threads=$2 ;;
         --connections) connections=$2 ;;
         --warmup) warmup=$2 ;;
+        --rounds) rounds=$2 ;;
         --out) out=$2 ;;
-        -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift 2
@@ -124,7 +130,6 @@ CONF
 wrk_cmd=(wrk -t"$threads" -c"$connections" -d"$duration" --latency)
 rows=()
 notes=()
-declare -A rps
 
 # to_ms VALUE: wrk's "1.23ms" / "456.00us" / "1.01s" in milliseconds.
 to_ms() {
@@ -134,42 +139,71 @@ to_ms() {
         printf "%.3f", n }'
 }
 
-# measure KEY LABEL URL PID [wrk args...]: warm-up, measured run, one table row.
+# register KEY LABEL URL PID [HEADER]: a running server to measure in every
+# round (HEADER, when given, is sent with every request).
+declare -A t_label t_url t_pid t_header
+order=()
+register() {
+    t_label[$1]=$2 t_url[$1]=$3 t_pid[$1]=$4 t_header[$1]=${5:-}
+    order+=("$1")
+}
+
+# One round's figures per target: res[KEY,ROUND] = "r|p50|p90|p99|bad|cpu|rss".
+declare -A res
+
+# measure KEY ROUND: warm-up and one measured run of a registered target.
 measure() {
-    local key=$1 label=$2 url=$3 pid=$4
-    shift 4
-    local before after res cpu0 cpu1
+    local key=$1 round=$2
+    local label=${t_label[$key]} url=${t_url[$key]} pid=${t_pid[$key]}
+    local args=()
+    [[ -n ${t_header[$key]} ]] && args=(-H "${t_header[$key]}")
+    set -- "${args[@]}"
+    local before after res_text cpu0 cpu1
     before=$(rss_kb "$pid")
-    log "($key) $label: warm-up $warmup"
+    log "($key) round $round/$rounds, $label: warm-up $warmup"
     wrk -t"$threads" -c"$connections" -d"$warmup" "$@" "$url" >/dev/null
     log "($key) $label: ${wrk_cmd[*]}${*:+ $*} $url"
     cpu0=$(cpu_ticks "$pid")
-    res=$("${wrk_cmd[@]}" "$@" "$url")
+    res_text=$("${wrk_cmd[@]}" "$@" "$url")
     cpu1=$(cpu_ticks "$pid")
     after=$(rss_kb "$pid")
-    printf '%s\n' "$res" >"$work/wrk-$key.txt"
     local r p50 p90 p99 bad n cpu
-    r=$(awk '/^Requests\/sec:/ {print $2}' <<<"$res")
+    r=$(awk '/^Requests\/sec:/ {print $2}' <<<"$res_text")
     # CPU time the server used per request during the measured run: less
     # sensitive than req/s to what else the machine is doing.
-    n=$(awk '/ requests in / {print $1}' <<<"$res")
+    n=$(awk '/ requests in / {print $1}' <<<"$res_text")
     cpu=$(awk -v t=$((cpu1 - cpu0)) -v hz="$clk_tck" -v n="${n:-0}" 'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "—" }')
-    p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$res")")
-    p90=$(to_ms "$(awk '$1 == "90%" {print $2}' <<<"$res")")
-    p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$res")")
-    bad=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$res")
-    [[ -n $r ]] || die "($key) wrk printed no result: $res"
-    if grep -q 'Socket errors' <<<"$res"; then
-        notes+=("($key) $(grep 'Socket errors' <<<"$res" | sed 's/^ *//')")
+    p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$res_text")")
+    p90=$(to_ms "$(awk '$1 == "90%" {print $2}' <<<"$res_text")")
+    p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$res_text")")
+    bad=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$res_text")
+    [[ -n $r ]] || die "($key) wrk printed no result: $res_text"
+    if grep -q 'Socket errors' <<<"$res_text"; then
+        notes+=("($key) $(grep 'Socket errors' <<<"$res_text" | sed 's/^ *//')")
     fi
-    rps[$key]=$r
-    rows+=("$key|$label|$r|$p50|$p90|$p99|${bad:-0}|$cpu|$before → $after")
+    res[$key,$round]="$r|$p50|$p90|$p99|${bad:-0}|$cpu|$before → $after"
     log "($key) $r req/s, p50 ${p50} ms, p99 ${p99} ms, non-2xx ${bad:-0}, server CPU ${cpu} µs/req"
 }
 
-ratio() { # ratio KEY BASE: rps[KEY] / rps[BASE], or "—"
-    if [[ -n ${rps[$1]:-} && -n ${rps[$2]:-} ]]; then
-        awk -v a="${rps[$1]}" -v b="${rps[$2]}" 'BEGIN { printf "%.2f", a / b }'
+# ratios KEY BASE: the per-round ratios rps(KEY)/rps(BASE), space-separated.
+ratios() {
+    local i out=()
+    for ((i = 1; i <= rounds; i++)); do
+        out+=("$(awk -v a="${res[$1,$i]%%|*}" -v b="${res[$2,$i]%%|*}" 'BEGIN { printf "%.2f", a / b }')")
+    done
+    echo "${out[*]}"
+}
+
+# median WORDS...: the middle value (the lower middle for an even count).
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+
+# ratio KEY BASE: the median per-round ratio, or "—" when BASE was not measured.
+ratio() {
+    if [[ -n ${t_pid[$1]:-} && -n ${t_pid[$2]:-} ]]; then
+        # shellcheck disable=SC2046
+        median $(ratios "$1" "$2")
     else
         echo "—"
     fi
@@ -185,7 +219,7 @@ up_pid=$started
 wait_port "$up_port" "$up_pid" || die "nginx upstream did not start: $(cat "$work/upstream/error.log" "$work/upstream/stdout.log" 2>/dev/null)"
 upstream=http://127.0.0.1:$up_port
 curl -fsS "$upstream/" -o /dev/null || die "the upstream does not serve index.html"
-wants a && measure a "upstream (nginx static)" "$upstream/" "$up_pid"
+wants a && register a "upstream (nginx static)" "$upstream/" "$up_pid"
 
 # --- (b) nginx as a plain reverse proxy ---------------------------------------------------------
 if wants b; then
@@ -202,8 +236,7 @@ if wants b; then
     }" auto
     pid=$started
     wait_port "$port" "$pid" || die "nginx proxy did not start: $(cat "$work/proxy/error.log" 2>/dev/null)"
-    measure b "nginx proxy_pass, keepalive" "http://127.0.0.1:$port/" "$pid"
-    kill "$pid"
+    register b "nginx proxy_pass, keepalive" "http://127.0.0.1:$port/" "$pid"
 fi
 
 # --- Portcullis ---------------------------------------------------------------------------------
@@ -244,8 +277,7 @@ prefix = \"/\"
 upstream = \"$upstream\"
 auth = \"none\"" || die "portcullis did not start for (c); see above"
     pid=$started
-    measure c "portcullis, auth = \"none\"" "http://127.0.0.1:$port/" "$pid"
-    kill "$pid"
+    register c "portcullis, auth = \"none\"" "http://127.0.0.1:$port/" "$pid"
 fi
 
 # --- (d) an authenticated route --------------------------------------------------------------------
@@ -304,10 +336,27 @@ upstream = \"$upstream\"" || { skip_d "portcullis did not start with [oidc] and 
     [[ $code == 200 && -n $cookie ]] || { skip_d "the login did not end with a session (HTTP $code)"; return; }
     curl -fsS -H "Cookie: portcullis=$cookie" "$gw/" | cmp -s - "$work/www/index.html" ||
         { skip_d "the session cookie does not reach the upstream page"; return; }
-    measure d "portcullis, auth = \"session\" (cookie)" "$gw/" "$pid" -H "Cookie: portcullis=$cookie"
-    kill "$pid"
+    register d "portcullis, auth = \"session\" (cookie)" "$gw/" "$pid" "Cookie: portcullis=$cookie"
 }
 wants d && run_d
+
+# --- the rounds ------------------------------------------------------------------------------------
+((${#order[@]})) || die "nothing to measure (--targets $targets)"
+for ((round = 1; round <= rounds; round++)); do
+    for key in "${order[@]}"; do measure "$key" "$round"; done
+done
+# Each target's row is its median round by req/s.
+for key in "${order[@]}"; do
+    rates=()
+    for ((round = 1; round <= rounds; round++)); do rates+=("${res[$key,$round]%%|*}"); done
+    mid=$(median "${rates[@]}")
+    for ((round = 1; round <= rounds; round++)); do
+        if [[ ${res[$key,$round]%%|*} == "$mid" ]]; then
+            rows+=("$key|${t_label[$key]}|${res[$key,$round]}")
+            break
+        fi
+    done
+done
 
 # The source measured, named before the results file is (re)written.
 revision=$(git describe --always --dirty --exclude '*' 2>/dev/null || echo unknown)
@@ -319,19 +368,21 @@ revision=$(git describe --always --dirty --exclude '*' 2>/dev/null || echo unkno
     echo
     echo "Written by \`bench/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'); see bench/README.md for what is measured and how to read it."
     echo
-    echo "| | target | req/s | vs (a) | vs (b) | p50 ms | p90 ms | p99 ms | non-2xx | server CPU µs/req | RSS kB before → after |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    echo "| | target | req/s | vs (a) | vs (b) | vs (b) each round | p50 ms | p90 ms | p99 ms | non-2xx | server CPU µs/req | RSS kB before → after |"
+    echo "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|"
     for row in "${rows[@]}"; do
         IFS='|' read -r key label r p50 p90 p99 bad cpu mem <<<"$row"
-        printf '| (%s) | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
-            "$key" "$label" "$r" "$(ratio "$key" a)" "$(ratio "$key" b)" "$p50" "$p90" "$p99" "$bad" "$cpu" "$mem"
+        each=—
+        [[ -n ${t_pid[b]:-} ]] && each=$(ratios "$key" b)
+        printf '| (%s) | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+            "$key" "$label" "$r" "$(ratio "$key" a)" "$(ratio "$key" b)" "$each" "$p50" "$p90" "$p99" "$bad" "$cpu" "$mem"
     done
     echo
     echo "Machine and parameters:"
     echo
     echo "- $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), $(free -g | awk '/^Mem:/ {print $2}') GiB, $(uname -sr)"
     echo "- load average before the run: $load_before (other work on the machine skews absolute figures; compare ratios)"
-    echo "- load: \`${wrk_cmd[*]} URL\` after a ${warmup} warm-up with the same threads and connections; wrk, the proxy and the upstream share the cores"
+    echo "- load: \`${wrk_cmd[*]} URL\` after a ${warmup} warm-up with the same threads and connections, $rounds rounds with the targets taking turns; each row is the target's median round, ratios are medians of the per-round ratios; wrk, the proxy and the upstream share the cores"
     echo "- $(nginx -v 2>&1 | sed 's/^nginx version: //'): upstream 1 worker, static $(stat -c %s "$work/www/index.html")-byte file, \`access_log off\`; proxy \`worker_processes auto\`, \`keepalive 64\`"
     if wants c || wants d; then
         echo "- portcullis $revision, release build, RUST_LOG=${BENCH_RUST_LOG:-warn} (the per-request access log is still written, to a file)"
