@@ -818,3 +818,49 @@ async fn a_reload_that_drops_a_secret_stops_its_sessions_despite_the_cache() {
         "still opens while the old secret is listed"
     );
 }
+
+/// Locks and single-use claims must be exact when callers race on several
+/// threads at once (the serving threads): exactly one winner per key. A
+/// refresh ran twice under the serving threads when the memory store's
+/// set-if-absent was not serialised.
+#[test]
+fn memory_store_locks_and_claims_have_one_winner_across_threads() {
+    let (tx, _) = broadcast::channel(16);
+    let store = Store::Memory(MemoryStore::new(1 << 24, 100_000, tx));
+    for round in 0..200 {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (store, barrier) = (store.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    barrier.wait();
+                    rt.block_on(async {
+                        let lock = store
+                            .try_lock(&format!("refresh:{round}"), LONG)
+                            .await
+                            .unwrap()
+                            .is_some();
+                        let claim = store
+                            .claim_once(&format!("jti-{round}"), LONG)
+                            .await
+                            .unwrap();
+                        (usize::from(lock), usize::from(claim))
+                    })
+                })
+            })
+            .collect();
+        let (locks, claims) = threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        assert_eq!(
+            (locks, claims),
+            (1, 1),
+            "round {round}: winners (locks, claims)"
+        );
+    }
+}

@@ -296,13 +296,29 @@ impl MemoryStore {
         }
     }
 
-    pub(super) async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let e = self
+    /// Set-if-absent on the aux cache: true when this call stored `value`.
+    /// moka's `entry().or_insert` is a read followed by a separate insert, so
+    /// two threads can both see "absent" and both win; `and_compute_with`
+    /// runs under the entry's lock, which makes the check and the write one
+    /// step.
+    async fn set_if_absent(&self, key: String, value: Vec<u8>, ttl: Duration) -> bool {
+        let res = self
             .aux
-            .entry(format!("once:{key}"))
-            .or_insert(Self::aux_entry(Vec::new(), ttl))
+            .entry(key)
+            .and_compute_with(|cur| {
+                std::future::ready(match cur {
+                    Some(_) => Op::Nop,
+                    None => Op::Put(Self::aux_entry(value, ttl)),
+                })
+            })
             .await;
-        Ok(e.is_fresh())
+        matches!(res, moka::ops::compute::CompResult::Inserted(_))
+    }
+
+    pub(super) async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        Ok(self
+            .set_if_absent(format!("once:{key}"), Vec::new(), ttl)
+            .await)
     }
 
     pub(super) async fn release_claim(&self, key: &str) -> Result<(), StoreError> {
@@ -337,12 +353,10 @@ impl MemoryStore {
         ttl: Duration,
     ) -> Result<Option<LockToken>, StoreError> {
         let token = self.lock_seq.fetch_add(1, Ordering::Relaxed).to_string();
-        let e = self
-            .aux
-            .entry(format!("lock:{key}"))
-            .or_insert(Self::aux_entry(token.clone().into_bytes(), ttl))
+        let won = self
+            .set_if_absent(format!("lock:{key}"), token.clone().into_bytes(), ttl)
             .await;
-        Ok(e.is_fresh().then_some(LockToken(token)))
+        Ok(won.then_some(LockToken(token)))
     }
 
     pub(super) async fn unlock(&self, key: &str, token: &LockToken) -> Result<(), StoreError> {
