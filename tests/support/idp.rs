@@ -201,9 +201,43 @@ impl Idp {
 
     /// How many requests `METHOD path` the IdP has received (needs
     /// `log_requests`).
+    ///
+    /// The IdP writes a request's line before answering it, but this
+    /// process reads stderr on another thread, so a line can still be in
+    /// the pipe when the answer has arrived. A marker request is sent and
+    /// awaited first: the lines come in order, so once the marker's line is
+    /// here every earlier request's line is too.
     pub fn requests(&self, method: &str, path: &str) -> usize {
+        self.sync_request_log();
         let needle = format!("REQ {method} {path}");
         self.stderr().lines().filter(|l| *l == needle).count()
+    }
+
+    /// Sends `GET /__sync/<n>` and waits until its log line has been read.
+    fn sync_request_log(&self) {
+        use std::io::Write;
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let marker = format!("/__sync/{}-{n}", std::process::id());
+        let addr = self
+            .issuer_url()
+            .socket_addrs(|| None)
+            .expect("IdP address")[0];
+        let mut conn = std::net::TcpStream::connect(addr).expect("connect to the IdP");
+        write!(
+            conn,
+            "GET {marker} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send the marker request");
+        let needle = format!("REQ GET {marker}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !self.stderr().lines().any(|l| l == needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the IdP did not log the marker request (start it with log_requests)"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Whether `url` is on the IdP's origin.
