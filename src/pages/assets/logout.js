@@ -166,9 +166,18 @@
       // A blocked popup falls back to a redirect.
       if (!win) mode = 'redirect';
     }
+    // The popup was opened before the gateway answered; close it whenever
+    // there turns out to be no IdP leg for it to show.
+    function closePopup() {
+      if (win) try { win.close(); } catch (e) { /* already closed */ }
+    }
     return endGatewaySession(mode, options.returnTo, options.scope).then(function (answer) {
-      if (!answer || answer.logged_out !== true) throw new Error('portcullis: unexpected logout answer');
+      if (!answer || answer.logged_out !== true) {
+        closePopup();
+        throw new Error('portcullis: unexpected logout answer');
+      }
       if (mode === 'local' || !answer.continue_url) {
+        closePopup();
         var outcome = { gateway: true, idp: mode === 'local' ? 'kept' : 'unknown', mode: mode, returnTo: answer.return_to };
         announce(outcome);
         if (navigate) go(answer.return_to);
@@ -181,7 +190,7 @@
       go(answer.continue_url);
       return redirecting;
     }, function (err) {
-      if (win) try { win.close(); } catch (e) { /* ignore */ }
+      closePopup();
       announce({ gateway: false, error: err.message, mode: mode });
       throw err;
     });
