@@ -187,11 +187,13 @@ pub fn method_not_allowed(kind: ClientKind, allow: &'static str) -> Response<Bod
     resp
 }
 
-/// An error answer: JSON `{"error", "error_description"}` for JSON
-/// clients, otherwise a short HTML page. `message` is shown to the user, so
+/// An error answer: a short HTML page for navigations, otherwise JSON
+/// `{"error", "error_description"}`. `message` is shown to the user, so
 /// it must never hold a secret or internal detail.
 pub fn error(kind: ClientKind, status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    if kind.wants_json() {
+    // SPEC: "HTML for navigations, JSON otherwise" — curl, scripts and
+    // API clients get a body they can parse.
+    if kind != ClientKind::Navigation {
         return json(
             status,
             &serde_json::json!({ "error": code, "error_description": message }),
@@ -228,7 +230,12 @@ mod tests {
 
     #[test]
     fn pages_carry_security_headers() {
-        let resp = error(ClientKind::Other, StatusCode::BAD_GATEWAY, "x", "<script>");
+        let resp = error(
+            ClientKind::Navigation,
+            StatusCode::BAD_GATEWAY,
+            "x",
+            "<script>",
+        );
         let h = resp.headers();
         assert_eq!(h[CACHE_CONTROL], "no-store");
         let csp = h[CONTENT_SECURITY_POLICY].to_str().unwrap();
@@ -236,6 +243,9 @@ mod tests {
         assert!(csp.contains("script-src 'nonce-"));
         let json = error(ClientKind::Json, StatusCode::BAD_GATEWAY, "x", "y");
         assert_eq!(json.headers()[VARY], "Cookie, Accept");
+        // curl and scripts (neither navigation nor explicit JSON) get JSON too.
+        let other = error(ClientKind::Other, StatusCode::BAD_GATEWAY, "x", "y");
+        assert_eq!(other.headers()[CONTENT_TYPE], json.headers()[CONTENT_TYPE]);
         assert_eq!(
             json.headers()["cross-origin-resource-policy"],
             "same-origin"
