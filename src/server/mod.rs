@@ -243,6 +243,8 @@ async fn serve_connection<S>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        // The config check keeps this at 8 KiB or more, hyper's minimum
+        // (it panics below); the max() only guards that assumption.
         .max_buf_size(limits.max_header_bytes.max(8192));
     builder
         .http2()
@@ -251,6 +253,25 @@ async fn serve_connection<S>(
     let conn = builder.serve_connection_with_upgrades(io, service);
     let conn = watcher.watch(conn.into_owned());
     if let Err(err) = conn.await {
-        tracing::debug!(%peer, error = %err, "connection ended with an error");
+        log_connection_error(peer, err.as_ref());
+    }
+}
+
+/// Requests hyper refuses before the gateway sees them (a malformed or
+/// oversized head, a head not sent within `header_read_timeout`) are
+/// answered by hyper itself (400, 431, 408): they get one log line here,
+/// as every refusal does. Peers that just go away stay at debug.
+fn log_connection_error(peer: SocketAddr, err: &(dyn std::error::Error + 'static)) {
+    match err.downcast_ref::<hyper::Error>() {
+        Some(e) if e.is_parse_too_large() => {
+            tracing::warn!(peer = %peer.ip(), error = %e, "request refused: head too large")
+        }
+        Some(e) if e.is_parse() => {
+            tracing::warn!(peer = %peer.ip(), error = %e, "request refused: malformed head")
+        }
+        Some(e) if e.is_timeout() => {
+            tracing::info!(peer = %peer.ip(), "request head not received in time")
+        }
+        _ => tracing::debug!(%peer, error = %err, "connection ended with an error"),
     }
 }
