@@ -251,7 +251,147 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
         assert!(seen.header(h).is_none(), "{h} reached the upstream");
     }
     assert_eq!(seen.header("x-end-to-end"), Some("1"));
-    assert!(r.headers().get("keep-alive").is_none());
+
+    // The response side: the upstream sends hop-by-hop headers, one of
+    // them named in its own `Connection`.
+    let hop = ["keep-alive", "x-hop-reply", "proxy-authenticate"];
+    let direct = client()
+        .get(format!("{}/hop-by-hop", app.url()))
+        .send()
+        .await
+        .unwrap();
+    for h in hop {
+        assert!(direct.headers().contains_key(h), "the upstream sends {h}");
+    }
+    let r = client().get(gw.url("/hop-by-hop")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    for h in hop {
+        assert!(!r.headers().contains_key(h), "{h} reached the client");
+    }
+    assert_eq!(r.headers()["x-end-to-end-reply"], "1");
+}
+
+#[tokio::test]
+async fn host_routes_match_only_their_host() {
+    let on_host = Upstream::start();
+    let other = Upstream::start();
+    let gw = Gateway::builder(
+        r#"
+[server]
+listen = "{listen}"
+public_url = ["{public_url}", "http://localhost:{port}"]
+
+[[route]]
+prefix = "/"
+host = "localhost"
+upstream = "{on_host}"
+auth = "none"
+
+[[route]]
+prefix = "/"
+upstream = "{other}"
+auth = "none"
+"#,
+    )
+    .var("on_host", on_host.url())
+    .var("other", other.url())
+    .start();
+    let c = client();
+    for (host, want_on_host) in [
+        (format!("localhost:{}", gw.port()), true),
+        ("localhost".to_owned(), true),
+        (format!("127.0.0.1:{}", gw.port()), false),
+        ("evil.example".to_owned(), false),
+        (format!("localhost.evil.example:{}", gw.port()), false),
+    ] {
+        let before = (on_host.request_count(), other.request_count());
+        let r = c
+            .get(gw.url("/page"))
+            .header("host", &host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "Host: {host}");
+        let after = (on_host.request_count(), other.request_count());
+        let expected = if want_on_host {
+            (before.0 + 1, before.1)
+        } else {
+            (before.0, before.1 + 1)
+        };
+        assert_eq!(after, expected, "Host: {host} went to the wrong upstream");
+    }
+}
+
+#[test]
+fn slow_and_oversized_request_heads_are_refused_and_logged() {
+    let app = Upstream::start();
+    let gw = Gateway::builder(
+        r#"
+[server]
+listen = "{listen}"
+public_url = "{public_url}"
+header_read_timeout = "1s"
+max_header_bytes = 8192
+
+[[route]]
+prefix = "/"
+upstream = "{app}"
+auth = "none"
+"#,
+    )
+    .var("app", app.url())
+    .start();
+
+    // A head that never finishes: the connection is closed after about
+    // header_read_timeout, and the upstream never hears of it.
+    let started = Instant::now();
+    let (_, closed) = raw_exchange(&gw, b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+    let took = started.elapsed();
+    assert!(closed, "a stalled head keeps its connection");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "closed after {took:?}"
+    );
+    assert!(
+        gw.wait_for_log(
+            "message",
+            "request head not received in time",
+            Duration::from_secs(2)
+        )
+        .is_some(),
+        "no log line for the stalled head"
+    );
+
+    // A head over max_header_bytes: 431, connection closed.
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let (reply, closed) = raw_exchange(&gw, big.as_bytes());
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    assert!(closed);
+    assert!(
+        gw.wait_for_log(
+            "message",
+            "request refused: head too large",
+            Duration::from_secs(2)
+        )
+        .is_some(),
+        "no log line for the oversized head"
+    );
+
+    // Just under the limit still passes.
+    let fits = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Fits: {}\r\n\r\n",
+        "a".repeat(6_000)
+    );
+    let (reply, _) = raw_exchange(&gw, fits.as_bytes());
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert_eq!(
+        app.request_count(),
+        1,
+        "only the fitting request went upstream"
+    );
 }
 
 #[tokio::test]
@@ -365,6 +505,7 @@ async fn streams_100mb_both_ways_without_buffering() {
         .await
         .unwrap();
     let before = gw.rss_kb().expect("rss");
+    gw.reset_peak_rss();
 
     // Download, consumed as a stream.
     let mut r = c
@@ -404,10 +545,16 @@ async fn streams_100mb_both_ways_without_buffering() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["bytes"], SIZE);
     let after_upload = gw.rss_kb().expect("rss");
+    // The peak, not only the end state: a body buffered whole and freed
+    // again would leave RSS where it was but raise the high-water mark.
+    let peak = gw.peak_rss_kb().expect("peak rss");
 
-    let growth = after_download.max(after_upload).saturating_sub(before);
+    let growth = peak
+        .max(after_download)
+        .max(after_upload)
+        .saturating_sub(before);
     eprintln!(
-        "gateway RSS: before {before} kB, after download {after_download} kB, after upload {after_upload} kB"
+        "gateway RSS: before {before} kB, after download {after_download} kB, after upload {after_upload} kB, peak {peak} kB"
     );
     assert!(
         growth < 8 * 1024,

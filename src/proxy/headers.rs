@@ -15,8 +15,11 @@ use http::header::{CONNECTION, COOKIE, HOST, HeaderName, HeaderValue, SET_COOKIE
 use http::{HeaderMap, Uri};
 
 /// Fields that are hop-by-hop whatever `Connection` says: the ones RFC 9110
-/// names, plus `Proxy-Authorization`, which is meant for this hop.
-const HOP_BY_HOP: [&str; 8] = [
+/// names, plus `Proxy-Authorization` and `Proxy-Authenticate`, which are
+/// meant for this hop ("applies only to the next outbound client on the
+/// response chain", RFC 9110 §11.7.1): an upstream's proxy challenge is
+/// addressed to the gateway, not to the browser.
+const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "proxy-connection",
     "keep-alive",
@@ -25,11 +28,12 @@ const HOP_BY_HOP: [&str; 8] = [
     "transfer-encoding",
     "upgrade",
     "proxy-authorization",
+    "proxy-authenticate",
 ];
 
 /// Whether a field is in [`HOP_BY_HOP`]. Names are lower-case already: a
 /// few string compares, no hashing or parsing as `HeaderMap::remove(&str)`
-/// would do for each of the eight.
+/// would do for each of them.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name.as_str())
 }

@@ -446,6 +446,23 @@ impl Gateway {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
+    /// Starts a new peak-memory window: the kernel's high-water mark
+    /// (`VmHWM`) is reset to the current resident size (`clear_refs` 5).
+    pub fn reset_peak_rss(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5")
+            .expect("reset the gateway's peak RSS (needs the same user, Linux >= 4.0)");
+    }
+
+    /// Peak resident memory in kB since start or [`Gateway::reset_peak_rss`]
+    /// (`VmHWM`): catches a buffer that was allocated and freed again.
+    pub fn peak_rss_kb(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     /// Waits up to `timeout` for the process to exit; its status if it did.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;

@@ -335,6 +335,28 @@ async fn handle(
                 &serde_json::json!({ "bytes": count, "checksum": sum.hex() }),
             )
         }
+        "/hop-by-hop" => {
+            // Hop-by-hop headers in a reply, one named by `Connection`.
+            let mut res = echo(req, StatusCode::OK).await;
+            set(&mut res, header::CONNECTION, "x-hop-reply");
+            set(
+                &mut res,
+                header::HeaderName::from_static("x-hop-reply"),
+                "1",
+            );
+            set(
+                &mut res,
+                header::HeaderName::from_static("keep-alive"),
+                "timeout=5",
+            );
+            set(&mut res, header::PROXY_AUTHENTICATE, "Basic");
+            set(
+                &mut res,
+                header::HeaderName::from_static("x-end-to-end-reply"),
+                "1",
+            );
+            res
+        }
         "/slow" => {
             let ms = param("ms").and_then(|v| v.parse().ok()).unwrap_or(0u64);
             tokio::time::sleep(Duration::from_millis(ms.min(600_000))).await;
