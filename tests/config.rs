@@ -445,6 +445,22 @@ fn redis_url_file() {
 }
 
 #[test]
+fn redis_sentinel_and_cluster_urls_are_refused_by_check() {
+    for url in [
+        "redis+sentinel://127.0.0.1:26379/mymaster",
+        "redis+cluster://127.0.0.1:7000",
+    ] {
+        let src = base_with(
+            "secret = \"${PORTCULLIS_SECRET}\"",
+            &format!(
+                "secret = \"${{PORTCULLIS_SECRET}}\"\nstore = \"redis\"\n[session.redis]\nurl = \"{url}\""
+            ),
+        );
+        assert_one_error(&src, 13, 7, "Sentinel and Cluster are not supported yet");
+    }
+}
+
+#[test]
 fn redis_store_needs_redis_section() {
     let src = base_with(
         "secret = \"${PORTCULLIS_SECRET}\"",

@@ -501,11 +501,12 @@ impl V<'_> {
         let max_header_bytes = match &r.max_header_bytes {
             None => Some(65536),
             Some(n) => match usize::try_from(*n.get_ref()) {
-                Ok(n) if (1024..=1 << 24).contains(&n) => Some(n),
+                // hyper's HTTP/1 reader needs at least 8 KiB of buffer.
+                Ok(n) if (8192..=1 << 24).contains(&n) => Some(n),
                 _ => {
                     self.sink.error(
                         &n.span(),
-                        "max_header_bytes must be between 1024 and 16777216",
+                        "max_header_bytes must be between 8192 and 16777216",
                     );
                     None
                 }
@@ -1136,23 +1137,24 @@ impl V<'_> {
             }
             Ok(Some((u, span))) => {
                 // The URL may carry a password: never echo it.
-                const SCHEMES: &[&str] = &[
-                    "redis",
-                    "rediss",
-                    "redis+unix",
-                    "unix",
-                    "redis+sentinel",
-                    "rediss+sentinel",
-                    "redis+cluster",
-                    "rediss+cluster",
-                ];
+                // What the store can connect to; Sentinel and Cluster
+                // need other clients and are refused here rather than at
+                // start-up.
+                const SCHEMES: &[&str] = &["redis", "rediss", "redis+unix", "unix"];
                 match Url::parse(&u) {
                     Ok(parsed) if SCHEMES.contains(&parsed.scheme()) => Some(Secret::new(u)),
                     Ok(parsed) => {
+                        let not_yet = if parsed.scheme().contains("sentinel")
+                            || parsed.scheme().contains("cluster")
+                        {
+                            " (Redis Sentinel and Cluster are not supported yet)"
+                        } else {
+                            ""
+                        };
                         self.sink.error(
                             &span,
                             format!(
-                                "Redis URL scheme `{}` is not supported: expected one of {}",
+                                "Redis URL scheme `{}` is not supported{not_yet}: expected one of {}",
                                 parsed.scheme(),
                                 SCHEMES.join(", ")
                             ),
