@@ -1,5 +1,6 @@
 //! The command line as an operator uses it: `--version`, `check` with every
-//! problem at `path:line:column`, a listen address in use, SIGHUP reload.
+//! problem at `path:line:column`, a listen address in use, SIGHUP reload,
+//! `$PORTCULLIS_CONFIG` and `--log-format pretty`.
 
 mod support;
 
@@ -156,5 +157,87 @@ async fn sighup_reloads_and_a_bad_reload_keeps_the_running_config() {
         second.request_count(),
         2,
         "the running config stays after a bad reload"
+    );
+}
+
+/// A config that serves one `auth = "none"` route on `port`.
+fn minimal_config(port: u16) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\n\
+         [[route]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:9\"\nauth = \"none\"\n"
+    )
+}
+
+#[test]
+fn portcullis_config_names_the_file_when_config_is_not_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, minimal_config(support::free_port())).unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[server]\nlistn = 1\n").unwrap();
+    // Run from an empty directory, so ./gateway.toml cannot be what is read.
+    let cwd = tempfile::tempdir().unwrap();
+    let check = |path: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .arg("check")
+            .env("PORTCULLIS_CONFIG", path)
+            .current_dir(cwd.path())
+            .output()
+            .unwrap()
+    };
+    let out = check(&good);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = check(&bad);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:2:1", bad.display())),
+        "the problem is reported in the file PORTCULLIS_CONFIG names: {stderr}"
+    );
+}
+
+#[test]
+fn log_format_pretty_writes_human_lines() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, minimal_config(port)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("--config")
+        .arg(&config)
+        .args(["--log-format", "pretty"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = loop {
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(line) if line.contains("serving threads started") => break line,
+            Ok(_) => {}
+            Err(e) => {
+                let _ = child.kill();
+                panic!("no start-up line: {e}");
+            }
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&line).is_err() && line.contains("INFO"),
+        "a pretty line, not JSON: {line}"
     );
 }

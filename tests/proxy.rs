@@ -173,7 +173,7 @@ async fn smuggling_shapes_get_400_and_a_closed_connection() {
         b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
     );
     assert!(
-        resp.starts_with("HTTP/1.1 405") || resp.starts_with("HTTP/1.1 400"),
+        resp.starts_with("HTTP/1.1 405"),
         "CONNECT: {resp}"
     );
     assert!(closed, "CONNECT: connection left open");
@@ -438,6 +438,7 @@ async fn upstream_down_is_502_and_slow_is_504() {
 [server]
 listen = "{listen}"
 public_url = "{public_url}"
+admin_listen = "{admin_listen}"
 
 [[route]]
 prefix = "/down/"
@@ -480,6 +481,24 @@ timeout = "1s"
     let body: serde_json::Value = r.json().await.unwrap();
     assert!(body["error"].is_string(), "{body}");
 
+    // A navigation gets the page, anything else (curl: Accept */*) JSON.
+    let r = c
+        .get(gw.url("/slow"))
+        .header("accept", "text/html")
+        .header("sec-fetch-mode", "navigate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let page = r.text().await.unwrap();
+    assert!(page.contains("did not answer in time"), "{page}");
+
     let started = Instant::now();
     let r = c.get(gw.url("/slow")).send().await.unwrap();
     assert_eq!(r.status(), 504);
@@ -488,6 +507,42 @@ timeout = "1s"
         took >= Duration::from_millis(900) && took < Duration::from_secs(5),
         "{took:?}"
     );
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "timeout", "{body}");
+
+    // Both kinds of failure are counted per route.
+    let metric = |text: &str, route: &str, kind: &str| -> Option<u64> {
+        text.lines()
+            .find(|l| {
+                l.starts_with("portcullis_upstream_errors_total{")
+                    && l.contains(&format!("route=\"{route}\""))
+                    && l.contains(&format!("kind=\"{kind}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = c
+            .get(gw.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let counts = (
+            metric(&text, "/down", "connect"),
+            metric(&text, "/", "timeout"),
+        );
+        if counts == (Some(2), Some(2)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "upstream error counts {counts:?}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -649,6 +704,22 @@ auth = "none"
     let seen = app.last_request().unwrap();
     assert_eq!(seen.path(), "/h2");
     assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+
+    // A client that offers only http/1.1 in ALPN is served HTTP/1.1.
+    let h1 = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .resolve("localhost", gw.addr())
+        .http1_only()
+        .build()
+        .unwrap();
+    let r = h1
+        .get(format!("https://localhost:{}/h1", gw.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.version(), reqwest::Version::HTTP_11);
+    assert_eq!(app.last_request().unwrap().path(), "/h1");
 }
 
 #[tokio::test]
