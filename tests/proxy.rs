@@ -172,10 +172,7 @@ async fn smuggling_shapes_get_400_and_a_closed_connection() {
         &gw,
         b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
     );
-    assert!(
-        resp.starts_with("HTTP/1.1 405"),
-        "CONNECT: {resp}"
-    );
+    assert!(resp.starts_with("HTTP/1.1 405"), "CONNECT: {resp}");
     assert!(closed, "CONNECT: connection left open");
     assert_eq!(
         app.request_count(),
@@ -660,6 +657,29 @@ async fn websocket_echo_and_foreign_origin() {
         app.request_count(),
         before,
         "refused handshake reached the upstream"
+    );
+
+    // An upstream that answers the handshake with a plain 200 (no 101):
+    // the client gets that answer, not a tunnel.
+    let mut plain = format!("ws://127.0.0.1:{}/not-a-socket", gw.port())
+        .into_client_request()
+        .unwrap();
+    plain
+        .headers_mut()
+        .insert("origin", gw.public_url().parse().unwrap());
+    match tokio_tungstenite::connect_async(plain).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 200),
+        other => panic!(
+            "a handshake the upstream did not accept was upgraded: {:?}",
+            other.map(|(_, r)| r.status())
+        ),
+    }
+    let seen = app.last_request().unwrap();
+    assert_eq!(seen.path(), "/not-a-socket");
+    assert_eq!(
+        seen.header("upgrade"),
+        Some("websocket"),
+        "the handshake was forwarded"
     );
 }
 
