@@ -34,6 +34,16 @@ fn stack_with(idp: IdpOptions, headers: &str) -> Stack {
     })
 }
 
+/// A request to `/logout` in a table of cases: name, method, headers,
+/// whether it logs out, the status expected.
+type RequestCase = (
+    &'static str,
+    reqwest::Method,
+    &'static [(&'static str, &'static str)],
+    bool,
+    u16,
+);
+
 fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -821,4 +831,129 @@ async fn done_page_headers_and_unknown_state() {
     let page = done.text().await.unwrap();
     assert!(page.contains(&state) && page.contains(&format!("\"{}\"", stack.gateway.public_url())));
     assert!(!page.contains("'*'"), "never a wildcard target origin");
+}
+
+/// SPEC: HEAD, `Origin: null`, prefetches and cross-site requests never log
+/// out — not even when the session store is down. Such a request gets its
+/// usual answer, its cookie stays, no logout event is logged; only a
+/// request allowed to log out learns that the store is unavailable.
+#[tokio::test]
+async fn store_down_never_turns_a_refused_request_into_a_logout() {
+    let mut redis = support::Redis::start();
+    let stack = Stack::start(StackOptions {
+        // No local cache worth the name: every load asks Redis.
+        session: format!(
+            "store = \"redis\"\n[session.redis]\nurl = \"{}\"\ncache_ttl = \"0s\"\n",
+            redis.url()
+        ),
+        rest: Some(format!("{DEFAULT_ROUTES}{LOGOUT}")),
+        ..Default::default()
+    });
+    let browser = new_browser();
+    let to_idp = navigate(&browser, &stack.gateway.url("/")).await;
+    let callback = stack.idp.login(&browser, &location(&to_idp), "alice").await;
+    let landed = navigate(&browser, callback.as_str()).await;
+    let cookie = set_cookies(&landed)
+        .into_iter()
+        .find(|c| c.starts_with("portcullis=") && !c.contains("Max-Age=0"))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    redis.stop();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let origin = stack.gateway.public_url();
+    let cases: [RequestCase; 5] = [
+        (
+            "HEAD",
+            reqwest::Method::HEAD,
+            &[("sec-fetch-site", "same-origin")],
+            false,
+            403,
+        ),
+        (
+            "Origin: null",
+            reqwest::Method::POST,
+            &[("origin", "null")],
+            false,
+            403,
+        ),
+        (
+            "prefetch",
+            reqwest::Method::GET,
+            &[
+                ("sec-fetch-site", "none"),
+                ("sec-fetch-mode", "navigate"),
+                ("sec-purpose", "prefetch"),
+                ("accept", "text/html"),
+            ],
+            false,
+            200,
+        ),
+        (
+            "cross-site GET navigation",
+            reqwest::Method::GET,
+            &[
+                ("sec-fetch-site", "cross-site"),
+                ("sec-fetch-mode", "navigate"),
+                ("accept", "text/html"),
+            ],
+            false,
+            200,
+        ),
+        (
+            "cross-site fetch",
+            reqwest::Method::POST,
+            &[
+                ("sec-fetch-site", "cross-site"),
+                ("sec-fetch-mode", "cors"),
+                ("origin", "https://evil.example"),
+            ],
+            false,
+            403,
+        ),
+    ];
+    let client = no_redirects();
+    for (name, method, headers, _, expect) in cases {
+        let mut req = client
+            .request(method, stack.gateway.url("/logout?mode=local&csrf=x"))
+            .header("cookie", &cookie);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), expect, "{name}");
+        assert!(
+            set_cookies(&resp).is_empty(),
+            "{name}: the cookie is left alone: {:?}",
+            set_cookies(&resp)
+        );
+        assert_eq!(resp.headers()["cache-control"], "no-store", "{name}");
+    }
+
+    // A request that may log out is told the truth, and its cookie expires.
+    let resp = client
+        .post(stack.gateway.url("/logout?mode=local"))
+        .header("cookie", &cookie)
+        .header("origin", &origin)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(expires_session_cookie(&resp), "{:?}", set_cookies(&resp));
+    stack
+        .gateway
+        .wait_for_log("outcome", "store_error", Duration::from_secs(5))
+        .expect("the logout event says the store failed");
+    let store_errors = stack
+        .gateway
+        .json_logs()
+        .iter()
+        .filter(|l| support::log_field(l, "event") == Some("logout"))
+        .filter(|l| support::log_field(l, "outcome") == Some("store_error"))
+        .count();
+    assert_eq!(store_errors, 1, "only the allowed request logged a logout");
 }

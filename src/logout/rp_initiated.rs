@@ -202,21 +202,18 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     let logout_cfg = &ctx.config.logout;
 
     let cookie = read_session_cookie(&parts.headers, &session_cfg.cookie_name);
-    let session = match &cookie {
-        None => None,
-        Some(value) => match ctx.sessions.load_without_slide(value).await {
-            Ok(s) => s,
-            Err(err) => {
-                tracing::error!(request_id = ctx.request_id, error = %err, "session store unavailable at logout");
-                events::record(Kind::RpInitiated, "-", "store_error", 0, None);
-                return store_unavailable(ctx);
-            }
-        },
+    // A store failure is acted on only once the request is known to be
+    // allowed to log out: a cross-site, HEAD or prefetch request must not
+    // get the cookie expired (nor a logout event) just because the store
+    // is down.
+    let loaded = match &cookie {
+        None => Ok(None),
+        Some(value) => ctx.sessions.load_without_slide(value).await,
     };
 
-    // Who may trigger it.
-    let csrf_valid = match (&session, &params.csrf) {
-        (Some(s), Some(token)) => ctx.sessions.verify_csrf(s, token),
+    // Who may trigger it. Without the session its token cannot be checked.
+    let csrf_valid = match (&loaded, &params.csrf) {
+        (Ok(Some(s)), Some(token)) => ctx.sessions.verify_csrf(s, token),
         _ => false,
     };
     let navigation = ctx.kind == ClientKind::Navigation;
@@ -229,7 +226,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     ) {
         Decision::LogOut => {}
         Decision::Confirm => {
-            let token = session.as_ref().map(|s| ctx.sessions.csrf_token(s));
+            let token = match &loaded {
+                Ok(Some(s)) => Some(ctx.sessions.csrf_token(s)),
+                _ => None,
+            };
             return logout_pages::confirm(&ConfirmFields {
                 action: &logout_cfg.path,
                 csrf: token.as_deref(),
@@ -250,6 +250,14 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
             );
         }
     }
+    let session = match loaded {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::error!(request_id = ctx.request_id, error = %err, "session store unavailable at logout");
+            events::record(Kind::RpInitiated, "-", "store_error", 0, None);
+            return store_unavailable(ctx);
+        }
+    };
 
     let mode = params
         .mode
