@@ -44,6 +44,25 @@ type RequestCase = (
     u16,
 );
 
+/// SPEC's Content-Security-Policy of `/logout/done`, for a page with
+/// `nonce`, or for a redirect (`None`: no script, so no script source).
+fn done_csp(nonce: Option<&str>) -> String {
+    match nonce {
+        Some(n) => format!("default-src 'none'; script-src 'nonce-{n}'; frame-ancestors 'self'"),
+        None => "default-src 'none'; frame-ancestors 'self'".to_owned(),
+    }
+}
+
+/// Asserts SPEC's `/logout/done` headers on one of its redirects.
+fn assert_done_redirect_headers(resp: &reqwest::Response) {
+    let h = resp.headers();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(h["content-security-policy"], done_csp(None).as_str());
+    assert!(h.get("x-frame-options").is_none());
+    assert_eq!(h["cache-control"], "no-store");
+    assert_eq!(h["referrer-policy"], "no-referrer");
+}
+
 fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -173,13 +192,13 @@ async fn redirect_chain_ends_the_gateway_and_idp_sessions() {
         .expect("IdP redirects back");
     assert_eq!(back.path(), "/.portcullis/logout/done");
     let done = navigate(&browser, back.as_str()).await;
-    assert_eq!(done.status(), 303);
+    assert_done_redirect_headers(&done);
     assert_eq!(done.headers()[LOCATION], "/after");
     assert_eq!(done.headers()["clear-site-data"], "\"storage\", \"cache\"");
-    assert_eq!(done.headers()["cache-control"], "no-store");
 
     // The state is single-use: a second visit goes to the default.
     let again = navigate(&browser, back.as_str()).await;
+    assert_done_redirect_headers(&again);
     assert_eq!(again.headers()[LOCATION], "/goodbye");
     assert!(again.headers().get("clear-site-data").is_none());
 
@@ -766,6 +785,23 @@ async fn logout_without_a_session_still_visits_the_idp() {
     assert!(!q.contains_key("id_token_hint"));
 }
 
+/// The `nonce` of the page's first `<script nonce="…">`.
+fn script_nonce(page: &str) -> &str {
+    page.split("<script nonce=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a script with a nonce")
+}
+
+/// The target-origin arguments of the page's `postMessage(m, …)` calls
+/// (a BroadcastChannel's `postMessage(m)` takes none).
+fn post_message_targets(page: &str) -> Vec<&str> {
+    page.split("postMessage(m,")
+        .skip(1)
+        .map(|rest| rest.split(')').next().unwrap_or(rest))
+        .collect()
+}
+
 #[tokio::test]
 async fn done_page_headers_and_unknown_state() {
     let stack = stack();
@@ -775,62 +811,67 @@ async fn done_page_headers_and_unknown_state() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 303);
+    assert_done_redirect_headers(&resp);
     assert_eq!(
         resp.headers()[LOCATION],
         "/goodbye",
         "an unknown state goes to the default, never elsewhere"
     );
-    assert_eq!(resp.headers()["referrer-policy"], "no-referrer");
 
-    // A silent logout's done page, framed: exact CSP, no X-Frame-Options.
-    let browser = new_browser();
-    stack.login(&browser, "alice", "/").await;
-    let resp = browser
-        .post(stack.gateway.url("/logout?mode=silent"))
-        .header(ACCEPT, "application/json")
-        .header("sec-fetch-site", "same-origin")
-        .send()
-        .await
-        .unwrap();
-    let body: serde_json::Value = resp.json().await.unwrap();
-    let state = Url::parse(body["continue_url"].as_str().unwrap())
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .unwrap()
-        .1
-        .into_owned();
-    let done = client
-        .get(
-            stack
-                .gateway
-                .url(&format!("/.portcullis/logout/done?state={state}")),
-        )
-        .header("sec-fetch-dest", "iframe")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(done.status(), 200);
-    let csp = done.headers()["content-security-policy"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        csp.starts_with("default-src 'none'; script-src 'nonce-"),
-        "{csp}"
-    );
-    assert!(csp.ends_with("; frame-ancestors 'self'"), "{csp}");
-    assert!(done.headers().get("x-frame-options").is_none());
-    assert_eq!(done.headers()["cache-control"], "no-store");
-    assert_eq!(done.headers()["referrer-policy"], "no-referrer");
-    assert!(
-        done.headers().get("clear-site-data").is_some(),
-        "the final silent page ends the flow"
-    );
-    let page = done.text().await.unwrap();
-    assert!(page.contains(&state) && page.contains(&format!("\"{}\"", stack.gateway.public_url())));
-    assert!(!page.contains("'*'"), "never a wildcard target origin");
+    // A silent logout's done page (framed) and a popup's: exact CSP, no
+    // X-Frame-Options, an exact target origin for every postMessage.
+    let origin = serde_json::Value::String(stack.gateway.public_url()).to_string();
+    for mode in ["silent", "popup"] {
+        let browser = new_browser();
+        stack.login(&browser, "alice", "/").await;
+        let resp = browser
+            .post(stack.gateway.url(&format!("/logout?mode={mode}")))
+            .header(ACCEPT, "application/json")
+            .header("sec-fetch-site", "same-origin")
+            .send()
+            .await
+            .unwrap();
+        let body: serde_json::Value = resp.json().await.unwrap();
+        let state = Url::parse(body["continue_url"].as_str().unwrap())
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .unwrap()
+            .1
+            .into_owned();
+        let done = client
+            .get(
+                stack
+                    .gateway
+                    .url(&format!("/.portcullis/logout/done?state={state}")),
+            )
+            .header("sec-fetch-dest", "iframe")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(done.status(), 200, "{mode}");
+        let headers = done.headers().clone();
+        assert!(headers.get("x-frame-options").is_none(), "{mode}");
+        assert_eq!(headers["cache-control"], "no-store", "{mode}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{mode}");
+        assert!(
+            headers.get("clear-site-data").is_some(),
+            "{mode}: the final silent/popup page ends the flow"
+        );
+        let page = done.text().await.unwrap();
+        assert_eq!(
+            headers["content-security-policy"],
+            done_csp(Some(script_nonce(&page))).as_str(),
+            "{mode}"
+        );
+        assert!(page.contains(&state), "{mode}");
+        let targets = post_message_targets(&page);
+        assert_eq!(
+            targets,
+            [origin.as_str()],
+            "{mode}: one postMessage, to this exact origin, never \"*\"\n{page}"
+        );
+    }
 }
 
 /// SPEC: HEAD, `Origin: null`, prefetches and cross-site requests never log

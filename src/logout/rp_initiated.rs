@@ -18,7 +18,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
+use http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -35,6 +35,10 @@ use crate::pages::{self, Body};
 use crate::request::ClientKind;
 use crate::session::Session;
 use crate::session::cookie::{expired_session_cookie, read_session_cookie};
+
+/// The Content-Security-Policy of `/logout/done`'s redirects: SPEC's
+/// policy for that path, less the script nonce (a redirect has no script).
+const DONE_REDIRECT_CSP: &str = "default-src 'none'; frame-ancestors 'self'";
 
 /// Largest logout form body read.
 const MAX_FORM: usize = 16 * 1024;
@@ -504,6 +508,14 @@ pub async fn done(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         http::header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    // The pages bring their own nonce-bearing policy; a redirect runs no
+    // script, so it gets SPEC's policy without a script source.
+    if !resp.headers().contains_key(CONTENT_SECURITY_POLICY) {
+        resp.headers_mut().insert(
+            CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(DONE_REDIRECT_CSP),
+        );
+    }
     resp
 }
 
