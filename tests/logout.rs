@@ -23,13 +23,15 @@ fn stack() -> Stack {
     stack_with(IdpOptions::default(), "")
 }
 
-fn stack_with(idp: IdpOptions, headers: &str) -> Stack {
+/// `extra` is appended right after the `[logout]` section: more
+/// `[logout]` keys, or further sections.
+fn stack_with(idp: IdpOptions, extra: &str) -> Stack {
     Stack::start(StackOptions {
         idp: IdpOptions {
             log_requests: true,
             ..idp
         },
-        rest: Some(format!("{DEFAULT_ROUTES}{LOGOUT}{headers}")),
+        rest: Some(format!("{DEFAULT_ROUTES}{LOGOUT}{extra}")),
         ..Default::default()
     })
 }
@@ -419,6 +421,88 @@ async fn csrf_rules() {
         );
     }
 
+    // With the session's valid CSRF token: HEAD, `Origin: null` and
+    // prefetches still never log out. The last case, the same token on a
+    // cross-site fetch, shows the token itself is good.
+    let token_cases: [RequestCase; 5] = [
+        (
+            "HEAD with a valid token",
+            reqwest::Method::HEAD,
+            &[("sec-fetch-site", "same-origin")],
+            false,
+            403,
+        ),
+        (
+            "Origin: null with a valid token",
+            reqwest::Method::POST,
+            &[("origin", "null"), ("sec-fetch-mode", "cors")],
+            false,
+            403,
+        ),
+        (
+            "Sec-Purpose: prefetch with a valid token",
+            reqwest::Method::GET,
+            &[
+                ("sec-fetch-site", "none"),
+                ("sec-fetch-mode", "navigate"),
+                ("sec-purpose", "prefetch"),
+                ("accept", "text/html"),
+            ],
+            false,
+            200,
+        ),
+        (
+            "Purpose: prefetch with a valid token",
+            reqwest::Method::GET,
+            &[
+                ("sec-fetch-site", "same-origin"),
+                ("sec-fetch-mode", "navigate"),
+                ("purpose", "prefetch"),
+                ("accept", "text/html"),
+            ],
+            false,
+            200,
+        ),
+        (
+            "cross-site fetch with a valid token",
+            reqwest::Method::POST,
+            &[
+                ("sec-fetch-site", "cross-site"),
+                ("sec-fetch-mode", "cors"),
+                ("origin", "https://evil.example"),
+            ],
+            true,
+            303,
+        ),
+    ];
+    for (name, method, headers, logs_out, expect) in token_cases {
+        let browser = new_browser();
+        stack.login(&browser, "alice", "/").await;
+        let flow: serde_json::Value = browser
+            .get(stack.gateway.url("/.portcullis/logout/flow"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = flow["csrf"].as_str().unwrap();
+        let url = format!("/logout?mode=local&csrf={}", urlencode(token));
+        let mut req = browser.request(method, stack.gateway.url(&url));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), expect, "{name}");
+        assert_eq!(
+            expires_session_cookie(&resp),
+            logs_out,
+            "{name}: {:?}",
+            set_cookies(&resp)
+        );
+        assert_eq!(has_access(&stack, &browser).await, !logs_out, "{name}");
+    }
+
     // The confirmation page's form, submitted from the page (same-origin), logs out.
     let browser = new_browser();
     stack.login(&browser, "alice", "/").await;
@@ -710,7 +794,13 @@ async fn idp_down_during_logout_still_ends_the_session() {
 
 #[tokio::test]
 async fn revocation_reaches_the_idp_and_the_event_is_recorded() {
-    let stack = stack_with(IdpOptions::default(), "\n[headers]\naccess_token = true\n");
+    let stack = stack_with(
+        IdpOptions {
+            log_tokens: true,
+            ..Default::default()
+        },
+        "\n[headers]\naccess_token = true\n",
+    );
     let browser = new_browser();
     stack.login(&browser, "alice", "/").await;
     let access = stack
@@ -720,30 +810,45 @@ async fn revocation_reaches_the_idp_and_the_event_is_recorded() {
         .header("x-forwarded-access-token")
         .unwrap()
         .to_owned();
-    assert!(
-        stack
-            .idp
-            .introspect("portcullis", TEST_CLIENT_SECRET, &access)
-            .await
-    );
+    let refresh = stack
+        .idp
+        .issued_refresh_tokens()
+        .pop()
+        .expect("the IdP issued the gateway a refresh token");
+    let active = |token: String| {
+        let idp = &stack.idp;
+        async move {
+            idp.introspect("portcullis", TEST_CLIENT_SECRET, &token)
+                .await
+        }
+    };
+    assert!(active(access.clone()).await);
+    assert!(active(refresh.clone()).await);
     let resp = logout_same_origin(&stack, &browser, "?mode=local").await;
     assert_eq!(resp.status(), 303);
     // Revocation runs in the background: wait for it.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while stack.idp.requests("POST", "/token/revocation") < 2 {
+    while stack.idp.revocations().len() < 2 {
         assert!(
             std::time::Instant::now() < deadline,
-            "refresh and access token revocations were not sent"
+            "refresh and access token revocations were not sent: {:?}",
+            stack.idp.revocations()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(
-        !stack
-            .idp
-            .introspect("portcullis", TEST_CLIENT_SECRET, &access)
-            .await,
-        "the access token is revoked"
+    assert_eq!(
+        stack.idp.revocations(),
+        [
+            ("refresh_token".to_owned(), refresh.clone()),
+            ("access_token".to_owned(), access.clone()),
+        ],
+        "the refresh token first (it ends the grant), then the access token"
     );
+    assert!(
+        !active(refresh).await,
+        "the refresh token is revoked at the IdP"
+    );
+    assert!(!active(access.clone()).await, "the access token is revoked");
 
     let event = stack
         .gateway
@@ -997,4 +1102,109 @@ async fn store_down_never_turns_a_refused_request_into_a_logout() {
         .filter(|l| support::log_field(l, "outcome") == Some("store_error"))
         .count();
     assert_eq!(store_errors, 1, "only the allowed request logged a logout");
+}
+
+/// A `?mode=` that is unknown or not in `allowed_modes` is ignored: the
+/// configured `mode` (which `check` requires to be allowed) applies, so a
+/// request can never pick a weaker logout than the operator allows.
+#[tokio::test]
+async fn a_mode_not_in_allowed_modes_falls_back_to_the_configured_mode() {
+    let stack = stack_with(
+        IdpOptions::default(),
+        "mode = \"redirect\"\nallowed_modes = [\"redirect\", \"silent\"]\n",
+    );
+    let browser = new_browser();
+    stack.login(&browser, "alice", "/").await;
+    let resp = logout_same_origin(&stack, &browser, "?mode=local&return_to=/after").await;
+    assert_eq!(resp.status(), 303);
+    assert!(
+        location(&resp).as_str().starts_with(stack.idp.issuer()),
+        "not local: to the IdP, as mode = redirect says"
+    );
+    assert!(resp.headers().get("clear-site-data").is_none());
+    assert!(expires_session_cookie(&resp));
+    assert!(!has_access(&stack, &browser).await);
+    let event = stack
+        .gateway
+        .wait_for_log("event", "logout", Duration::from_secs(5))
+        .expect("logout event");
+    assert_eq!(support::log_field(&event, "mode"), Some("redirect"));
+
+    // An unknown mode, without a session, as a JSON client: the same.
+    let resp = no_redirects()
+        .post(
+            stack
+                .gateway
+                .url("/logout?mode=everywhere&return_to=/after"),
+        )
+        .header(ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let continue_url = body["continue_url"].as_str().expect("an IdP leg");
+    let to_idp = no_redirects().get(continue_url).send().await.unwrap();
+    assert!(location(&to_idp).as_str().starts_with(stack.idp.issuer()));
+}
+
+/// An IdP that publishes no `end_session_endpoint`: the logout completes
+/// locally, the user lands on the final destination, the event says so.
+#[tokio::test]
+async fn idp_without_end_session_endpoint_logs_out_locally() {
+    let stack = stack_with(
+        IdpOptions {
+            no_end_session: true,
+            ..Default::default()
+        },
+        "",
+    );
+    let browser = new_browser();
+    stack.login(&browser, "alice", "/").await;
+    let resp = logout_same_origin(&stack, &browser, "?return_to=/after").await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        resp.headers()[LOCATION],
+        "/after",
+        "straight to the destination"
+    );
+    assert_eq!(
+        resp.headers()["clear-site-data"],
+        "\"storage\", \"cache\"",
+        "this response ends the flow"
+    );
+    assert!(expires_session_cookie(&resp));
+    assert!(!has_access(&stack, &browser).await);
+    let event = stack
+        .gateway
+        .wait_for_log("event", "logout", Duration::from_secs(5))
+        .expect("logout event");
+    assert_eq!(support::log_field(&event, "mode"), Some("redirect"));
+    assert_eq!(
+        support::log_field(&event, "outcome"),
+        Some("ok_local_only"),
+        "the event says the IdP session was not ended"
+    );
+    assert!(
+        idp_session_alive(&stack, &browser).await,
+        "nothing could end the IdP session"
+    );
+
+    // A JSON client (logout.js) gets no continue_url: there is no IdP leg.
+    let json = new_browser();
+    stack.login(&json, "alice", "/").await;
+    let resp = json
+        .post(stack.gateway.url("/logout?mode=popup&return_to=/after"))
+        .header("sec-fetch-site", "same-origin")
+        .header(ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("clear-site-data").is_some());
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"logged_out": true, "return_to": "/after"})
+    );
 }
