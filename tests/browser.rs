@@ -7,8 +7,9 @@
 //! Scenarios (`tests/browser/<name>.mjs`): `silent`, `popup`,
 //! `silent-timeout` (the IdP refuses framing), `forged` (announcements from
 //! the wrong window, origin or state), `popup-coop` (the IdP cuts the
-//! opener link; a popup the user closes), `popup-blocked`, `modes` (local,
-//! redirect, the confirmation page). Each prints its steps; run with
+//! opener link; a popup the user closes), `popup-blocked`,
+//! `popup-no-idp-leg` (the IdP publishes no end-session endpoint), `modes`
+//! (local, redirect, the confirmation page). Each prints its steps; run with
 //! `--nocapture` to see them. Screenshots of every step:
 //! `target/browser-artifacts/<scenario>/NN-step.png`.
 
@@ -143,6 +144,31 @@ fn popup_logout_survives_an_idp_that_cuts_the_opener_link_and_a_closed_popup() {
         2,
         "through the cut-off popup, then at the top level after the user closed one"
     );
+}
+
+#[test]
+fn popup_logout_without_an_idp_leg_closes_the_popup_and_finishes() {
+    let stack = stack(
+        IdpOptions {
+            no_end_session: true,
+            ..Default::default()
+        },
+        "5s",
+    );
+    let out = run("popup-no-idp-leg", &stack);
+
+    assert_eq!(
+        out.app_reports("resolved").first(),
+        Some(
+            &json!({"gateway": true, "idp": "unknown", "mode": "popup", "returnTo": "/public/signed-out"})
+        )
+    );
+    assert_eq!(
+        logout_events(&stack),
+        [("popup".into(), "ok_local_only".into())],
+        "the event says the IdP session was not ended"
+    );
+    assert_eq!(stack.idp.requests("GET", "/session/end"), 0);
 }
 
 #[test]
