@@ -249,3 +249,69 @@ fn logout_js_local_and_redirect_modes_and_the_confirmation_page() {
         "the local logout never visits the IdP"
     );
 }
+
+/// `logout.js` as an app (or its Subresource Integrity pin) sees it:
+/// JavaScript that is never sniffed as anything else, cacheable for a day,
+/// an `ETag` that is the SHA-384 of the bytes and revalidates with 304.
+#[tokio::test]
+async fn logout_js_is_served_cacheable_and_integrity_friendly() {
+    use base64::Engine as _;
+
+    let stack = stack(IdpOptions::default(), "5s");
+    let client = reqwest::Client::new();
+    let url = stack.gateway.url("/.portcullis/logout.js");
+    let resp = client.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers().clone();
+    assert_eq!(h["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(h["cache-control"], "public, max-age=86400");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert!(h.get("set-cookie").is_none());
+    let body = resp.bytes().await.unwrap();
+    let text = std::str::from_utf8(&body).unwrap();
+    assert!(
+        !text.contains("__LOGOUT_PATH__") && !text.contains("__SILENT_TIMEOUT_MS__"),
+        "the settings are filled in"
+    );
+    assert!(text.contains("var LOGOUT_PATH = \"/logout\";"));
+    assert!(text.contains("var SILENT_TIMEOUT_MS = 5000;"));
+    let digest = ring::digest::digest(&ring::digest::SHA384, &body);
+    let integrity = format!(
+        "sha384-{}",
+        base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+    );
+    let etag = h["etag"].to_str().unwrap().to_owned();
+    assert_eq!(
+        etag,
+        format!("\"{integrity}\""),
+        "the ETag is the SRI value"
+    );
+
+    // The same bytes on the next request: an app can pin them.
+    let again = client.get(&url).send().await.unwrap();
+    assert_eq!(again.headers()["etag"], etag.as_str());
+    assert_eq!(again.bytes().await.unwrap(), body);
+
+    // Revalidation: 304 with no body and the same validators and caching.
+    for if_none_match in [etag.clone(), format!("\"other\", {etag}")] {
+        let resp = client
+            .get(&url)
+            .header("if-none-match", &if_none_match)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 304, "{if_none_match}");
+        assert_eq!(resp.headers()["etag"], etag.as_str());
+        assert_eq!(resp.headers()["cache-control"], "public, max-age=86400");
+        assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+        assert!(resp.bytes().await.unwrap().is_empty());
+    }
+    let stale = client
+        .get(&url)
+        .header("if-none-match", "\"sha384-stale\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 200, "another version gets the new bytes");
+    assert_eq!(stale.bytes().await.unwrap(), body);
+}
