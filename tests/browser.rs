@@ -7,8 +7,9 @@
 //! Scenarios (`tests/browser/<name>.mjs`): `silent`, `popup`,
 //! `silent-timeout` (the IdP refuses framing), `forged` (announcements from
 //! the wrong window, origin or state), `popup-coop` (the IdP cuts the
-//! opener link; a popup the user closes), `popup-blocked`, `modes` (local,
-//! redirect, the confirmation page). Each prints its steps; run with
+//! opener link; a popup the user closes), `popup-blocked`,
+//! `popup-no-idp-leg` (the IdP publishes no end-session endpoint), `modes`
+//! (local, redirect, the confirmation page). Each prints its steps; run with
 //! `--nocapture` to see them. Screenshots of every step:
 //! `target/browser-artifacts/<scenario>/NN-step.png`.
 
@@ -146,6 +147,31 @@ fn popup_logout_survives_an_idp_that_cuts_the_opener_link_and_a_closed_popup() {
 }
 
 #[test]
+fn popup_logout_without_an_idp_leg_closes_the_popup_and_finishes() {
+    let stack = stack(
+        IdpOptions {
+            no_end_session: true,
+            ..Default::default()
+        },
+        "5s",
+    );
+    let out = run("popup-no-idp-leg", &stack);
+
+    assert_eq!(
+        out.app_reports("resolved").first(),
+        Some(
+            &json!({"gateway": true, "idp": "unknown", "mode": "popup", "returnTo": "/public/signed-out"})
+        )
+    );
+    assert_eq!(
+        logout_events(&stack),
+        [("popup".into(), "ok_local_only".into())],
+        "the event says the IdP session was not ended"
+    );
+    assert_eq!(stack.idp.requests("GET", "/session/end"), 0);
+}
+
+#[test]
 fn a_blocked_popup_falls_back_to_a_redirect() {
     let stack = stack(IdpOptions::default(), "5s");
     run("popup-blocked", &stack);
@@ -222,4 +248,70 @@ fn logout_js_local_and_redirect_modes_and_the_confirmation_page() {
         2,
         "the local logout never visits the IdP"
     );
+}
+
+/// `logout.js` as an app (or its Subresource Integrity pin) sees it:
+/// JavaScript that is never sniffed as anything else, cacheable for a day,
+/// an `ETag` that is the SHA-384 of the bytes and revalidates with 304.
+#[tokio::test]
+async fn logout_js_is_served_cacheable_and_integrity_friendly() {
+    use base64::Engine as _;
+
+    let stack = stack(IdpOptions::default(), "5s");
+    let client = reqwest::Client::new();
+    let url = stack.gateway.url("/.portcullis/logout.js");
+    let resp = client.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers().clone();
+    assert_eq!(h["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(h["cache-control"], "public, max-age=86400");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert!(h.get("set-cookie").is_none());
+    let body = resp.bytes().await.unwrap();
+    let text = std::str::from_utf8(&body).unwrap();
+    assert!(
+        !text.contains("__LOGOUT_PATH__") && !text.contains("__SILENT_TIMEOUT_MS__"),
+        "the settings are filled in"
+    );
+    assert!(text.contains("var LOGOUT_PATH = \"/logout\";"));
+    assert!(text.contains("var SILENT_TIMEOUT_MS = 5000;"));
+    let digest = ring::digest::digest(&ring::digest::SHA384, &body);
+    let integrity = format!(
+        "sha384-{}",
+        base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+    );
+    let etag = h["etag"].to_str().unwrap().to_owned();
+    assert_eq!(
+        etag,
+        format!("\"{integrity}\""),
+        "the ETag is the SRI value"
+    );
+
+    // The same bytes on the next request: an app can pin them.
+    let again = client.get(&url).send().await.unwrap();
+    assert_eq!(again.headers()["etag"], etag.as_str());
+    assert_eq!(again.bytes().await.unwrap(), body);
+
+    // Revalidation: 304 with no body and the same validators and caching.
+    for if_none_match in [etag.clone(), format!("\"other\", {etag}")] {
+        let resp = client
+            .get(&url)
+            .header("if-none-match", &if_none_match)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 304, "{if_none_match}");
+        assert_eq!(resp.headers()["etag"], etag.as_str());
+        assert_eq!(resp.headers()["cache-control"], "public, max-age=86400");
+        assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+        assert!(resp.bytes().await.unwrap().is_empty());
+    }
+    let stale = client
+        .get(&url)
+        .header("if-none-match", "\"sha384-stale\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 200, "another version gets the new bytes");
+    assert_eq!(stale.bytes().await.unwrap(), body);
 }

@@ -23,15 +23,46 @@ fn stack() -> Stack {
     stack_with(IdpOptions::default(), "")
 }
 
-fn stack_with(idp: IdpOptions, headers: &str) -> Stack {
+/// `extra` is appended right after the `[logout]` section: more
+/// `[logout]` keys, or further sections.
+fn stack_with(idp: IdpOptions, extra: &str) -> Stack {
     Stack::start(StackOptions {
         idp: IdpOptions {
             log_requests: true,
             ..idp
         },
-        rest: Some(format!("{DEFAULT_ROUTES}{LOGOUT}{headers}")),
+        rest: Some(format!("{DEFAULT_ROUTES}{LOGOUT}{extra}")),
         ..Default::default()
     })
+}
+
+/// A request to `/logout` in a table of cases: name, method, headers,
+/// whether it logs out, the status expected.
+type RequestCase = (
+    &'static str,
+    reqwest::Method,
+    &'static [(&'static str, &'static str)],
+    bool,
+    u16,
+);
+
+/// SPEC's Content-Security-Policy of `/logout/done`, for a page with
+/// `nonce`, or for a redirect (`None`: no script, so no script source).
+fn done_csp(nonce: Option<&str>) -> String {
+    match nonce {
+        Some(n) => format!("default-src 'none'; script-src 'nonce-{n}'; frame-ancestors 'self'"),
+        None => "default-src 'none'; frame-ancestors 'self'".to_owned(),
+    }
+}
+
+/// Asserts SPEC's `/logout/done` headers on one of its redirects.
+fn assert_done_redirect_headers(resp: &reqwest::Response) {
+    let h = resp.headers();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(h["content-security-policy"], done_csp(None).as_str());
+    assert!(h.get("x-frame-options").is_none());
+    assert_eq!(h["cache-control"], "no-store");
+    assert_eq!(h["referrer-policy"], "no-referrer");
 }
 
 fn no_redirects() -> reqwest::Client {
@@ -163,13 +194,13 @@ async fn redirect_chain_ends_the_gateway_and_idp_sessions() {
         .expect("IdP redirects back");
     assert_eq!(back.path(), "/.portcullis/logout/done");
     let done = navigate(&browser, back.as_str()).await;
-    assert_eq!(done.status(), 303);
+    assert_done_redirect_headers(&done);
     assert_eq!(done.headers()[LOCATION], "/after");
     assert_eq!(done.headers()["clear-site-data"], "\"storage\", \"cache\"");
-    assert_eq!(done.headers()["cache-control"], "no-store");
 
     // The state is single-use: a second visit goes to the default.
     let again = navigate(&browser, back.as_str()).await;
+    assert_done_redirect_headers(&again);
     assert_eq!(again.headers()[LOCATION], "/goodbye");
     assert!(again.headers().get("clear-site-data").is_none());
 
@@ -388,6 +419,88 @@ async fn csrf_rules() {
             "{}",
             case.name
         );
+    }
+
+    // With the session's valid CSRF token: HEAD, `Origin: null` and
+    // prefetches still never log out. The last case, the same token on a
+    // cross-site fetch, shows the token itself is good.
+    let token_cases: [RequestCase; 5] = [
+        (
+            "HEAD with a valid token",
+            reqwest::Method::HEAD,
+            &[("sec-fetch-site", "same-origin")],
+            false,
+            403,
+        ),
+        (
+            "Origin: null with a valid token",
+            reqwest::Method::POST,
+            &[("origin", "null"), ("sec-fetch-mode", "cors")],
+            false,
+            403,
+        ),
+        (
+            "Sec-Purpose: prefetch with a valid token",
+            reqwest::Method::GET,
+            &[
+                ("sec-fetch-site", "none"),
+                ("sec-fetch-mode", "navigate"),
+                ("sec-purpose", "prefetch"),
+                ("accept", "text/html"),
+            ],
+            false,
+            200,
+        ),
+        (
+            "Purpose: prefetch with a valid token",
+            reqwest::Method::GET,
+            &[
+                ("sec-fetch-site", "same-origin"),
+                ("sec-fetch-mode", "navigate"),
+                ("purpose", "prefetch"),
+                ("accept", "text/html"),
+            ],
+            false,
+            200,
+        ),
+        (
+            "cross-site fetch with a valid token",
+            reqwest::Method::POST,
+            &[
+                ("sec-fetch-site", "cross-site"),
+                ("sec-fetch-mode", "cors"),
+                ("origin", "https://evil.example"),
+            ],
+            true,
+            303,
+        ),
+    ];
+    for (name, method, headers, logs_out, expect) in token_cases {
+        let browser = new_browser();
+        stack.login(&browser, "alice", "/").await;
+        let flow: serde_json::Value = browser
+            .get(stack.gateway.url("/.portcullis/logout/flow"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = flow["csrf"].as_str().unwrap();
+        let url = format!("/logout?mode=local&csrf={}", urlencode(token));
+        let mut req = browser.request(method, stack.gateway.url(&url));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), expect, "{name}");
+        assert_eq!(
+            expires_session_cookie(&resp),
+            logs_out,
+            "{name}: {:?}",
+            set_cookies(&resp)
+        );
+        assert_eq!(has_access(&stack, &browser).await, !logs_out, "{name}");
     }
 
     // The confirmation page's form, submitted from the page (same-origin), logs out.
@@ -681,7 +794,13 @@ async fn idp_down_during_logout_still_ends_the_session() {
 
 #[tokio::test]
 async fn revocation_reaches_the_idp_and_the_event_is_recorded() {
-    let stack = stack_with(IdpOptions::default(), "\n[headers]\naccess_token = true\n");
+    let stack = stack_with(
+        IdpOptions {
+            log_tokens: true,
+            ..Default::default()
+        },
+        "\n[headers]\naccess_token = true\n",
+    );
     let browser = new_browser();
     stack.login(&browser, "alice", "/").await;
     let access = stack
@@ -691,30 +810,45 @@ async fn revocation_reaches_the_idp_and_the_event_is_recorded() {
         .header("x-forwarded-access-token")
         .unwrap()
         .to_owned();
-    assert!(
-        stack
-            .idp
-            .introspect("portcullis", TEST_CLIENT_SECRET, &access)
-            .await
-    );
+    let refresh = stack
+        .idp
+        .issued_refresh_tokens()
+        .pop()
+        .expect("the IdP issued the gateway a refresh token");
+    let active = |token: String| {
+        let idp = &stack.idp;
+        async move {
+            idp.introspect("portcullis", TEST_CLIENT_SECRET, &token)
+                .await
+        }
+    };
+    assert!(active(access.clone()).await);
+    assert!(active(refresh.clone()).await);
     let resp = logout_same_origin(&stack, &browser, "?mode=local").await;
     assert_eq!(resp.status(), 303);
     // Revocation runs in the background: wait for it.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while stack.idp.requests("POST", "/token/revocation") < 2 {
+    while stack.idp.revocations().len() < 2 {
         assert!(
             std::time::Instant::now() < deadline,
-            "refresh and access token revocations were not sent"
+            "refresh and access token revocations were not sent: {:?}",
+            stack.idp.revocations()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(
-        !stack
-            .idp
-            .introspect("portcullis", TEST_CLIENT_SECRET, &access)
-            .await,
-        "the access token is revoked"
+    assert_eq!(
+        stack.idp.revocations(),
+        [
+            ("refresh_token".to_owned(), refresh.clone()),
+            ("access_token".to_owned(), access.clone()),
+        ],
+        "the refresh token first (it ends the grant), then the access token"
     );
+    assert!(
+        !active(refresh).await,
+        "the refresh token is revoked at the IdP"
+    );
+    assert!(!active(access.clone()).await, "the access token is revoked");
 
     let event = stack
         .gateway
@@ -756,6 +890,23 @@ async fn logout_without_a_session_still_visits_the_idp() {
     assert!(!q.contains_key("id_token_hint"));
 }
 
+/// The `nonce` of the page's first `<script nonce="…">`.
+fn script_nonce(page: &str) -> &str {
+    page.split("<script nonce=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a script with a nonce")
+}
+
+/// The target-origin arguments of the page's `postMessage(m, …)` calls
+/// (a BroadcastChannel's `postMessage(m)` takes none).
+fn post_message_targets(page: &str) -> Vec<&str> {
+    page.split("postMessage(m,")
+        .skip(1)
+        .map(|rest| rest.split(')').next().unwrap_or(rest))
+        .collect()
+}
+
 #[tokio::test]
 async fn done_page_headers_and_unknown_state() {
     let stack = stack();
@@ -765,60 +916,295 @@ async fn done_page_headers_and_unknown_state() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 303);
+    assert_done_redirect_headers(&resp);
     assert_eq!(
         resp.headers()[LOCATION],
         "/goodbye",
         "an unknown state goes to the default, never elsewhere"
     );
-    assert_eq!(resp.headers()["referrer-policy"], "no-referrer");
 
-    // A silent logout's done page, framed: exact CSP, no X-Frame-Options.
+    // A silent logout's done page (framed) and a popup's: exact CSP, no
+    // X-Frame-Options, an exact target origin for every postMessage.
+    let origin = serde_json::Value::String(stack.gateway.public_url()).to_string();
+    for mode in ["silent", "popup"] {
+        let browser = new_browser();
+        stack.login(&browser, "alice", "/").await;
+        let resp = browser
+            .post(stack.gateway.url(&format!("/logout?mode={mode}")))
+            .header(ACCEPT, "application/json")
+            .header("sec-fetch-site", "same-origin")
+            .send()
+            .await
+            .unwrap();
+        let body: serde_json::Value = resp.json().await.unwrap();
+        let state = Url::parse(body["continue_url"].as_str().unwrap())
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .unwrap()
+            .1
+            .into_owned();
+        let done = client
+            .get(
+                stack
+                    .gateway
+                    .url(&format!("/.portcullis/logout/done?state={state}")),
+            )
+            .header("sec-fetch-dest", "iframe")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(done.status(), 200, "{mode}");
+        let headers = done.headers().clone();
+        assert!(headers.get("x-frame-options").is_none(), "{mode}");
+        assert_eq!(headers["cache-control"], "no-store", "{mode}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{mode}");
+        assert!(
+            headers.get("clear-site-data").is_some(),
+            "{mode}: the final silent/popup page ends the flow"
+        );
+        let page = done.text().await.unwrap();
+        assert_eq!(
+            headers["content-security-policy"],
+            done_csp(Some(script_nonce(&page))).as_str(),
+            "{mode}"
+        );
+        assert!(page.contains(&state), "{mode}");
+        let targets = post_message_targets(&page);
+        assert_eq!(
+            targets,
+            [origin.as_str()],
+            "{mode}: one postMessage, to this exact origin, never \"*\"\n{page}"
+        );
+    }
+}
+
+/// SPEC: HEAD, `Origin: null`, prefetches and cross-site requests never log
+/// out — not even when the session store is down. Such a request gets its
+/// usual answer, its cookie stays, no logout event is logged; only a
+/// request allowed to log out learns that the store is unavailable.
+#[tokio::test]
+async fn store_down_never_turns_a_refused_request_into_a_logout() {
+    let mut redis = support::Redis::start();
+    let stack = Stack::start(StackOptions {
+        // No local cache worth the name: every load asks Redis.
+        session: format!(
+            "store = \"redis\"\n[session.redis]\nurl = \"{}\"\ncache_ttl = \"0s\"\n",
+            redis.url()
+        ),
+        rest: Some(format!("{DEFAULT_ROUTES}{LOGOUT}")),
+        ..Default::default()
+    });
     let browser = new_browser();
-    stack.login(&browser, "alice", "/").await;
-    let resp = browser
-        .post(stack.gateway.url("/logout?mode=silent"))
-        .header(ACCEPT, "application/json")
+    let to_idp = navigate(&browser, &stack.gateway.url("/")).await;
+    let callback = stack.idp.login(&browser, &location(&to_idp), "alice").await;
+    let landed = navigate(&browser, callback.as_str()).await;
+    let cookie = set_cookies(&landed)
+        .into_iter()
+        .find(|c| c.starts_with("portcullis=") && !c.contains("Max-Age=0"))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    redis.stop();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let origin = stack.gateway.public_url();
+    let cases: [RequestCase; 5] = [
+        (
+            "HEAD",
+            reqwest::Method::HEAD,
+            &[("sec-fetch-site", "same-origin")],
+            false,
+            403,
+        ),
+        (
+            "Origin: null",
+            reqwest::Method::POST,
+            &[("origin", "null")],
+            false,
+            403,
+        ),
+        (
+            "prefetch",
+            reqwest::Method::GET,
+            &[
+                ("sec-fetch-site", "none"),
+                ("sec-fetch-mode", "navigate"),
+                ("sec-purpose", "prefetch"),
+                ("accept", "text/html"),
+            ],
+            false,
+            200,
+        ),
+        (
+            "cross-site GET navigation",
+            reqwest::Method::GET,
+            &[
+                ("sec-fetch-site", "cross-site"),
+                ("sec-fetch-mode", "navigate"),
+                ("accept", "text/html"),
+            ],
+            false,
+            200,
+        ),
+        (
+            "cross-site fetch",
+            reqwest::Method::POST,
+            &[
+                ("sec-fetch-site", "cross-site"),
+                ("sec-fetch-mode", "cors"),
+                ("origin", "https://evil.example"),
+            ],
+            false,
+            403,
+        ),
+    ];
+    let client = no_redirects();
+    for (name, method, headers, _, expect) in cases {
+        let mut req = client
+            .request(method, stack.gateway.url("/logout?mode=local&csrf=x"))
+            .header("cookie", &cookie);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), expect, "{name}");
+        assert!(
+            set_cookies(&resp).is_empty(),
+            "{name}: the cookie is left alone: {:?}",
+            set_cookies(&resp)
+        );
+        assert_eq!(resp.headers()["cache-control"], "no-store", "{name}");
+    }
+
+    // A request that may log out is told the truth, and its cookie expires.
+    let resp = client
+        .post(stack.gateway.url("/logout?mode=local"))
+        .header("cookie", &cookie)
+        .header("origin", &origin)
         .header("sec-fetch-site", "same-origin")
         .send()
         .await
         .unwrap();
-    let body: serde_json::Value = resp.json().await.unwrap();
-    let state = Url::parse(body["continue_url"].as_str().unwrap())
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .unwrap()
-        .1
-        .into_owned();
-    let done = client
-        .get(
+    assert_eq!(resp.status(), 503);
+    assert!(expires_session_cookie(&resp), "{:?}", set_cookies(&resp));
+    stack
+        .gateway
+        .wait_for_log("outcome", "store_error", Duration::from_secs(5))
+        .expect("the logout event says the store failed");
+    let store_errors = stack
+        .gateway
+        .json_logs()
+        .iter()
+        .filter(|l| support::log_field(l, "event") == Some("logout"))
+        .filter(|l| support::log_field(l, "outcome") == Some("store_error"))
+        .count();
+    assert_eq!(store_errors, 1, "only the allowed request logged a logout");
+}
+
+/// A `?mode=` that is unknown or not in `allowed_modes` is ignored: the
+/// configured `mode` (which `check` requires to be allowed) applies, so a
+/// request can never pick a weaker logout than the operator allows.
+#[tokio::test]
+async fn a_mode_not_in_allowed_modes_falls_back_to_the_configured_mode() {
+    let stack = stack_with(
+        IdpOptions::default(),
+        "mode = \"redirect\"\nallowed_modes = [\"redirect\", \"silent\"]\n",
+    );
+    let browser = new_browser();
+    stack.login(&browser, "alice", "/").await;
+    let resp = logout_same_origin(&stack, &browser, "?mode=local&return_to=/after").await;
+    assert_eq!(resp.status(), 303);
+    assert!(
+        location(&resp).as_str().starts_with(stack.idp.issuer()),
+        "not local: to the IdP, as mode = redirect says"
+    );
+    assert!(resp.headers().get("clear-site-data").is_none());
+    assert!(expires_session_cookie(&resp));
+    assert!(!has_access(&stack, &browser).await);
+    let event = stack
+        .gateway
+        .wait_for_log("event", "logout", Duration::from_secs(5))
+        .expect("logout event");
+    assert_eq!(support::log_field(&event, "mode"), Some("redirect"));
+
+    // An unknown mode, without a session, as a JSON client: the same.
+    let resp = no_redirects()
+        .post(
             stack
                 .gateway
-                .url(&format!("/.portcullis/logout/done?state={state}")),
+                .url("/logout?mode=everywhere&return_to=/after"),
         )
-        .header("sec-fetch-dest", "iframe")
+        .header(ACCEPT, "application/json")
         .send()
         .await
         .unwrap();
-    assert_eq!(done.status(), 200);
-    let csp = done.headers()["content-security-policy"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        csp.starts_with("default-src 'none'; script-src 'nonce-"),
-        "{csp}"
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let continue_url = body["continue_url"].as_str().expect("an IdP leg");
+    let to_idp = no_redirects().get(continue_url).send().await.unwrap();
+    assert!(location(&to_idp).as_str().starts_with(stack.idp.issuer()));
+}
+
+/// An IdP that publishes no `end_session_endpoint`: the logout completes
+/// locally, the user lands on the final destination, the event says so.
+#[tokio::test]
+async fn idp_without_end_session_endpoint_logs_out_locally() {
+    let stack = stack_with(
+        IdpOptions {
+            no_end_session: true,
+            ..Default::default()
+        },
+        "",
     );
-    assert!(csp.ends_with("; frame-ancestors 'self'"), "{csp}");
-    assert!(done.headers().get("x-frame-options").is_none());
-    assert_eq!(done.headers()["cache-control"], "no-store");
-    assert_eq!(done.headers()["referrer-policy"], "no-referrer");
-    assert!(
-        done.headers().get("clear-site-data").is_some(),
-        "the final silent page ends the flow"
+    let browser = new_browser();
+    stack.login(&browser, "alice", "/").await;
+    let resp = logout_same_origin(&stack, &browser, "?return_to=/after").await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        resp.headers()[LOCATION],
+        "/after",
+        "straight to the destination"
     );
-    let page = done.text().await.unwrap();
-    assert!(page.contains(&state) && page.contains(&format!("\"{}\"", stack.gateway.public_url())));
-    assert!(!page.contains("'*'"), "never a wildcard target origin");
+    assert_eq!(
+        resp.headers()["clear-site-data"],
+        "\"storage\", \"cache\"",
+        "this response ends the flow"
+    );
+    assert!(expires_session_cookie(&resp));
+    assert!(!has_access(&stack, &browser).await);
+    let event = stack
+        .gateway
+        .wait_for_log("event", "logout", Duration::from_secs(5))
+        .expect("logout event");
+    assert_eq!(support::log_field(&event, "mode"), Some("redirect"));
+    assert_eq!(
+        support::log_field(&event, "outcome"),
+        Some("ok_local_only"),
+        "the event says the IdP session was not ended"
+    );
+    assert!(
+        idp_session_alive(&stack, &browser).await,
+        "nothing could end the IdP session"
+    );
+
+    // A JSON client (logout.js) gets no continue_url: there is no IdP leg.
+    let json = new_browser();
+    stack.login(&json, "alice", "/").await;
+    let resp = json
+        .post(stack.gateway.url("/logout?mode=popup&return_to=/after"))
+        .header("sec-fetch-site", "same-origin")
+        .header(ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("clear-site-data").is_some());
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"logged_out": true, "return_to": "/after"})
+    );
 }

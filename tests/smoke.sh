@@ -4,13 +4,19 @@
 #   GATEWAY_URL=https://app.example.com tests/smoke.sh
 #
 # Optional: ADMIN_URL=http://127.0.0.1:9090 (checks /healthz and /readyz),
-# PROTECTED_PATH=/ (a path on a session route), LOGOUT_PATH=/logout.
+# PROTECTED_PATH=/ (a path on a session route), LOGOUT_PATH=/logout,
+# CLEAR_SITE_DATA (the expected header where a logout ends, as
+# `[logout] clear_site_data` makes it; default '"storage"', SPEC's default;
+# empty when configured []).
 # It never logs in and never changes anything: every request is anonymous.
+# The checks hold in every logout mode: where a check needs the final
+# destination it asks as a JSON client (`return_to` is in every answer).
 set -u
 : "${GATEWAY_URL:?set GATEWAY_URL to the public URL of the gateway}"
 GATEWAY_URL=${GATEWAY_URL%/}
 PROTECTED_PATH=${PROTECTED_PATH:-/}
 LOGOUT_PATH=${LOGOUT_PATH:-/logout}
+CLEAR_SITE_DATA=${CLEAR_SITE_DATA-'"storage"'}
 passed=0
 failed=0
 
@@ -62,18 +68,75 @@ cookie=$(header_of "$h" set-cookie)
 [[ $cookie == *Max-Age=0* && $cookie == *HttpOnly* && $cookie == *Path=/* ]] && ok "logout expires the session cookie" \
     || fail "logout expires the session cookie" "$cookie"
 
-# 5. Open redirects are refused: the destination never names another host.
+# 5. Open redirects are refused: the final destination is the default one.
+# It is read from the JSON answer's return_to, which every mode gives (a
+# redirect's Location is the IdP's URL unless the mode is local); the
+# Location, whatever it is, must not name the payload's host either.
+# json_field JSON NAME: a top-level string field of the gateway's compact JSON.
+json_field() { printf '%s' "$1" | sed -n "s/.*\"$2\":\"\([^\"]*\)\".*/\1/p"; }
+logout_json() { curl -sS --max-time 10 -X POST -H 'Accept: application/json' "$GATEWAY_URL$LOGOUT_PATH$1"; }
+default_dest=$(json_field "$(logout_json '')" return_to)
+[[ -n $default_dest ]] && ok "a JSON logout names its final destination ($default_dest)" \
+    || fail "a JSON logout names its final destination" "$(logout_json '')"
 for payload in '//evil.example' '/\evil.example' 'https://evil.example' '/%5Cevil.example' '/%09/evil.example' 'https:evil.example' '/.//evil.example' '/a/..//evil.example'; do
     enc=$(printf '%s' "$payload" | od -An -tx1 | tr -d ' \n' | sed 's/\(..\)/%\1/g')
-    loc=$(header_of "$(head_of "$GATEWAY_URL$LOGOUT_PATH?mode=local&return_to=$enc" -X POST)" location)
-    [[ -n $loc && $loc != *evil.example* ]] && ok "return_to=$payload is refused ($loc)" || fail "return_to=$payload is refused" "location: $loc"
+    dest=$(json_field "$(logout_json "?return_to=$enc")" return_to)
+    loc=$(header_of "$(head_of "$GATEWAY_URL$LOGOUT_PATH?return_to=$enc" -X POST)" location)
+    if [[ -n $default_dest && $dest == "$default_dest" && $loc != *evil.example* ]]; then
+        ok "return_to=$payload is refused (lands on $dest)"
+    else
+        fail "return_to=$payload is refused" "return_to: $dest (default $default_dest), location: $loc"
+    fi
 done
+dest=$(json_field "$(logout_json '?return_to=%2Fsmoke-signed-out%3Fa%3D1')" return_to)
+[[ $dest == '/smoke-signed-out?a=1' ]] && ok "a same-origin return_to is kept" || fail "a same-origin return_to is kept" "got $dest"
 
-# 6. A cross-site logout attempt is not obeyed.
+# 6. Clear-Site-Data only where the flow ends. A logout that goes on at the
+# IdP answers with a continue_url and no Clear-Site-Data; the IdP would then
+# send the browser to /logout/done with the state, which ends the flow (this
+# script plays the IdP's part by calling /logout/done itself). A logout with
+# no IdP leg (local mode, no end-session endpoint) ends right away.
+csd_is() { # RESPONSE-HEADERS WHAT
+    local got
+    got=$(header_of "$1" clear-site-data)
+    [[ $got == "$CLEAR_SITE_DATA" ]] && ok "$2 (Clear-Site-Data: ${got:-none})" \
+        || fail "$2" "Clear-Site-Data: '${got}', expected '${CLEAR_SITE_DATA}'"
+}
+hdrs=$(mktemp)
+trap 'rm -f "$hdrs"' EXIT
+body=$(curl -sS --max-time 10 -D "$hdrs" -X POST -H 'Accept: application/json' "$GATEWAY_URL$LOGOUT_PATH?return_to=%2Fsmoke-signed-out")
+h=$(tr -d '\r' <"$hdrs")
+cont=$(json_field "$body" continue_url)
+if [[ -n $cont ]]; then
+    [[ -z $(header_of "$h" clear-site-data) ]] && ok "no Clear-Site-Data on the way to the IdP" \
+        || fail "no Clear-Site-Data on the way to the IdP" "$(header_of "$h" clear-site-data)"
+    state=${cont##*state=}
+    state=${state%%&*}
+    done_url="$GATEWAY_URL/.portcullis/logout/done?state=$state"
+    h=$(head_of "$done_url" -H 'Accept: text/html' -H 'Sec-Fetch-Mode: navigate' -H 'Sec-Fetch-Dest: document')
+    s=$(status_of "$h")
+    loc=$(header_of "$h" location)
+    # 303 to the destination; 200 for a popup logout (the page that closes the popup).
+    [[ ($s == 303 && $loc == /smoke-signed-out) || $s == 200 ]] && ok "/logout/done with its state ends the flow ($s $loc)" \
+        || fail "/logout/done with its state ends the flow" "status $s, location $loc"
+    csd_is "$h" "Clear-Site-Data on the response that ends the flow"
+    [[ $(header_of "$h" content-security-policy) == *"frame-ancestors 'self'"* ]] && ok "/logout/done sends its CSP" \
+        || fail "/logout/done sends its CSP" "$(header_of "$h" content-security-policy)"
+    h=$(head_of "$done_url")
+    loc=$(header_of "$h" location)
+    [[ $(status_of "$h") == 303 && $loc == "$default_dest" && -z $(header_of "$h" clear-site-data) ]] \
+        && ok "a used state goes to the default destination" || fail "a used state goes to the default destination" "$(status_of "$h") $loc"
+else
+    [[ $(json_field "$body" return_to) == /smoke-signed-out ]] && ok "a logout with no IdP leg ends at once" \
+        || fail "a logout with no IdP leg ends at once" "$body"
+    csd_is "$h" "Clear-Site-Data on the response that ends the flow"
+fi
+
+# 7. A cross-site logout attempt is not obeyed.
 s=$(status_of "$(head_of "$GATEWAY_URL$LOGOUT_PATH" -X POST -H 'Origin: https://evil.example' -H 'Sec-Fetch-Site: cross-site')")
 [[ $s == 403 || $s == 200 ]] && ok "cross-site logout POST is refused ($s)" || fail "cross-site logout POST is refused" "got $s"
 
-# 7. The gateway's own paths never reach the app; logout.js is served.
+# 8. The gateway's own paths never reach the app; logout.js is served.
 s=$(status_of "$(head_of "$GATEWAY_URL/.portcullis/no-such-path")")
 [[ $s == 404 ]] && ok "/.portcullis/ is reserved" || fail "/.portcullis/ is reserved" "got $s"
 h=$(head_of "$GATEWAY_URL/.portcullis/logout.js")

@@ -18,7 +18,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
+use http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -35,6 +35,10 @@ use crate::pages::{self, Body};
 use crate::request::ClientKind;
 use crate::session::Session;
 use crate::session::cookie::{expired_session_cookie, read_session_cookie};
+
+/// The Content-Security-Policy of `/logout/done`'s redirects: SPEC's
+/// policy for that path, less the script nonce (a redirect has no script).
+const DONE_REDIRECT_CSP: &str = "default-src 'none'; frame-ancestors 'self'";
 
 /// Largest logout form body read.
 const MAX_FORM: usize = 16 * 1024;
@@ -202,21 +206,18 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     let logout_cfg = &ctx.config.logout;
 
     let cookie = read_session_cookie(&parts.headers, &session_cfg.cookie_name);
-    let session = match &cookie {
-        None => None,
-        Some(value) => match ctx.sessions.load_without_slide(value).await {
-            Ok(s) => s,
-            Err(err) => {
-                tracing::error!(request_id = ctx.request_id, error = %err, "session store unavailable at logout");
-                events::record(Kind::RpInitiated, "-", "store_error", 0, None);
-                return store_unavailable(ctx);
-            }
-        },
+    // A store failure is acted on only once the request is known to be
+    // allowed to log out: a cross-site, HEAD or prefetch request must not
+    // get the cookie expired (nor a logout event) just because the store
+    // is down.
+    let loaded = match &cookie {
+        None => Ok(None),
+        Some(value) => ctx.sessions.load_without_slide(value).await,
     };
 
-    // Who may trigger it.
-    let csrf_valid = match (&session, &params.csrf) {
-        (Some(s), Some(token)) => ctx.sessions.verify_csrf(s, token),
+    // Who may trigger it. Without the session its token cannot be checked.
+    let csrf_valid = match (&loaded, &params.csrf) {
+        (Ok(Some(s)), Some(token)) => ctx.sessions.verify_csrf(s, token),
         _ => false,
     };
     let navigation = ctx.kind == ClientKind::Navigation;
@@ -229,7 +230,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     ) {
         Decision::LogOut => {}
         Decision::Confirm => {
-            let token = session.as_ref().map(|s| ctx.sessions.csrf_token(s));
+            let token = match &loaded {
+                Ok(Some(s)) => Some(ctx.sessions.csrf_token(s)),
+                _ => None,
+            };
             return logout_pages::confirm(&ConfirmFields {
                 action: &logout_cfg.path,
                 csrf: token.as_deref(),
@@ -250,6 +254,14 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
             );
         }
     }
+    let session = match loaded {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::error!(request_id = ctx.request_id, error = %err, "session store unavailable at logout");
+            events::record(Kind::RpInitiated, "-", "store_error", 0, None);
+            return store_unavailable(ctx);
+        }
+    };
 
     let mode = params
         .mode
@@ -496,6 +508,14 @@ pub async fn done(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         http::header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    // The pages bring their own nonce-bearing policy; a redirect runs no
+    // script, so it gets SPEC's policy without a script source.
+    if !resp.headers().contains_key(CONTENT_SECURITY_POLICY) {
+        resp.headers_mut().insert(
+            CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(DONE_REDIRECT_CSP),
+        );
+    }
     resp
 }
 

@@ -71,8 +71,17 @@ pub async fn save(
     state: &str,
     record: &LogoutState,
 ) -> Result<(), SessionError> {
+    save_at(sessions, state, record, unix_now()).await
+}
+
+/// [`save`] as of `now` (Unix seconds), so tests can move the clock.
+async fn save_at(
+    sessions: &Sessions,
+    state: &str,
+    record: &LogoutState,
+    now: u64,
+) -> Result<(), SessionError> {
     let key = store_key(state);
-    let now = unix_now();
     let mut record = record.clone();
     if record.expires_at == 0 {
         record.expires_at = now.saturating_add(TTL.as_secs());
@@ -93,6 +102,17 @@ pub async fn save(
 /// Takes a state (single use): `None` when unknown, used, expired or
 /// tampered with.
 pub async fn take(sessions: &Sessions, state: &str) -> Result<Option<LogoutState>, SessionError> {
+    take_at(sessions, state, unix_now()).await
+}
+
+/// [`take`] as of `now` (Unix seconds). The record's own `expires_at` is
+/// checked, not only the store's expiry: a store may keep an entry a little
+/// longer than asked, and `peek` puts a record back with its old deadline.
+async fn take_at(
+    sessions: &Sessions,
+    state: &str,
+    now: u64,
+) -> Result<Option<LogoutState>, SessionError> {
     if !well_formed(state) {
         return Ok(None);
     }
@@ -106,7 +126,7 @@ pub async fn take(sessions: &Sessions, state: &str) -> Result<Option<LogoutState
         .open(key.as_bytes(), &sealed)
         .ok()
         .and_then(|json| serde_json::from_slice::<LogoutState>(&json).ok())
-        .filter(|r| r.expires_at > unix_now());
+        .filter(|r| r.expires_at > now);
     Ok(opened)
 }
 
@@ -119,4 +139,96 @@ pub async fn peek(sessions: &Sessions, state: &str) -> Result<Option<LogoutState
     };
     save(sessions, state, &record).await?;
     Ok(Some(record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{SameSite, Secret, SessionConfig, StoreConfig};
+
+    async fn sessions() -> Sessions {
+        let cfg = SessionConfig {
+            secrets: vec![Secret::new("0123456789abcdef0123456789abcdef")],
+            cookie_name: "portcullis".into(),
+            cookie_domain: None,
+            cookie_samesite: SameSite::Lax,
+            persistent: false,
+            idle_timeout: Duration::from_secs(1800),
+            max_lifetime: Duration::from_secs(43200),
+            store: StoreConfig::Memory,
+        };
+        Sessions::new(&cfg).await.unwrap()
+    }
+
+    fn record() -> LogoutState {
+        LogoutState {
+            destination: "/after".into(),
+            mode: "redirect".into(),
+            end_session_url: "https://idp.example/end?state=x".into(),
+            expires_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_state_is_accepted_once_within_its_time_limit() {
+        let sessions = sessions().await;
+        let now = unix_now();
+        let fresh = new_state(sessions.keys()).unwrap();
+        save_at(&sessions, &fresh, &record(), now).await.unwrap();
+        let got = take_at(&sessions, &fresh, now + TTL.as_secs() - 1)
+            .await
+            .unwrap();
+        assert_eq!(got.map(|r| r.destination).as_deref(), Some("/after"));
+        assert!(
+            take_at(&sessions, &fresh, now).await.unwrap().is_none(),
+            "single use"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_state_past_its_time_limit_is_unknown() {
+        let sessions = sessions().await;
+        let now = unix_now();
+        let old = new_state(sessions.keys()).unwrap();
+        save_at(&sessions, &old, &record(), now).await.unwrap();
+        // Still in the store (its expiry runs on the real clock), but the
+        // record's own deadline has passed.
+        assert!(
+            take_at(&sessions, &old, now + TTL.as_secs())
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn peeking_never_extends_the_time_limit() {
+        let sessions = sessions().await;
+        let now = unix_now();
+        let state = new_state(sessions.keys()).unwrap();
+        save_at(&sessions, &state, &record(), now - 100)
+            .await
+            .unwrap();
+        let peeked = peek(&sessions, &state).await.unwrap().unwrap();
+        assert_eq!(peeked.expires_at, now - 100 + TTL.as_secs());
+        assert!(
+            take_at(&sessions, &state, now - 100 + TTL.as_secs())
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_states_are_unknown() {
+        let sessions = sessions().await;
+        for bad in [
+            "",
+            "short",
+            &"a".repeat(44),
+            &format!("{}=", "a".repeat(42)),
+        ] {
+            assert!(take(&sessions, bad).await.unwrap().is_none(), "{bad:?}");
+        }
+    }
 }

@@ -8,7 +8,10 @@
 //   B. the right state from another origin's window that the app opened
 //      (the test upstream's forge.html, served on its own port);
 //   C. the right state from the right window on another origin (the hidden
-//      iframe's first request is answered with a redirect to forge.html).
+//      iframe's first request is answered with a redirect to forge.html);
+//   D. the right state on the right origin from another window (a second
+//      iframe of the app page, which has the app's origin): exactly the
+//      message /logout/done would send, from the wrong sender.
 // Then the iframe goes where it should have, and the real announcement
 // resolves the Promise, once.
 
@@ -91,6 +94,19 @@ await scenario('forged', async (t) => {
     { origin: env.upstream, fromFrame: true, state },
   ]);
   t.note('forged C: right state from the iframe, on another origin');
+
+  // D. Same origin, right state, another window: a second iframe of the
+  // app page posts what the real /logout/done would.
+  await page.evaluate((s) => {
+    const other = document.createElement('iframe');
+    other.title = 'Another frame';
+    document.body.append(other);
+    other.contentWindow.Function('s', 'o', "parent.postMessage({type: 'portcullis:logout', state: s, outcome: 'done'}, o)")(s, location.origin);
+  }, state);
+  await sleep(50);
+  assert.deepEqual(settled(reports), [], 'forgery D settled the logout');
+  assert.deepEqual(await seen(), [{ origin: env.gateway, fromFrame: false, state }]);
+  t.note('forged D: right state on the right origin, from another frame');
 
   await sleep(500);
   assert.deepEqual(settled(reports), [], 'no forged message settled the logout');

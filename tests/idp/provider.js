@@ -24,12 +24,18 @@
 //                                   //   and CSP frame-ancestors 'none'), as many real IdPs do
 //     "isolateOpener": false,       // end-session pages send Cross-Origin-Opener-Policy: same-origin,
 //                                   //   which cuts a popup off from its opener
+//     "noEndSession": false,        // discovery omits end_session_endpoint, like IdPs without
+//                                   //   RP-initiated logout (the endpoint itself still answers)
+//     "logTokens": false,           // on stderr: "TOKEN refresh_token <value>" per token response
+//                                   //   with one, "REVOKE <token_type_hint> <token>" per revocation
+//                                   //   request, in order (revocation tests)
 //     "jwks": { "keys": [ ... ] }   // private signing keys; default: dev keystore
 //   }
 // Environment variables override the file: IDP_PORT, IDP_HOST, IDP_ISSUER,
 // IDP_ACCESS_TOKEN_TTL, IDP_ID_TOKEN_TTL, IDP_REFRESH_TOKEN_TTL,
 // IDP_AUTO_SUBMIT_LOGOUT=1, IDP_LOG_REQUESTS=1, IDP_FRESH_SIGNING_KEY=1,
-// IDP_REFUSE_FRAMING=1, IDP_ISOLATE_OPENER=1, IDP_CLIENTS (a JSON array).
+// IDP_REFUSE_FRAMING=1, IDP_ISOLATE_OPENER=1, IDP_NO_END_SESSION=1,
+// IDP_LOG_TOKENS=1, IDP_CLIENTS (a JSON array).
 //
 // When it listens it prints exactly one line to stdout:
 //   READY http://127.0.0.1:PORT
@@ -73,6 +79,12 @@ function loadSettings() {
     isolateOpener: env.IDP_ISOLATE_OPENER
       ? env.IDP_ISOLATE_OPENER === '1' || env.IDP_ISOLATE_OPENER === 'true'
       : Boolean(fromFile.isolateOpener),
+    noEndSession: env.IDP_NO_END_SESSION
+      ? env.IDP_NO_END_SESSION === '1' || env.IDP_NO_END_SESSION === 'true'
+      : Boolean(fromFile.noEndSession),
+    logTokens: env.IDP_LOG_TOKENS
+      ? env.IDP_LOG_TOKENS === '1' || env.IDP_LOG_TOKENS === 'true'
+      : Boolean(fromFile.logTokens),
     jwks: fromFile.jwks,
   };
 }
@@ -294,6 +306,34 @@ async function main() {
         if (settings.isolateOpener) {
           ctx.set('Cross-Origin-Opener-Policy', 'same-origin');
         }
+      }
+    });
+  }
+
+  // With noEndSession the provider looks like an IdP without RP-initiated
+  // logout: discovery does not name an end-session endpoint, so a relying
+  // party can only end its own session.
+  if (settings.noEndSession) {
+    provider.use(async (ctx, next) => {
+      await next();
+      if (ctx.path === '/.well-known/openid-configuration' && ctx.body && typeof ctx.body === 'object') {
+        delete ctx.body.end_session_endpoint;
+      }
+    });
+  }
+
+  // With logTokens a test can see which refresh token the gateway holds
+  // (to introspect it after logout) and in what order the gateway revoked
+  // its tokens. Token values on stderr: a TEST FIXTURE only.
+  if (settings.logTokens) {
+    provider.use(async (ctx, next) => {
+      await next();
+      if (ctx.path === '/token' && ctx.body && typeof ctx.body.refresh_token === 'string') {
+        process.stderr.write(`TOKEN refresh_token ${ctx.body.refresh_token}\n`);
+      }
+      if (ctx.path === '/token/revocation' && ctx.oidc?.params) {
+        const { token_type_hint: hint, token } = ctx.oidc.params;
+        process.stderr.write(`REVOKE ${hint ?? '-'} ${token ?? '-'}\n`);
       }
     });
   }

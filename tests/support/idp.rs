@@ -113,6 +113,13 @@ pub struct IdpOptions {
     /// End-session pages send `Cross-Origin-Opener-Policy: same-origin`,
     /// which cuts a logout popup off from its opener.
     pub isolate_opener: bool,
+    /// Discovery omits `end_session_endpoint`, like IdPs without
+    /// RP-initiated logout.
+    pub no_end_session: bool,
+    /// Log issued refresh tokens and each revocation request (hint and
+    /// token, in order) to stderr; see [`Idp::issued_refresh_tokens`] and
+    /// [`Idp::revocations`].
+    pub log_tokens: bool,
 }
 
 impl IdpOptions {
@@ -169,6 +176,8 @@ impl Idp {
             "freshSigningKey": options.fresh_signing_key,
             "refuseFraming": options.refuse_framing,
             "isolateOpener": options.isolate_opener,
+            "noEndSession": options.no_end_session,
+            "logTokens": options.log_tokens,
         });
         let mut config = config;
         if let Some(jwks) = &options.signing_jwks {
@@ -211,6 +220,28 @@ impl Idp {
         self.sync_request_log();
         let needle = format!("REQ {method} {path}");
         self.stderr().lines().filter(|l| *l == needle).count()
+    }
+
+    /// The refresh tokens the IdP issued, oldest first (needs
+    /// `log_tokens`).
+    pub fn issued_refresh_tokens(&self) -> Vec<String> {
+        self.stderr()
+            .lines()
+            .filter_map(|l| l.strip_prefix("TOKEN refresh_token "))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The revocation requests received, in order, as
+    /// `(token_type_hint, token)` (needs `log_tokens`; the line is written
+    /// after the answer, so wait for the count you expect).
+    pub fn revocations(&self) -> Vec<(String, String)> {
+        self.stderr()
+            .lines()
+            .filter_map(|l| l.strip_prefix("REVOKE "))
+            .filter_map(|rest| rest.split_once(' '))
+            .map(|(hint, token)| (hint.to_owned(), token.to_owned()))
+            .collect()
     }
 
     /// Sends `GET /__sync/<n>` and waits until its log line has been read.
