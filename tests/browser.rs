@@ -160,7 +160,7 @@ fn popup_logout_without_an_idp_leg_closes_the_popup_and_finishes() {
     assert_eq!(
         out.app_reports("resolved").first(),
         Some(
-            &json!({"gateway": true, "idp": "unknown", "mode": "popup", "returnTo": "/public/signed-out"})
+            &json!({"gateway": true, "idp": "kept", "mode": "popup", "returnTo": "/public/signed-out"})
         )
     );
     assert_eq!(

@@ -1143,6 +1143,10 @@ async fn a_mode_not_in_allowed_modes_falls_back_to_the_configured_mode() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["mode"], "redirect",
+        "the answer says which mode ran, so logout.js can follow it"
+    );
     let continue_url = body["continue_url"].as_str().expect("an IdP leg");
     let to_idp = no_redirects().get(continue_url).send().await.unwrap();
     assert!(location(&to_idp).as_str().starts_with(stack.idp.issuer()));
@@ -1205,6 +1209,6 @@ async fn idp_without_end_session_endpoint_logs_out_locally() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(
         body,
-        serde_json::json!({"logged_out": true, "return_to": "/after"})
+        serde_json::json!({"logged_out": true, "mode": "popup", "return_to": "/after"})
     );
 }

@@ -140,11 +140,11 @@ fn redirect(location: &str) -> Response<Body> {
 
 /// The response that ends the flow: 303 to the destination (or JSON for
 /// JSON clients), with `Clear-Site-Data`.
-fn finish(ctx: &Ctx<'_>, destination: &str) -> Response<Body> {
+fn finish(ctx: &Ctx<'_>, mode: LogoutMode, destination: &str) -> Response<Body> {
     let mut resp = if ctx.kind == ClientKind::Json {
         pages::json(
             StatusCode::OK,
-            &serde_json::json!({"logged_out": true, "return_to": destination}),
+            &serde_json::json!({"logged_out": true, "mode": mode.as_str(), "return_to": destination}),
         )
     } else {
         redirect(destination)
@@ -324,10 +324,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     };
     let (mut resp, outcome) = match end_session {
         None if mode != LogoutMode::Local && outcome == "ok" => {
-            (finish(ctx, &destination), "ok_local_only")
+            (finish(ctx, mode, &destination), "ok_local_only")
         }
-        None => (finish(ctx, &destination), outcome),
-        Some(IdpLeg::Unreachable) => (finish(ctx, &destination), "idp_unreachable"),
+        None => (finish(ctx, mode, &destination), outcome),
+        Some(IdpLeg::Unreachable) => (finish(ctx, mode, &destination), "idp_unreachable"),
         Some(IdpLeg::Continue { state, url }) => {
             let continue_url = ctx.url(&format!("/.portcullis/logout/continue?state={state}"));
             let idp_origin = Url::parse(&url)
@@ -336,7 +336,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
             let resp = if ctx.kind == ClientKind::Json {
                 pages::json(
                     StatusCode::OK,
-                    &serde_json::json!({"logged_out": true, "continue_url": continue_url, "return_to": destination}),
+                    &serde_json::json!({"logged_out": true, "mode": mode.as_str(), "continue_url": continue_url, "return_to": destination}),
                 )
             } else {
                 match mode {

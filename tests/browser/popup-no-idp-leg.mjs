@@ -34,7 +34,7 @@ await scenario('popup-no-idp-leg', async (t) => {
   await t.shot(page, 'final-destination');
 
   assert.deepEqual(resolved.data, {
-    gateway: true, idp: 'unknown', mode: 'popup', returnTo: FINAL,
+    gateway: true, idp: 'kept', mode: 'popup', returnTo: FINAL,
   });
   const event = reports.find((r) => r.kind === 'event');
   assert.deepEqual(event?.data, resolved.data, 'the portcullis:logout event carries the outcome');

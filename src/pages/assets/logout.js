@@ -176,15 +176,28 @@
         closePopup();
         throw new Error('portcullis: unexpected logout answer');
       }
+      // The gateway runs its default mode when the asked one is not in
+      // allowed_modes; follow what it did, or the state it issued for a
+      // redirect would be used up inside an iframe.
+      if (typeof answer.mode === 'string' && answer.mode !== mode) {
+        if (answer.mode !== 'popup') closePopup();
+        mode = answer.mode;
+      }
       if (mode === 'local' || !answer.continue_url) {
         closePopup();
-        var outcome = { gateway: true, idp: mode === 'local' ? 'kept' : 'unknown', mode: mode, returnTo: answer.return_to };
+        // No IdP leg ran (local mode, or the IdP has no end-session
+        // endpoint or was unreachable): its session is kept.
+        var outcome = { gateway: true, idp: 'kept', mode: mode, returnTo: answer.return_to };
         announce(outcome);
         if (navigate) go(answer.return_to);
         return outcome;
       }
       if (mode === 'silent') return silent(answer, navigate);
-      if (mode === 'popup') return popup(win, answer, navigate);
+      if (mode === 'popup') {
+        if (win) return popup(win, answer, navigate);
+        // The gateway chose popup but no popup was opened for it.
+        mode = 'redirect';
+      }
       var redirecting = { gateway: true, idp: 'unknown', mode: 'redirect', returnTo: answer.return_to };
       announce(redirecting);
       go(answer.continue_url);
