@@ -1,7 +1,8 @@
 //! Runs the operator's curl-only smoke test (`tests/smoke.sh`) against a
 //! real IdP + gateway + app, so the script itself stays correct — in the
 //! default configuration and in logout configurations where its checks must
-//! take other paths (no `local` mode to ask for; a `local` default).
+//! take other paths (no `local` mode to ask for; a `local` default; only
+//! `silent`).
 
 mod support;
 
@@ -54,5 +55,15 @@ fn smoke_script_passes_with_local_logout_by_default() {
     smoke(
         Some("mode = \"local\"\nallowed_modes = [\"local\"]\nclear_site_data = []\n"),
         "",
+    );
+}
+
+#[test]
+fn smoke_script_passes_with_silent_logout_only() {
+    // A browser would get the silent page (200) here; the script's checks
+    // must not depend on a redirect.
+    smoke(
+        Some("mode = \"silent\"\nallowed_modes = [\"silent\"]\n"),
+        "\"storage\"",
     );
 }
