@@ -864,3 +864,68 @@ fn memory_store_locks_and_claims_have_one_winner_across_threads() {
         );
     }
 }
+
+/// moka serialises a key only among its compute calls: a plain `remove`
+/// landing between a replace's read and its write was undone, bringing a
+/// deleted session back without its index entries. Deletes race replaces
+/// on several threads here; a deleted session must stay deleted, be
+/// reported deleted once, and be announced once.
+#[test]
+fn memory_store_delete_is_never_undone_by_a_concurrent_replace() {
+    let (tx, mut rx) = broadcast::channel(1 << 14);
+    let m = MemoryStore::new(1 << 26, 1000, tx);
+    let store = Store::Memory(m);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for round in 0..300u64 {
+        let key = StoreKey::from_stored(&format!("{round:0>43}")).unwrap();
+        let sub = format!("user-{round}");
+        let idx = portcullis::session::store::IndexRefs {
+            sid: Some(format!("sid-{round}")),
+            sub: sub.clone(),
+            created_at_ms: round,
+        };
+        rt.block_on(store.insert(&key, vec![1; 64], &idx, LONG))
+            .unwrap();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(3));
+        let spawn = |deleter: bool| {
+            let (store, barrier, key) = (store.clone(), barrier.clone(), key.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                barrier.wait();
+                rt.block_on(async {
+                    if deleter {
+                        usize::from(store.delete(&key).await.unwrap())
+                    } else {
+                        for i in 0..50u8 {
+                            let _ = store.replace(&key, vec![i; 64], LONG).await.unwrap();
+                        }
+                        0
+                    }
+                })
+            })
+        };
+        let threads = [spawn(false), spawn(true), spawn(true)];
+        let deleted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(deleted, 1, "round {round}: exactly one delete saw it");
+        rt.block_on(async {
+            assert!(
+                store.get(&key, true).await.unwrap().is_none(),
+                "round {round}: the deleted session came back"
+            );
+            assert!(!store.replace(&key, vec![9; 64], LONG).await.unwrap());
+            assert!(store.find_by_sub(&sub).await.unwrap().is_empty());
+        });
+        let mut announced = 0;
+        while let Ok(k) = rx.try_recv() {
+            assert_eq!(k, key);
+            announced += 1;
+        }
+        assert_eq!(announced, 1, "round {round}: one revocation");
+    }
+}

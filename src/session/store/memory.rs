@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use moka::Expiry;
 use moka::future::Cache;
 use moka::notification::RemovalCause;
-use moka::ops::compute::Op;
+use moka::ops::compute::{CompResult, Op};
 use moka::policy::EvictionPolicy;
 use tokio::sync::broadcast;
 
@@ -221,21 +221,35 @@ impl MemoryStore {
                 std::future::ready(op)
             })
             .await;
-        Ok(matches!(
-            res,
-            moka::ops::compute::CompResult::ReplacedWith(_)
-        ))
+        Ok(matches!(res, CompResult::ReplacedWith(_)))
     }
 
     pub(super) async fn delete(&self, key: &StoreKey) -> Result<bool, StoreError> {
-        match self.sessions.remove(key).await {
-            Some(e) => {
-                lock_index(&self.index).remove(key, &e);
+        // Through the entry's compute, like `replace`: moka serialises a key
+        // only among compute calls, so a plain `remove` landing between a
+        // replace's read and its put would be undone (the session back,
+        // without its index entries).
+        let res = self
+            .sessions
+            .entry(key.clone())
+            .and_compute_with(|cur| {
+                std::future::ready(match cur {
+                    Some(_) => Op::Remove,
+                    None => Op::Nop,
+                })
+            })
+            .await;
+        match res {
+            CompResult::Removed(e) => {
+                // The eviction listener does this too, but maybe later (it
+                // may run on another thread): a caller's next lookup by
+                // index must not find the session.
+                lock_index(&self.index).remove(key, e.value());
                 // Nobody listening is fine.
                 let _ = self.revoked.send(key.clone());
                 Ok(true)
             }
-            None => Ok(false),
+            _ => Ok(false),
         }
     }
 
@@ -312,7 +326,7 @@ impl MemoryStore {
                 })
             })
             .await;
-        matches!(res, moka::ops::compute::CompResult::Inserted(_))
+        matches!(res, CompResult::Inserted(_))
     }
 
     pub(super) async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
