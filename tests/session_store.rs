@@ -865,6 +865,68 @@ fn memory_store_locks_and_claims_have_one_winner_across_threads() {
     }
 }
 
+/// With Redis, a read may come from the instance's cache (up to
+/// `cache_ttl` old when an invalidation was lost); `load_fresh`, which the
+/// refresh uses once it holds the lock, must see the store's current
+/// record.
+#[tokio::test]
+async fn redis_load_fresh_sees_a_write_the_cache_missed() {
+    let r = Redis::start();
+    let cfg = config(redis_store(&r, Duration::from_secs(60)), LONG, LONG);
+    let s = Sessions::new(&cfg).await.unwrap();
+    let other = Sessions::new(&cfg).await.unwrap();
+    let (id, created) = s.create(login("max", None)).await.unwrap();
+    let c = id.to_cookie_value();
+    let rkey = format!("portcullis:s:{}", created.key());
+    let mut raw = raw(&r).await;
+    let blob = |raw: &mut redis::aio::MultiplexedConnection| {
+        let rkey = rkey.clone();
+        let mut raw = raw.clone();
+        async move {
+            redis::cmd("HGET")
+                .arg(rkey)
+                .arg("b")
+                .query_async::<Vec<u8>>(&mut raw)
+                .await
+                .unwrap()
+        }
+    };
+    let set = |raw: &mut redis::aio::MultiplexedConnection, b: Vec<u8>| {
+        let rkey = rkey.clone();
+        let mut raw = raw.clone();
+        async move {
+            redis::cmd("HSET")
+                .arg(rkey)
+                .arg("b")
+                .arg(b)
+                .query_async::<()>(&mut raw)
+                .await
+                .unwrap()
+        }
+    };
+    let v1 = blob(&mut raw).await;
+    // Another instance refreshes: the record in Redis is v2.
+    let mut refreshed = other.load_fresh(&c).await.unwrap().unwrap();
+    std::sync::Arc::make_mut(&mut refreshed.record).refresh_token = Some("rotated".into());
+    assert!(other.update(&refreshed).await.unwrap());
+    let v2 = blob(&mut raw).await;
+    // Behind the gateway's back (no invalidation message): this instance
+    // caches v1, then Redis holds v2 again.
+    set(&mut raw, v1).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let cached = s.load_without_slide(&c).await.unwrap().unwrap();
+    assert_eq!(cached.record.refresh_token.as_deref(), Some("refresh"));
+    set(&mut raw, v2).await;
+    let stale = s.load_without_slide(&c).await.unwrap().unwrap();
+    assert_eq!(
+        stale.record.refresh_token.as_deref(),
+        Some("refresh"),
+        "the setup: the cache is stale"
+    );
+    let fresh = s.load_fresh(&c).await.unwrap().unwrap();
+    assert_eq!(fresh.record.refresh_token.as_deref(), Some("rotated"));
+}
+
 /// moka serialises a key only among its compute calls: a plain `remove`
 /// landing between a replace's read and its write was undone, bringing a
 /// deleted session back without its index entries. Deletes race replaces

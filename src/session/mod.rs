@@ -239,7 +239,7 @@ impl Sessions {
     /// (malformed, unknown, tampered, expired). `Err`: the store cannot
     /// tell — never treat that as "no session" nor as "session ok".
     pub async fn load(&self, cookie_value: &str) -> Result<Option<Session>, SessionError> {
-        self.load_inner(cookie_value, true).await
+        self.load_inner(cookie_value, true, false).await
     }
 
     /// Like [`Sessions::load`] but never slides (for `/.portcullis/session`).
@@ -247,19 +247,28 @@ impl Sessions {
         &self,
         cookie_value: &str,
     ) -> Result<Option<Session>, SessionError> {
-        self.load_inner(cookie_value, false).await
+        self.load_inner(cookie_value, false, false).await
+    }
+
+    /// Like [`Sessions::load_without_slide`], but read from the store itself,
+    /// never from an instance-local cache (Redis): for decisions that must
+    /// see another instance's write at once, such as whether a token refresh
+    /// is still needed once the refresh lock is held.
+    pub async fn load_fresh(&self, cookie_value: &str) -> Result<Option<Session>, SessionError> {
+        self.load_inner(cookie_value, false, true).await
     }
 
     async fn load_inner(
         &self,
         cookie_value: &str,
         slide: bool,
+        fresh: bool,
     ) -> Result<Option<Session>, SessionError> {
         let Some(id) = SessionId::parse(cookie_value) else {
             return Ok(None);
         };
         let key = id.store_key();
-        let Some(mut record) = self.fetch(&key, false).await? else {
+        let Some(mut record) = self.fetch(&key, fresh).await? else {
             return Ok(None);
         };
         let t = to_ms(now());
