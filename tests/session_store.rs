@@ -865,6 +865,139 @@ fn memory_store_locks_and_claims_have_one_winner_across_threads() {
     }
 }
 
+/// A conditional replacement writes only over the very blob it was based
+/// on: never over a newer one, never a deleted session back.
+async fn replace_if_is_compare_and_set(s: Sessions) {
+    use portcullis::session::CasResult;
+    let store = s.store();
+    let key = StoreKey::from_stored(&format!("{:c>43}", "")).unwrap();
+    let idx = portcullis::session::store::IndexRefs {
+        sid: None,
+        sub: "cas".into(),
+        created_at_ms: 1,
+    };
+    store
+        .insert(&key, b"v1".to_vec(), &idx, LONG)
+        .await
+        .unwrap();
+    let key = &key;
+    let stored = |fresh| async move { store.get(key, fresh).await.unwrap().map(|b| b.to_vec()) };
+    assert_eq!(
+        store
+            .replace_if(key, b"v0", b"x".to_vec(), LONG)
+            .await
+            .unwrap(),
+        CasResult::Changed
+    );
+    assert_eq!(stored(true).await.as_deref(), Some(&b"v1"[..]));
+    assert_eq!(
+        store
+            .replace_if(key, b"v1", b"v2".to_vec(), LONG)
+            .await
+            .unwrap(),
+        CasResult::Replaced
+    );
+    assert_eq!(stored(true).await.as_deref(), Some(&b"v2"[..]));
+    assert_eq!(stored(false).await.as_deref(), Some(&b"v2"[..]));
+    // Based on the old read: refused, the newer record stays.
+    assert_eq!(
+        store
+            .replace_if(key, b"v1", b"v3".to_vec(), LONG)
+            .await
+            .unwrap(),
+        CasResult::Changed
+    );
+    assert_eq!(stored(false).await.as_deref(), Some(&b"v2"[..]));
+    assert!(store.delete(key).await.unwrap());
+    assert_eq!(
+        store
+            .replace_if(key, b"v2", b"v4".to_vec(), LONG)
+            .await
+            .unwrap(),
+        CasResult::Gone
+    );
+    assert_eq!(stored(true).await, None);
+}
+both_stores!(
+    memory_replace_if_is_compare_and_set,
+    redis_replace_if_is_compare_and_set,
+    replace_if_is_compare_and_set,
+    LONG,
+    LONG
+);
+
+/// The idle-timer slide and a token refresh both write the record. A slide
+/// that read the record before a refresh wrote it must not write the old
+/// tokens back after: the IdP may have rotated the refresh token, and the
+/// next refresh with the old one would end the session.
+async fn slides_never_undo_a_refresh(s: Sessions) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // idle 400 ms → a slide every 40 ms, about one per round.
+    assert_eq!(s.slide_interval(), Duration::from_millis(40));
+    let (id, _) = s.create(login("lou", None)).await.unwrap();
+    let cookie = id.to_cookie_value();
+    let mut slid = 0usize;
+    for round in 0..80 {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sliders: Vec<_> = (0..3)
+            .map(|_| {
+                let (s, cookie, stop) = (s.clone(), cookie.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut last = std::time::UNIX_EPOCH;
+                    while !stop.load(Ordering::Relaxed) {
+                        let got = s.load(&cookie).await.unwrap().expect("session alive");
+                        last = last.max(got.last_seen());
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    last
+                })
+            })
+            .collect();
+        // A refresh: read fresh, ask the IdP (time passes), write.
+        let mut session = s.load_fresh(&cookie).await.unwrap().unwrap();
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        let token = format!("rotated-{round}");
+        Arc::make_mut(&mut session.record).refresh_token = Some(token.clone());
+        assert!(s.update(&session).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut seen = std::time::UNIX_EPOCH;
+        for t in sliders {
+            seen = seen.max(t.await.unwrap());
+        }
+        let stored = s.load_fresh(&cookie).await.unwrap().unwrap();
+        assert_eq!(
+            stored.record.refresh_token.as_deref(),
+            Some(token.as_str()),
+            "round {round}: a slide wrote the old refresh token back"
+        );
+        assert!(
+            stored.last_seen() >= seen,
+            "round {round}: the refresh moved last_seen back"
+        );
+        slid += usize::from(stored.last_seen() > session.last_seen());
+    }
+    assert!(slid > 0, "the sliders never slid: the test tested nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_slides_never_undo_a_refresh() {
+    let cfg = config(StoreConfig::Memory, Duration::from_millis(400), LONG);
+    slides_never_undo_a_refresh(Sessions::new(&cfg).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_slides_never_undo_a_refresh() {
+    let r = Redis::start();
+    let cfg = config(
+        redis_store(&r, Duration::from_secs(5)),
+        Duration::from_millis(400),
+        LONG,
+    );
+    slides_never_undo_a_refresh(Sessions::new(&cfg).await.unwrap()).await;
+}
+
 /// With Redis, a read may come from the instance's cache (up to
 /// `cache_ttl` old when an invalidation was lost); `load_fresh`, which the
 /// refresh uses once it holds the lock, must see the store's current

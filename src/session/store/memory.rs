@@ -12,7 +12,7 @@ use moka::ops::compute::{CompResult, Op};
 use moka::policy::EvictionPolicy;
 use tokio::sync::broadcast;
 
-use super::{IndexRefs, LockToken, StoreError};
+use super::{CasResult, IndexRefs, LockToken, StoreError};
 use crate::session::id::StoreKey;
 
 /// Default bound of the session cache, in bytes of sealed records (plus a
@@ -204,24 +204,50 @@ impl MemoryStore {
         blob: Vec<u8>,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
+        Ok(self.write(key, None, blob, ttl).await == CasResult::Replaced)
+    }
+
+    pub(super) async fn replace_if(
+        &self,
+        key: &StoreKey,
+        expected: &[u8],
+        blob: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<CasResult, StoreError> {
+        Ok(self.write(key, Some(expected), blob, ttl).await)
+    }
+
+    /// Replaces the record of an existing session under the entry's lock,
+    /// when its current blob is `expected` (always when `None`).
+    async fn write(
+        &self,
+        key: &StoreKey,
+        expected: Option<&[u8]>,
+        blob: Vec<u8>,
+        ttl: Duration,
+    ) -> CasResult {
         let blob: Arc<[u8]> = blob.into();
         let res = self
             .sessions
             .entry(key.clone())
             .and_compute_with(|cur| {
                 let op = match cur {
-                    Some(cur) => {
+                    Some(cur) if expected.is_none_or(|x| *cur.value().blob == *x) => {
                         let mut e = cur.into_value();
                         e.blob = blob;
                         e.ttl = ttl.min(MAX_TTL);
                         Op::Put(e)
                     }
-                    None => Op::Nop,
+                    _ => Op::Nop,
                 };
                 std::future::ready(op)
             })
             .await;
-        Ok(matches!(res, CompResult::ReplacedWith(_)))
+        match res {
+            CompResult::ReplacedWith(_) => CasResult::Replaced,
+            CompResult::Unchanged(_) => CasResult::Changed,
+            _ => CasResult::Gone,
+        }
     }
 
     pub(super) async fn delete(&self, key: &StoreKey) -> Result<bool, StoreError> {
