@@ -654,6 +654,37 @@ async fn an_upstream_cannot_set_the_gateway_cookie() {
     let cookies = set_cookies(&r);
     assert_eq!(cookies.len(), 1, "{cookies:?}");
     assert!(cookies[0].starts_with("app_pref="));
+
+    // A line with a non-ASCII byte anywhere (here in a trailing attribute)
+    // is not text to a `to_str()` reader; the name must still be seen.
+    let r = browser
+        .get(
+            stack
+                .gateway
+                .url("/set-cookie?name=portcullis&name=portcullis-login-x&name=app_pref&obs=1"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cookies: Vec<String> = r
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    assert_eq!(
+        cookies,
+        ["app_pref=upstream; Path=/; a=\u{fffd}"],
+        "only the app's own cookie is left"
+    );
+    // The session survived: the upstream did not replace the cookie.
+    let r = browser
+        .get(stack.gateway.url("/after"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 #[tokio::test]
