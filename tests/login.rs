@@ -406,6 +406,76 @@ async fn refresh_happens_once_for_many_concurrent_requests() {
 }
 
 #[tokio::test]
+async fn a_refused_refresh_ends_the_session() {
+    // The refresh token outlives the access token by a little, then the
+    // IdP answers invalid_grant to it.
+    let stack = Stack::start(StackOptions {
+        idp: IdpOptions {
+            access_token_ttl: Some(2),
+            refresh_token_ttl: Some(3),
+            log_requests: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let cookie = format!(
+        "portcullis={}",
+        login_cookie(&stack, &new_browser(), "alice").await
+    );
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let info = |c: reqwest::Client| {
+        let (url, cookie) = (stack.gateway.url("/.portcullis/session"), cookie.clone());
+        async move {
+            let r = c.get(url).header("cookie", cookie).send().await.unwrap();
+            r.status().as_u16()
+        }
+    };
+    assert_eq!(info(c.clone()).await, 200, "logged in");
+    let token_calls = stack.idp.requests("POST", "/token");
+
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let r = c
+        .get(stack.gateway.url("/later"))
+        .header("cookie", &cookie)
+        .header(ACCEPT, "text/html")
+        .header("sec-fetch-mode", "navigate")
+        .header("sec-fetch-dest", "document")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "sent to log in again");
+    assert!(
+        location(&r).as_str().starts_with(stack.idp.issuer()),
+        "{}",
+        location(&r)
+    );
+    assert_eq!(
+        stack.idp.requests("POST", "/token") - token_calls,
+        1,
+        "one refresh was tried"
+    );
+    assert!(
+        stack
+            .gateway
+            .wait_for_log(
+                "message",
+                "refresh refused; ending the session",
+                Duration::from_secs(2)
+            )
+            .is_some(),
+        "the IdP refused it"
+    );
+    assert_eq!(info(c.clone()).await, 401, "the session is gone");
+    assert!(
+        stack.app.requests().iter().all(|r| r.path() != "/later"),
+        "nothing reached the upstream without a session"
+    );
+}
+
+#[tokio::test]
 async fn idp_unreachable_at_start_then_ready() {
     let idp_port = support::free_port();
     let gw = Gateway::builder(
@@ -469,7 +539,13 @@ async fn two_tabs_log_in_concurrently() {
 
 #[tokio::test]
 async fn callback_replay_and_forgery_are_rejected() {
-    let stack = Stack::start(StackOptions::default());
+    let stack = Stack::start(StackOptions {
+        idp: IdpOptions {
+            log_requests: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
     let browser = new_browser();
     let to_idp = navigate(&browser, &stack.gateway.url("/")).await;
     let callback = stack.idp.login(&browser, &location(&to_idp), "alice").await;
@@ -488,6 +564,11 @@ async fn callback_replay_and_forgery_are_rejected() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
+    // The login-state cookie is sent again, valid as ever: only the
+    // gateway's own single-use record of the state can refuse the replay,
+    // and it must do so before the code reaches the IdP (whose single-use
+    // code would refuse it too, with another message).
+    let token_calls = stack.idp.requests("POST", "/token");
     let r = replay
         .get(callback.as_str())
         .header("cookie", &login_cookie)
@@ -502,8 +583,17 @@ async fn callback_replay_and_forgery_are_rejected() {
     );
     let page = r.text().await.unwrap();
     assert!(
+        page.contains("This sign-in was already used."),
+        "the gateway says why: {page}"
+    );
+    assert!(
         page.contains("/.portcullis/login"),
         "the 400 page links to a fresh start"
+    );
+    assert_eq!(
+        stack.idp.requests("POST", "/token"),
+        token_calls,
+        "the replayed code never reached the IdP"
     );
 
     // No cookie for the state at all.
@@ -602,7 +692,7 @@ allow_emails = ["bob@example.org"]
 [[route]]
 prefix = "/by-domain/"
 upstream = "{app}"
-allow_email_domains = ["example.net"]
+allow_email_domains = ["example.net", "example.org"]
 
 [[route]]
 prefix = "/"
@@ -628,11 +718,20 @@ upstream = "{app}"
     assert_eq!(status(&bob, "/by-email/x").await, 200);
     assert_eq!(status(&alice, "/by-email/x").await, 403);
     assert_eq!(
+        status(&bob, "/by-domain/x").await,
+        200,
+        "a verified email of a listed domain"
+    );
+    assert_eq!(
         status(&carol, "/by-domain/x").await,
         403,
         "unverified emails never match"
     );
-    assert_eq!(status(&alice, "/by-domain/x").await, 403);
+    assert_eq!(
+        status(&alice, "/by-domain/x").await,
+        403,
+        "example.com is not listed"
+    );
     assert_eq!(status(&carol, "/anything").await, 200);
 }
 
@@ -654,6 +753,37 @@ async fn an_upstream_cannot_set_the_gateway_cookie() {
     let cookies = set_cookies(&r);
     assert_eq!(cookies.len(), 1, "{cookies:?}");
     assert!(cookies[0].starts_with("app_pref="));
+
+    // A line with a non-ASCII byte anywhere (here in a trailing attribute)
+    // is not text to a `to_str()` reader; the name must still be seen.
+    let r = browser
+        .get(
+            stack
+                .gateway
+                .url("/set-cookie?name=portcullis&name=portcullis-login-x&name=app_pref&obs=1"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cookies: Vec<String> = r
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    assert_eq!(
+        cookies,
+        ["app_pref=upstream; Path=/; a=\u{fffd}"],
+        "only the app's own cookie is left"
+    );
+    // The session survived: the upstream did not replace the cookie.
+    let r = browser
+        .get(stack.gateway.url("/after"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 #[tokio::test]

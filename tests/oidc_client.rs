@@ -788,3 +788,185 @@ async fn id_tokens_signed_with_a_rotated_key_are_accepted_after_a_refetch() {
         .expect("kid");
     assert!(kid.starts_with("fresh-"), "{kid}");
 }
+
+/// The `kid` of the fixture key (tests/fixtures/bcl-idp-key.*).
+const FIXTURE_KID: &str = "portcullis-test-key";
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// `header.payload.` in compact form, unsigned.
+fn unsigned(header: &serde_json::Value, claims: &serde_json::Value) -> String {
+    use base64::Engine as _;
+    let b64 = |v: &serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    format!("{}.{}", b64(header), b64(claims))
+}
+
+/// A compact JWS of `claims` under `header`, signed with `key` as `alg`.
+fn sign(
+    header: &serde_json::Value,
+    claims: &serde_json::Value,
+    key: &jsonwebtoken::EncodingKey,
+    alg: jsonwebtoken::Algorithm,
+) -> String {
+    let message = unsigned(header, claims);
+    let sig = jsonwebtoken::crypto::sign(message.as_bytes(), key, alg).expect("sign");
+    format!("{message}.{sig}")
+}
+
+/// ID tokens forged with the key the IdP signs with (and with others) and
+/// judged by the gateway's own validation: each claim the gateway checks is
+/// broken in turn on an otherwise valid token, which must be refused.
+#[tokio::test]
+async fn forged_id_tokens_are_refused_claim_by_claim() {
+    let origin = gateway_origin();
+    let s = setup(
+        IdpOptions {
+            signing_jwks: Some(serde_json::json!({
+                "keys": [serde_json::from_slice::<serde_json::Value>(
+                    &fixture("bcl-idp-key.jwk.json")
+                )
+                .expect("fixture JWK")]
+            })),
+            ..IdpOptions::with_client(IdpClient::gateway(CLIENT_ID, CLIENT_SECRET, &origin))
+        },
+        origin,
+    )
+    .await;
+    let idp_key = jsonwebtoken::EncodingKey::from_rsa_pem(&fixture("bcl-idp-key.pem")).unwrap();
+    let other_key = jsonwebtoken::EncodingKey::from_rsa_pem(&fixture("bcl-other-key.pem")).unwrap();
+    let rs256 = serde_json::json!({"alg": "RS256", "kid": FIXTURE_KID, "typ": "JWT"});
+    let now = unix_now();
+    let claims = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut c = serde_json::json!({
+            "iss": s.idp.issuer(),
+            "aud": CLIENT_ID,
+            "sub": "alice",
+            "iat": now,
+            "exp": now + 300,
+            "nonce": "n-0S6_WzA2Mj",
+            "email": "alice@example.com",
+            "email_verified": true,
+        });
+        edit(&mut c);
+        c
+    };
+    let good = claims(&|_| {});
+    let rs = |c: &serde_json::Value, key: &jsonwebtoken::EncodingKey| {
+        sign(&rs256, c, key, jsonwebtoken::Algorithm::RS256)
+    };
+
+    // The control: a well-formed token with the IdP's key passes, so each
+    // refusal below is down to the one thing changed.
+    let ok = s
+        .client
+        .validate_id_token(&rs(&good, &idp_key), Some("n-0S6_WzA2Mj"))
+        .await
+        .expect("a valid token");
+    assert_eq!(ok.sub, "alice");
+    assert!(ok.email_verified);
+
+    let valid = rs(&good, &idp_key);
+    let mut parts: Vec<&str> = valid.split('.').collect();
+    let mallory = unsigned(&rs256, &claims(&|c| c["sub"] = "mallory".into()));
+    let swapped_payload = mallory.split('.').nth(1).unwrap().to_owned();
+    parts[1] = &swapped_payload;
+    let tampered = parts.join(".");
+
+    let hs256 = sign(
+        &serde_json::json!({"alg": "HS256", "typ": "JWT"}),
+        &good,
+        &jsonwebtoken::EncodingKey::from_secret(CLIENT_SECRET.as_bytes()),
+        jsonwebtoken::Algorithm::HS256,
+    );
+    let none = format!(
+        "{}.",
+        unsigned(&serde_json::json!({"alg": "none", "typ": "JWT"}), &good)
+    );
+
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "signed with another key under the IdP's kid",
+            rs(&good, &other_key),
+            "signature verification failed: Crypto error",
+        ),
+        (
+            "payload changed after signing",
+            tampered,
+            "signature verification failed: Crypto error",
+        ),
+        (
+            "another audience",
+            rs(&claims(&|c| c["aud"] = "someone-else".into()), &idp_key),
+            "audience",
+        ),
+        (
+            "another issuer",
+            rs(
+                &claims(&|c| c["iss"] = "http://evil.example".into()),
+                &idp_key,
+            ),
+            "issuer",
+        ),
+        (
+            "expired",
+            rs(
+                &claims(&|c| {
+                    c["iat"] = (now - 900).into();
+                    c["exp"] = (now - 600).into();
+                }),
+                &idp_key,
+            ),
+            "xpired",
+        ),
+        (
+            "issued an hour in the future",
+            rs(
+                &claims(&|c| {
+                    c["iat"] = (now + 3600).into();
+                    c["exp"] = (now + 7200).into();
+                }),
+                &idp_key,
+            ),
+            "iat is in the future",
+        ),
+        (
+            "HS256 with the client secret",
+            hs256,
+            "algorithm not allowed",
+        ),
+        ("alg none", none, "algorithm not allowed"),
+        (
+            "another nonce",
+            rs(&claims(&|c| c["nonce"] = "other".into()), &idp_key),
+            "nonce",
+        ),
+    ];
+    for (what, token, says) in cases {
+        match s
+            .client
+            .validate_id_token(&token, Some("n-0S6_WzA2Mj"))
+            .await
+        {
+            Ok(c) => panic!("{what}: accepted as {}", c.sub),
+            Err(e @ (OidcError::IdToken(_) | OidcError::DisallowedAlg)) => {
+                let msg = e.to_string();
+                assert!(msg.contains(says), "{what}: refused, but as {msg:?}");
+            }
+            Err(e) => panic!("{what}: refused for an unrelated reason: {e}"),
+        }
+    }
+}

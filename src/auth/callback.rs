@@ -3,7 +3,7 @@
 //! check `state` and `iss` and exchange the code, then creates a brand-new
 //! session and sends the user to the page first asked for.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::{LOCATION, SET_COOKIE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 
 use super::{login, login_state};
 use crate::context::Ctx;
+use crate::oidc::callback::MAX_EXPIRES_AT;
 use crate::oidc::{CallbackQuery, LoginResult, OidcError};
 use crate::pages::{self, Body, Framing, Page};
 use crate::session::cookie as session_cookie;
@@ -51,6 +52,15 @@ fn start_again(
     resp
 }
 
+/// A Unix time in seconds as a `SystemTime`. The value comes from the IdP
+/// (`expires_in`); `UNIX_EPOCH + d` panics when `d` overflows the clock, so
+/// it is clamped to a date later than any real token lifetime.
+fn unix_time(secs: u64) -> SystemTime {
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(secs.min(MAX_EXPIRES_AT)))
+        .unwrap_or(UNIX_EPOCH)
+}
+
 fn new_session(result: LoginResult) -> NewSession {
     NewSession {
         iss: result.claims.iss,
@@ -62,9 +72,7 @@ fn new_session(result: LoginResult) -> NewSession {
         groups: result.claims.groups,
         id_token: result.id_token.expose().to_owned(),
         access_token: result.access_token.expose().to_owned(),
-        access_token_expires_at: result
-            .access_token_expires_at
-            .map(|s| UNIX_EPOCH + Duration::from_secs(s)),
+        access_token_expires_at: result.access_token_expires_at.map(unix_time),
         refresh_token: result.refresh_token.map(|t| t.expose().to_owned()),
     }
 }
@@ -190,4 +198,47 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         h.append(SET_COOKIE, v);
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use crate::oidc::IdentityClaims;
+
+    fn login_result(expires_at: Option<u64>) -> LoginResult {
+        LoginResult {
+            claims: IdentityClaims {
+                iss: "https://idp.example".into(),
+                sub: "alice".into(),
+                sid: None,
+                email: None,
+                email_verified: false,
+                preferred_username: None,
+                groups: Vec::new(),
+            },
+            id_token: Secret::new("id"),
+            access_token: Secret::new("at"),
+            access_token_expires_at: expires_at,
+            refresh_token: None,
+        }
+    }
+
+    #[test]
+    fn an_absurd_token_lifetime_does_not_panic() {
+        // expires_in saturates at u64::MAX seconds upstream; a SystemTime
+        // cannot hold that, and `UNIX_EPOCH + d` would panic.
+        let n = new_session(login_result(Some(u64::MAX)));
+        let at = n.access_token_expires_at.expect("kept");
+        assert!(at > SystemTime::now() + Duration::from_secs(10 * 365 * 24 * 3600));
+        let n = new_session(login_result(Some(1_700_000_000)));
+        assert_eq!(
+            n.access_token_expires_at,
+            Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        );
+        assert_eq!(
+            new_session(login_result(None)).access_token_expires_at,
+            None
+        );
+    }
 }

@@ -66,8 +66,11 @@ pub async fn ensure_fresh(
     let mut current = session;
     loop {
         if let Some(token) = ctx.sessions.try_lock(&lock_key, LOCK_TTL).await? {
-            // Another request may have refreshed while we waited for the lock.
-            let fresh = ctx.sessions.load_without_slide(cookie).await;
+            // Another request may have refreshed while we waited for the
+            // lock, maybe on another instance: read the store itself, since
+            // a cached copy (Redis) could still hold the refresh token that
+            // refresh has just used up.
+            let fresh = ctx.sessions.load_fresh(cookie).await;
             let result = match fresh {
                 Ok(Some(s)) if needs_refresh(&s.record) => refresh_now(ctx, s).await,
                 Ok(Some(s)) => Ok(Outcome::Session(Box::new(s))),

@@ -115,9 +115,13 @@ fn sanitize(text: &str) -> String {
         .collect()
 }
 
-/// Unix time `expires_in` from now.
+/// Latest access-token expiry kept (9999-12-31T23:59:59Z): an IdP's
+/// absurd `expires_in` must not overflow time arithmetic downstream.
+pub(crate) const MAX_EXPIRES_AT: u64 = 253_402_300_799;
+
+/// Unix time `expires_in` from now, at most [`MAX_EXPIRES_AT`].
 pub(crate) fn expires_at(expires_in: Option<Duration>) -> Option<u64> {
-    expires_in.map(|d| unix_now().saturating_add(d.as_secs()))
+    expires_in.map(|d| unix_now().saturating_add(d.as_secs()).min(MAX_EXPIRES_AT))
 }
 
 impl OidcClient {
@@ -209,6 +213,18 @@ mod tests {
             !format!("{q:?}").contains("abc"),
             "code is redacted in Debug"
         );
+    }
+
+    #[test]
+    fn absurd_expires_in_is_clamped() {
+        assert_eq!(expires_at(Some(Duration::MAX)), Some(MAX_EXPIRES_AT));
+        assert_eq!(
+            expires_at(Some(Duration::from_secs(u64::MAX))),
+            Some(MAX_EXPIRES_AT)
+        );
+        let soon = expires_at(Some(Duration::from_secs(60))).unwrap_or(0);
+        assert!(soon > unix_now() && soon <= unix_now() + 60);
+        assert_eq!(expires_at(None), None);
     }
 
     #[test]

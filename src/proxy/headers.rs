@@ -257,6 +257,19 @@ pub fn filter_cookies(headers: &mut HeaderMap, is_gateway_cookie: impl Fn(&str) 
     }
 }
 
+/// The cookie name of a `Set-Cookie` value, read from its bytes: the text
+/// before the first `=` or `;`, without surrounding whitespace (as browsers
+/// read it). Working on bytes matters: a value with any non-ASCII byte, even
+/// in an attribute far after the name, fails `to_str()`, and a name read that
+/// way would come out empty and let the line through.
+fn set_cookie_name(value: &[u8]) -> std::borrow::Cow<'_, str> {
+    let end = value
+        .iter()
+        .position(|&b| b == b'=' || b == b';')
+        .unwrap_or(value.len());
+    String::from_utf8_lossy(value[..end].trim_ascii())
+}
+
 /// Drops upstream `Set-Cookie` lines that would set one of the gateway's
 /// cookies.
 pub fn filter_set_cookies(headers: &mut HeaderMap, is_gateway_cookie: impl Fn(&str) -> bool) {
@@ -266,15 +279,7 @@ pub fn filter_set_cookies(headers: &mut HeaderMap, is_gateway_cookie: impl Fn(&s
     let kept: Vec<HeaderValue> = headers
         .get_all(SET_COOKIE)
         .iter()
-        .filter(|v| {
-            let name = v
-                .to_str()
-                .ok()
-                .and_then(|s| s.split(['=', ';']).next())
-                .map(str::trim)
-                .unwrap_or("");
-            !is_gateway_cookie(name)
-        })
+        .filter(|v| !is_gateway_cookie(&set_cookie_name(v.as_bytes())))
         .cloned()
         .collect();
     headers.remove(SET_COOKIE);
@@ -403,5 +408,23 @@ mod tests {
         filter_set_cookies(&mut h, |n| n == "portcullis");
         assert_eq!(h.get_all(SET_COOKIE).iter().count(), 1);
         assert_eq!(h[SET_COOKIE], "app=1; Path=/");
+    }
+
+    #[test]
+    fn set_cookie_names_are_read_from_bytes() {
+        let mut h = HeaderMap::new();
+        for v in [
+            &b"portcullis=x; a=\xff"[..],
+            b"  portcullis =x",
+            b"portcullis\xff=x",
+            b"app=\xff; Path=/",
+        ] {
+            h.append(SET_COOKIE, HeaderValue::from_bytes(v).unwrap());
+        }
+        filter_set_cookies(&mut h, |n| n == "portcullis");
+        let kept: Vec<&[u8]> = h.get_all(SET_COOKIE).iter().map(|v| v.as_bytes()).collect();
+        assert_eq!(kept, [&b"portcullis\xff=x"[..], b"app=\xff; Path=/"]);
+        assert_eq!(set_cookie_name(b"no-equals"), "no-equals");
+        assert_eq!(set_cookie_name(b"=v"), "");
     }
 }

@@ -23,7 +23,7 @@ use tokio::sync::broadcast;
 
 pub use id::{ID_BYTES, ID_COOKIE_LEN, SessionId, StoreKey};
 pub use record::{NewSession, Session, SessionRecord, SessionSummary};
-pub use store::{LockToken, Store, StoreError};
+pub use store::{CasResult, LockToken, Store, StoreError};
 
 use crate::config::{SessionConfig, StoreConfig};
 use crypto::{CryptoError, KeyRing, Mac, Sealer};
@@ -239,7 +239,7 @@ impl Sessions {
     /// (malformed, unknown, tampered, expired). `Err`: the store cannot
     /// tell — never treat that as "no session" nor as "session ok".
     pub async fn load(&self, cookie_value: &str) -> Result<Option<Session>, SessionError> {
-        self.load_inner(cookie_value, true).await
+        self.load_inner(cookie_value, true, false).await
     }
 
     /// Like [`Sessions::load`] but never slides (for `/.portcullis/session`).
@@ -247,19 +247,28 @@ impl Sessions {
         &self,
         cookie_value: &str,
     ) -> Result<Option<Session>, SessionError> {
-        self.load_inner(cookie_value, false).await
+        self.load_inner(cookie_value, false, false).await
+    }
+
+    /// Like [`Sessions::load_without_slide`], but read from the store itself,
+    /// never from an instance-local cache (Redis): for decisions that must
+    /// see another instance's write at once, such as whether a token refresh
+    /// is still needed once the refresh lock is held.
+    pub async fn load_fresh(&self, cookie_value: &str) -> Result<Option<Session>, SessionError> {
+        self.load_inner(cookie_value, false, true).await
     }
 
     async fn load_inner(
         &self,
         cookie_value: &str,
         slide: bool,
+        fresh: bool,
     ) -> Result<Option<Session>, SessionError> {
         let Some(id) = SessionId::parse(cookie_value) else {
             return Ok(None);
         };
         let key = id.store_key();
-        let Some(mut record) = self.fetch(&key, false).await? else {
+        let Some((mut blob, mut record)) = self.fetch(&key, fresh).await? else {
             return Ok(None);
         };
         let t = to_ms(now());
@@ -267,7 +276,7 @@ impl Sessions {
             // A cached copy may predate another instance's slide: decide on
             // a fresh read before ending anything.
             match self.fetch(&key, true).await? {
-                Some(fresh) if self.remaining(&fresh, t).is_some() => record = fresh,
+                Some((b, r)) if self.remaining(&r, t).is_some() => (blob, record) = (b, r),
                 Some(_) => {
                     self.store.delete(&key).await?;
                     return Ok(None);
@@ -277,56 +286,95 @@ impl Sessions {
         }
         let interval = u64::try_from(self.slide_interval().as_millis()).unwrap_or(u64::MAX);
         if slide && t.saturating_sub(record.last_seen) >= interval {
-            // Slide from a fresh read so a token refresh made elsewhere is
-            // not overwritten with a cached copy.
-            let Some(mut fresh) = self.fetch(&key, true).await? else {
-                return Ok(None);
+            record = match self.slide(&key, &blob, &record, t).await? {
+                Some(r) => r,
+                None => return Ok(None),
             };
-            let last_seen = t.max(fresh.last_seen);
-            Arc::make_mut(&mut fresh).last_seen = last_seen;
-            let Some(ttl) = self.remaining(&fresh, t) else {
-                self.store.delete(&key).await?;
-                return Ok(None);
-            };
-            let blob = self.seal(&key, &fresh)?;
-            match self.store.replace(&key, blob, ttl).await {
-                Ok(true) => record = fresh,
-                Ok(false) => return Ok(None),
-                // The session is valid; a failed slide only shortens its
-                // idle window, so serve it and try again next time.
-                Err(e) => {
-                    tracing::warn!(error = %e, "session slide not written");
-                    record = fresh;
-                    Arc::make_mut(&mut record).last_seen = t;
-                }
-            }
         }
         Ok(Some(Session::new(key, record, self.idle_timeout)))
     }
 
-    async fn fetch(
+    /// Writes `last_seen = t` back, conditionally on the stored blob still
+    /// being `blob`: a slide based on a read that a token refresh has since
+    /// superseded must not put the old tokens back (the IdP may have rotated
+    /// the refresh token, and the old one would end the session). The
+    /// condition also makes a stale cached copy harmless, so the slide needs
+    /// no extra read on the hot path. Returns the record to serve; `None`
+    /// when the session has gone.
+    async fn slide(
         &self,
         key: &StoreKey,
-        fresh: bool,
+        blob: &[u8],
+        record: &Arc<Record>,
+        t: u64,
     ) -> Result<Option<Arc<Record>>, SessionError> {
+        let mut slid = record.clone();
+        Arc::make_mut(&mut slid).last_seen = t.max(record.last_seen);
+        let Some(ttl) = self.remaining(&slid, t) else {
+            self.store.delete(key).await?;
+            return Ok(None);
+        };
+        let sealed = self.seal(key, &slid)?;
+        match self.store.replace_if(key, blob, sealed, ttl).await {
+            Ok(CasResult::Replaced) => Ok(Some(slid)),
+            Ok(CasResult::Gone) => Ok(None),
+            // Written meanwhile (a refresh, or another request's slide):
+            // serve what is stored now; a later request slides it.
+            Ok(CasResult::Changed) => Ok(self.fetch(key, true).await?.map(|(_, r)| r)),
+            // The session is valid; a failed slide only shortens its idle
+            // window, so serve it and try again next time.
+            Err(e) => {
+                tracing::warn!(error = %e, "session slide not written");
+                Ok(Some(record.clone()))
+            }
+        }
+    }
+
+    async fn fetch(&self, key: &StoreKey, fresh: bool) -> Result<Option<Opened>, SessionError> {
         let Some(blob) = self.store.get(key, fresh).await? else {
             return Ok(None);
         };
-        let rec = self.open(key, &blob);
-        if rec.is_none() {
+        let Some(rec) = self.open(key, &blob) else {
             tracing::debug!(session = %key, "stored session does not open (tampered or unknown key)");
-        }
-        Ok(rec)
+            return Ok(None);
+        };
+        Ok(Some((blob, rec)))
     }
 
-    /// Writes a changed session (after a token refresh). `false` when the
+    /// Writes a changed session (after a token refresh): its tokens and
+    /// claims replace the stored ones, but `last_seen` never goes back (a
+    /// slide may have landed since the session was read). `false` when the
     /// session was deleted meanwhile (it is not brought back) or has expired.
     pub async fn update(&self, session: &Session) -> Result<bool, SessionError> {
+        // Compare-and-set against a fresh read, again if a slide got in
+        // between; slides are rate-limited, so this ends within a round or
+        // two, and the bound only guards against a pathological store.
+        const ATTEMPTS: usize = 4;
+        let key = session.key();
+        for _ in 0..ATTEMPTS {
+            let Some((blob, stored)) = self.fetch(key, true).await? else {
+                return Ok(false);
+            };
+            let mut record = session.record.clone();
+            if stored.last_seen > record.last_seen {
+                Arc::make_mut(&mut record).last_seen = stored.last_seen;
+            }
+            let Some(ttl) = self.remaining(&record, to_ms(now())) else {
+                return Ok(false);
+            };
+            let sealed = self.seal(key, &record)?;
+            match self.store.replace_if(key, &blob, sealed, ttl).await? {
+                CasResult::Replaced => return Ok(true),
+                CasResult::Gone => return Ok(false),
+                CasResult::Changed => {}
+            }
+        }
+        // Still racing: the new tokens matter more than a slide.
         let Some(ttl) = self.remaining(&session.record, to_ms(now())) else {
             return Ok(false);
         };
-        let blob = self.seal(session.key(), &session.record)?;
-        Ok(self.store.replace(session.key(), blob, ttl).await?)
+        let sealed = self.seal(key, &session.record)?;
+        Ok(self.store.replace(key, sealed, ttl).await?)
     }
 
     /// Deletes a session and its index entries and tells the other
@@ -371,7 +419,7 @@ impl Sessions {
         let t = to_ms(now());
         for h in self.index_hashes("sub", iss, sub) {
             for (key, _) in self.store.find_by_sub(&h).await? {
-                if let Some(r) = self.fetch(&key, false).await?
+                if let Some((_, r)) = self.fetch(&key, false).await?
                     && self.remaining(&r, t).is_some()
                 {
                     out.push(SessionSummary {

@@ -10,7 +10,7 @@
 //! | `/slow?ms=N` | the echo, after N milliseconds |
 //! | `/bytes?n=N` | N bytes of [`pattern_bytes`], streamed in 16 KiB chunks, never held whole |
 //! | `/upload` | `{"bytes": n, "checksum": "<fnv1a hex>"}` of the request body, which is discarded as it streams |
-//! | `/set-cookie?name=A&name=B&value=V` | the echo, with `Set-Cookie: A=V; Path=/` for each name (V defaults to `upstream`) |
+//! | `/set-cookie?name=A&name=B&value=V&obs=1` | the echo, with `Set-Cookie: A=V; Path=/` for each name (V defaults to `upstream`); with `obs`, each line ends `; a=<0xFF byte>` |
 //! | `/status?code=N` | the echo, with status N (200..=599) |
 //! | `/ws` | a WebSocket echo server (text and binary messages come back) |
 //! | `/app.html` | `tests/browser/app.html`: an app page with `logout.js` and a button per logout mode |
@@ -379,9 +379,17 @@ async fn handle(
                 .filter(|(k, _)| k == "name")
                 .map(|(_, v)| v.clone())
                 .collect();
+            // `obs=1` ends each line with an attribute holding a non-ASCII
+            // byte (obs-text), which a `to_str()` reader cannot parse.
+            let tail: &[u8] = if param("obs").is_some() {
+                b"; a=\xff"
+            } else {
+                b""
+            };
             let mut res = echo(req, StatusCode::OK).await;
             for name in names {
-                if let Ok(v) = HeaderValue::from_str(&format!("{name}={value}; Path=/")) {
+                let line = [format!("{name}={value}; Path=/").as_bytes(), tail].concat();
+                if let Ok(v) = HeaderValue::from_bytes(&line) {
                     res.headers_mut().append(header::SET_COOKIE, v);
                 }
             }

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use moka::Expiry;
 use moka::future::Cache;
 use moka::notification::RemovalCause;
-use moka::ops::compute::Op;
+use moka::ops::compute::{CompResult, Op};
 use moka::policy::EvictionPolicy;
 use tokio::sync::broadcast;
 
-use super::{IndexRefs, LockToken, StoreError};
+use super::{CasResult, IndexRefs, LockToken, StoreError};
 use crate::session::id::StoreKey;
 
 /// Default bound of the session cache, in bytes of sealed records (plus a
@@ -204,38 +204,78 @@ impl MemoryStore {
         blob: Vec<u8>,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
+        Ok(self.write(key, None, blob, ttl).await == CasResult::Replaced)
+    }
+
+    pub(super) async fn replace_if(
+        &self,
+        key: &StoreKey,
+        expected: &[u8],
+        blob: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<CasResult, StoreError> {
+        Ok(self.write(key, Some(expected), blob, ttl).await)
+    }
+
+    /// Replaces the record of an existing session under the entry's lock,
+    /// when its current blob is `expected` (always when `None`).
+    async fn write(
+        &self,
+        key: &StoreKey,
+        expected: Option<&[u8]>,
+        blob: Vec<u8>,
+        ttl: Duration,
+    ) -> CasResult {
         let blob: Arc<[u8]> = blob.into();
         let res = self
             .sessions
             .entry(key.clone())
             .and_compute_with(|cur| {
                 let op = match cur {
-                    Some(cur) => {
+                    Some(cur) if expected.is_none_or(|x| *cur.value().blob == *x) => {
                         let mut e = cur.into_value();
                         e.blob = blob;
                         e.ttl = ttl.min(MAX_TTL);
                         Op::Put(e)
                     }
-                    None => Op::Nop,
+                    _ => Op::Nop,
                 };
                 std::future::ready(op)
             })
             .await;
-        Ok(matches!(
-            res,
-            moka::ops::compute::CompResult::ReplacedWith(_)
-        ))
+        match res {
+            CompResult::ReplacedWith(_) => CasResult::Replaced,
+            CompResult::Unchanged(_) => CasResult::Changed,
+            _ => CasResult::Gone,
+        }
     }
 
     pub(super) async fn delete(&self, key: &StoreKey) -> Result<bool, StoreError> {
-        match self.sessions.remove(key).await {
-            Some(e) => {
-                lock_index(&self.index).remove(key, &e);
+        // Through the entry's compute, like `replace`: moka serialises a key
+        // only among compute calls, so a plain `remove` landing between a
+        // replace's read and its put would be undone (the session back,
+        // without its index entries).
+        let res = self
+            .sessions
+            .entry(key.clone())
+            .and_compute_with(|cur| {
+                std::future::ready(match cur {
+                    Some(_) => Op::Remove,
+                    None => Op::Nop,
+                })
+            })
+            .await;
+        match res {
+            CompResult::Removed(e) => {
+                // The eviction listener does this too, but maybe later (it
+                // may run on another thread): a caller's next lookup by
+                // index must not find the session.
+                lock_index(&self.index).remove(key, e.value());
                 // Nobody listening is fine.
                 let _ = self.revoked.send(key.clone());
                 Ok(true)
             }
-            None => Ok(false),
+            _ => Ok(false),
         }
     }
 
@@ -312,7 +352,7 @@ impl MemoryStore {
                 })
             })
             .await;
-        matches!(res, moka::ops::compute::CompResult::Inserted(_))
+        matches!(res, CompResult::Inserted(_))
     }
 
     pub(super) async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {

@@ -44,6 +44,17 @@ pub struct IndexRefs {
     pub created_at_ms: u64,
 }
 
+/// What a conditional replacement ([`Store::replace_if`]) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CasResult {
+    /// The stored record was the expected one and is now the new one.
+    Replaced,
+    /// Someone wrote the record since it was read: nothing was written.
+    Changed,
+    /// The session no longer exists: nothing was written.
+    Gone,
+}
+
 /// Proof of holding a lock; only its holder can release it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockToken(pub(crate) String);
@@ -95,6 +106,20 @@ impl Store {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         each!(self, s => s.replace(key, blob, ttl).await)
+    }
+
+    /// Compare-and-set: replaces the record (as [`Store::replace`]) only if
+    /// the stored blob is still `expected`, so a write based on an old read
+    /// (an idle-timer slide) never clobbers a newer record (a refresh's
+    /// rotated tokens).
+    pub async fn replace_if(
+        &self,
+        key: &StoreKey,
+        expected: &[u8],
+        blob: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<CasResult, StoreError> {
+        each!(self, s => s.replace_if(key, expected, blob, ttl).await)
     }
 
     /// Deletes a session and its index entries and announces the

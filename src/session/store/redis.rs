@@ -22,7 +22,7 @@ use redis::{AsyncCommands, Script};
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::{broadcast, watch};
 
-use super::{IndexRefs, LockToken, StoreError, ms};
+use super::{CasResult, IndexRefs, LockToken, StoreError, ms};
 use crate::session::id::StoreKey;
 use crate::session::record::to_ms;
 
@@ -80,6 +80,22 @@ redis.call('PUBLISH', ARGV[3], 'u:' .. ARGV[4])
 return 1
 "#;
 
+/// Compare-and-set on the record: ARGV[5] is the SHA-1 (hex) of the blob
+/// the caller read, so the expected record is not sent back over the wire.
+/// SHA-1 because it is the digest Redis scripts have; it only tells one
+/// sealed record from another (each has a random nonce, and nobody but the
+/// gateway writes them), no collision resistance is relied on.
+/// 0: gone, 1: replaced, 2: changed meanwhile.
+const REPLACE_IF: &str = r#"
+local cur = redis.call('HGET', KEYS[1], 'b')
+if not cur then return 0 end
+if redis.sha1hex(cur) ~= ARGV[5] then return 2 end
+redis.call('HSET', KEYS[1], 'b', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], 'u:' .. ARGV[4])
+return 1
+"#;
+
 const UNLOCK: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -90,6 +106,7 @@ struct Scripts {
     del_sid: Script,
     del_sub: Script,
     replace: Script,
+    replace_if: Script,
     unlock: Script,
 }
 
@@ -180,6 +197,7 @@ impl RedisStore {
                 del_sid: prefixed(DEL_SID),
                 del_sub: prefixed(DEL_SUB),
                 replace: Script::new(REPLACE),
+                replace_if: Script::new(REPLACE_IF),
                 unlock: Script::new(UNLOCK),
             }),
             subscribed,
@@ -293,6 +311,47 @@ impl RedisStore {
             self.local.invalidate(key).await;
         }
         Ok(n == 1)
+    }
+
+    pub(super) async fn replace_if(
+        &self,
+        key: &StoreKey,
+        expected: &[u8],
+        blob: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<CasResult, StoreError> {
+        let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, expected);
+        let expected_sha1: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let mut c = self.conn.clone();
+        let n: i64 = self
+            .scripts
+            .replace_if
+            .key(rkey(key))
+            .arg(blob.as_slice())
+            .arg(ms(ttl))
+            .arg(REVOCATION_CHANNEL)
+            .arg(key.as_str())
+            .arg(expected_sha1)
+            .invoke_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        match n {
+            1 => {
+                self.local.insert(key.clone(), blob.into()).await;
+                Ok(CasResult::Replaced)
+            }
+            // The local copy is stale (or the session gone): the next read
+            // goes to Redis.
+            2 => {
+                self.local.invalidate(key).await;
+                Ok(CasResult::Changed)
+            }
+            0 => {
+                self.local.invalidate(key).await;
+                Ok(CasResult::Gone)
+            }
+            _ => Err(StoreError::Protocol("unexpected reply".into())),
+        }
     }
 
     async fn run_delete(
