@@ -868,3 +868,83 @@ async fn admin_endpoints_and_access_log() {
         "query strings are not logged"
     );
 }
+
+/// A gateway with one serving thread and one `auth = "none"` route to `upstream`.
+fn one_thread_gateway(upstream: &str) -> Gateway {
+    Gateway::builder(
+        r#"
+[server]
+listen = "{listen}"
+public_url = "{public_url}"
+workers = 1
+
+[[route]]
+prefix = "/"
+upstream = "{app}"
+auth = "none"
+"#,
+    )
+    .var("app", upstream)
+    .start()
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused() {
+    let app = Upstream::start();
+    let gw = one_thread_gateway(&app.url());
+    let c = client();
+    // Bodies read to the end, empty bodies (204, 304-like) and a streamed
+    // body: each hands its connection back for the next request.
+    for path in ["/x", "/status?code=204", "/bytes?n=100000", "/y"] {
+        for _ in 0..5 {
+            let r = c.get(gw.url(path)).send().await.unwrap();
+            assert!(r.status().is_success(), "{path}: {}", r.status());
+            r.bytes().await.unwrap();
+        }
+    }
+    assert_eq!(app.request_count(), 20);
+    assert_eq!(
+        app.connection_count(),
+        1,
+        "sequential requests share one upstream connection"
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_that_closes_idle_connections_is_reconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Answers one request per connection with keep-alive, then closes the
+    // connection 100 ms later, as an upstream with a short idle timeout does.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            });
+        }
+    });
+    let gw = one_thread_gateway(&format!("http://{addr}"));
+    let c = client();
+    for i in 0..3 {
+        let r = c.get(gw.url("/x")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+        assert_eq!(r.text().await.unwrap(), "ok");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+}

@@ -125,7 +125,7 @@ impl HttpClient {
                 .client
                 .request(request)
                 .await
-                .map_err(|e| HttpError::Transport(error_chain(&e)))?;
+                .map_err(|e| HttpError::Transport(crate::telemetry::error_chain(&e)))?;
             let (parts, body) = response.into_parts();
             let collected = Limited::new(body, max_body).collect().await.map_err(|e| {
                 if e.downcast_ref::<LengthLimitError>().is_some() {
@@ -174,20 +174,6 @@ fn redacted_uri(uri: &http::Uri) -> String {
         uri.authority().map(|a| a.as_str()).unwrap_or(""),
         uri.path()
     )
-}
-
-/// An error and its sources on one line ("client error (Connect): tcp
-/// connect error: Connection refused"), since hyper's top-level message
-/// alone says little.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,17 +1,69 @@
-//! Pooled upstream clients, one per route so each keeps its own connect
-//! timeout; http and https upstreams.
+//! Upstream connections: one small HTTP/1.1 connection pool per route and
+//! serving thread, http and https upstreams.
+//!
+//! Each serving thread runs its own single-threaded runtime (see
+//! [`crate::server::workers`]) and has its own pool for each route, so a
+//! pool is a plain stack of idle connections behind an uncontended lock: no
+//! pool keys to hash, no cross-thread hand-offs. hyper-util's general
+//! client did that work on every request and cost several percent of the
+//! gateway's CPU on the benchmark's session route.
+//!
+//! A connection goes back to its pool when the response body has been read
+//! to its end and the connection can take the next request (RFC 9112 §9.3:
+//! HTTP/1.1 connections persist unless one side says otherwise). A request
+//! that an idle connection could not even start (the upstream closed it
+//! while idle) is sent once more on a new connection, as hyper-util does.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http::{Request, Response, Uri};
+use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use thiserror::Error;
+use tower_service::Service;
 
-/// A pooled HTTP/1.1 client to upstreams that streams request bodies.
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Incoming>;
+use crate::telemetry::error_chain;
+
+/// How long an idle connection is kept for reuse.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Most idle connections one pool keeps.
+const MAX_IDLE: usize = 256;
+
+/// Why a request got no response from the upstream.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// No connection could be made (refused, unreachable, TLS failed,
+    /// connect timeout).
+    #[error("{0}")]
+    Connect(String),
+    /// The connection broke before a whole response head arrived.
+    #[error("{0}")]
+    Send(String),
+}
+
+/// One route's pooled upstream client for one serving thread. Cheap to
+/// clone (shared state).
+#[derive(Clone)]
+pub struct UpstreamClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connector: HttpsConnector<HttpConnector>,
+    idle: Mutex<Vec<Idle>>,
+}
+
+struct Idle {
+    tx: SendRequest<Incoming>,
+    since: Instant,
+}
 
 /// TLS settings for upstream connections: the system trust store, or none
 /// when it cannot be read (https upstreams then fail with 502 and a log line).
@@ -51,14 +103,164 @@ pub fn build(connect_timeout: Duration, tls: Arc<rustls::ClientConfig>) -> Upstr
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
     http.set_keepalive(Some(Duration::from_secs(60)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config((*tls).clone())
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .build(https)
+    UpstreamClient {
+        inner: Arc::new(Inner {
+            connector,
+            idle: Mutex::new(Vec::new()),
+        }),
+    }
+}
+
+impl UpstreamClient {
+    /// Sends `req` (its URI in origin form, its `Host` set) to the upstream
+    /// at `target` (scheme and authority) and returns the response head;
+    /// the body streams from the connection.
+    pub async fn send(
+        &self,
+        target: &Uri,
+        mut req: Request<Incoming>,
+    ) -> Result<Response<PooledBody>, ClientError> {
+        loop {
+            let (mut tx, reused) = match self.checkout() {
+                Some(tx) => (tx, true),
+                None => (self.connect(target).await?, false),
+            };
+            match tx.try_send_request(req).await {
+                Ok(resp) => {
+                    let (parts, body) = resp.into_parts();
+                    let body = PooledBody {
+                        body,
+                        tx: Some(tx),
+                        pool: self.inner.clone(),
+                    };
+                    return Ok(Response::from_parts(parts, body));
+                }
+                Err(mut err) => match err.take_message() {
+                    // Not even started on a connection that had been idle:
+                    // the upstream closed it meanwhile. A new one gets it.
+                    Some(unsent) if reused => req = unsent,
+                    _ => return Err(ClientError::Send(error_chain(err.error()))),
+                },
+            }
+        }
+    }
+
+    /// The most recently used idle connection that can take a request.
+    fn checkout(&self) -> Option<SendRequest<Incoming>> {
+        let mut idle = self.inner.lock_idle();
+        while let Some(conn) = idle.pop() {
+            if conn.tx.is_ready() && conn.since.elapsed() < IDLE_TIMEOUT {
+                return Some(conn.tx);
+            }
+        }
+        None
+    }
+
+    async fn connect(&self, target: &Uri) -> Result<SendRequest<Incoming>, ClientError> {
+        let mut connector = self.inner.connector.clone();
+        let io = connector
+            .call(target.clone())
+            .await
+            .map_err(|e| ClientError::Connect(error_chain(e.as_ref())))?;
+        let (tx, conn) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| ClientError::Connect(error_chain(&e)))?;
+        // The connection runs on this serving thread's runtime; upgrades
+        // (WebSocket) take the socket over after a 101.
+        tokio::spawn(async move {
+            if let Err(err) = conn.with_upgrades().await {
+                tracing::debug!(error = %err, "upstream connection ended with an error");
+            }
+        });
+        Ok(tx)
+    }
+}
+
+impl Inner {
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        // A panic while holding the lock leaves at worst a shorter stack.
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn put(&self, tx: SendRequest<Incoming>) {
+        let mut idle = self.lock_idle();
+        if idle.len() < MAX_IDLE {
+            idle.push(Idle {
+                tx,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Returns the connection once it can take the next request: at once
+    /// when it already can, else when it says so (its task has noticed the
+    /// end of the body); a connection that closes instead is dropped.
+    fn give_back(self: Arc<Self>, mut tx: SendRequest<Incoming>) {
+        if tx.is_ready() {
+            self.put(tx);
+        } else if !tx.is_closed() {
+            tokio::spawn(async move {
+                if tx.ready().await.is_ok() {
+                    self.put(tx);
+                }
+            });
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An upstream response body that hands its connection back to the
+    /// pool when it has been read to the end. Dropped early, the
+    /// connection is dropped with it (hyper closes a connection whose body
+    /// was not read).
+    pub struct PooledBody {
+        #[pin]
+        body: Incoming,
+        tx: Option<SendRequest<Incoming>>,
+        pool: Arc<Inner>,
+    }
+
+    impl PinnedDrop for PooledBody {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            // A body the server never polled because it was empty from the
+            // start (204, 304, Content-Length: 0) ends here, not in poll_frame.
+            if this.body.is_end_stream() && let Some(tx) = this.tx.take() {
+                this.pool.clone().give_back(tx);
+            }
+        }
+    }
+}
+
+impl HttpBody for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.body.poll_frame(cx);
+        if let Poll::Ready(None) = polled
+            && let Some(tx) = this.tx.take()
+        {
+            this.pool.clone().give_back(tx);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }

@@ -11,8 +11,8 @@
 
 use std::net::IpAddr;
 
-use http::header::{CONNECTION, COOKIE, HOST, HeaderName, HeaderValue, SET_COOKIE};
-use http::{HeaderMap, Uri};
+use http::HeaderMap;
+use http::header::{CONNECTION, COOKIE, HeaderName, HeaderValue, SET_COOKIE};
 
 /// Fields that are hop-by-hop whatever `Connection` says: the ones RFC 9110
 /// names, plus `Proxy-Authorization` and `Proxy-Authenticate`, which are
@@ -215,15 +215,6 @@ pub fn set_forwarded(
         && let Ok(v) = HeaderValue::from_str(host)
     {
         headers.insert(host_name, v);
-    }
-}
-
-/// Sets `Host` to the upstream's authority.
-pub fn set_upstream_host(headers: &mut HeaderMap, upstream: &Uri) {
-    if let Some(authority) = upstream.authority()
-        && let Ok(v) = HeaderValue::from_str(authority.as_str())
-    {
-        headers.insert(HOST, v);
     }
 }
 

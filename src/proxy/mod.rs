@@ -9,8 +9,8 @@ pub mod upgrade;
 
 use std::time::Duration;
 
-use http::header::{CACHE_CONTROL, HeaderName, HeaderValue};
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::header::{CACHE_CONTROL, HOST, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -19,7 +19,7 @@ use url::Url;
 
 use crate::pages::Body;
 use crate::request::Peer;
-pub use client::UpstreamClient;
+pub use client::{ClientError, UpstreamClient};
 pub use headers::IdentityNames;
 
 /// Why a request could not be proxied.
@@ -65,10 +65,12 @@ impl ProxyError {
 }
 
 /// One route's upstream: where it is and how to reach it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Upstream {
-    scheme: Scheme,
-    authority: Authority,
+    /// `scheme://authority`: where connections go.
+    target: Uri,
+    /// The `Host` header sent upstream.
+    host: HeaderValue,
     /// Base path without a trailing slash ("" for the root).
     base_path: String,
     /// For logs: `scheme://authority`.
@@ -102,10 +104,18 @@ impl Upstream {
             .cloned()
             .ok_or_else(|| ProxyError::BadUri("no host".into()))?;
         let base_path = uri.path().trim_end_matches('/').to_string();
+        let host = HeaderValue::from_str(authority.as_str())
+            .map_err(|e| ProxyError::BadUri(e.to_string()))?;
+        let target = Uri::builder()
+            .scheme(scheme.clone())
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| ProxyError::BadUri(e.to_string()))?;
         Ok(Upstream {
             display: format!("{scheme}://{authority}"),
-            scheme,
-            authority,
+            target,
+            host,
             base_path,
             clients,
             timeout,
@@ -118,6 +128,8 @@ impl Upstream {
         &self.clients[crate::server::workers::index() % self.clients.len()]
     }
 
+    /// The request target sent upstream, in origin form (RFC 9112 §3.2.1):
+    /// the base path, the canonical path and the query.
     fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
         let mut pq = String::with_capacity(
             self.base_path.len() + path.len() + 1 + query.map_or(0, str::len),
@@ -130,12 +142,7 @@ impl Upstream {
         }
         let pq =
             PathAndQuery::from_maybe_shared(pq).map_err(|e| ProxyError::BadUri(e.to_string()))?;
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(pq)
-            .build()
-            .map_err(|e| ProxyError::BadUri(e.to_string()))
+        Ok(Uri::from(pq))
     }
 }
 
@@ -193,7 +200,7 @@ pub async fn forward(
         f.origin.scheme.as_str(),
         f.origin.authority(),
     );
-    headers::set_upstream_host(h, &parts.uri);
+    h.insert(HOST, f.upstream.host.clone());
     if let Ok(v) = HeaderValue::from_str(f.request_id) {
         h.insert(HeaderName::from_static("x-request-id"), v);
     }
@@ -207,13 +214,13 @@ pub async fn forward(
 
     let mut resp = match tokio::time::timeout(
         f.upstream.timeout,
-        f.upstream.client().request(upstream_req),
+        f.upstream.client().send(&f.upstream.target, upstream_req),
     )
     .await
     {
         Err(_) => return Err(ProxyError::Timeout(f.upstream.timeout)),
-        Ok(Err(err)) if err.is_connect() => return Err(ProxyError::Connect(error_chain(&err))),
-        Ok(Err(err)) => return Err(ProxyError::Upstream(error_chain(&err))),
+        Ok(Err(ClientError::Connect(why))) => return Err(ProxyError::Connect(why)),
+        Ok(Err(ClientError::Send(why))) => return Err(ProxyError::Upstream(why)),
         Ok(Ok(resp)) => resp,
     };
 
@@ -246,17 +253,4 @@ pub async fn forward(
         parts,
         body.map_err(Into::into).boxed_unsync(),
     ))
-}
-
-/// The error and its sources on one line (hyper's top-level messages are
-/// terse, the cause is underneath). Upstream errors hold no secrets.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

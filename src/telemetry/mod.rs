@@ -11,6 +11,20 @@ use metrics::{Counter, Histogram};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+/// An error and its sources on one line ("client error (Connect): tcp
+/// connect error: Connection refused"), for a log line: hyper's top-level
+/// message alone says little. Transport errors carry no secrets.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
