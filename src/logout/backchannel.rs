@@ -6,7 +6,8 @@
 //! [`decode_claims_unverified`] (the payload, for the fuzz target only) and
 //! [`validate_claims`] (every §2.6 claim rule). [`handle`] adds what needs
 //! the outside world: the rate limit, the signature against the IdP's keys,
-//! the `jti` replay cache and the deletion of sessions.
+//! and the `jti` replay cache with the deletion of sessions (one store step,
+//! so a logout that did not complete never leaves its `jti` behind).
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -23,6 +24,7 @@ use serde_json::Value;
 use crate::context::Ctx;
 use crate::logout::events::{self, Kind};
 use crate::pages::{self, Body};
+use crate::session::Revoke;
 
 /// Largest request body accepted (SPEC: 16 KiB).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -482,25 +484,35 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Ends the sessions a validated token names; the count ended.
+/// Records the token's `jti` and ends the sessions it names, as one store
+/// step (see [`crate::session::Sessions::revoke_once`]); the count ended.
 async fn end_sessions(ctx: &Ctx<'_>, claims: &LogoutClaims) -> Result<usize, BackchannelError> {
-    let result = match (&claims.sid, &claims.sub) {
-        (Some(sid), _) => ctx.sessions.delete_by_sid(&claims.iss, sid).await,
-        (None, Some(sub)) => {
-            // `iat` has whole seconds while sessions record milliseconds: a
-            // session created in the token's own second counts as "before"
-            // (erring toward ending a session, never toward keeping one).
-            let before = UNIX_EPOCH + Duration::from_secs(claims.iat.saturating_add(1));
-            ctx.sessions
-                .delete_by_sub(&claims.iss, sub, Some(before))
-                .await
-        }
+    let what = match (&claims.sid, &claims.sub) {
+        (Some(sid), _) => Revoke::Sid(sid),
+        // `iat` has whole seconds while sessions record milliseconds: a
+        // session created in the token's own second counts as "before"
+        // (erring toward ending a session, never toward keeping one).
+        (None, Some(sub)) => Revoke::Sub(
+            sub,
+            Some(UNIX_EPOCH + Duration::from_secs(claims.iat.saturating_add(1))),
+        ),
         (None, None) => return Err(BackchannelError::Subject),
     };
-    result.map_err(|e| {
-        tracing::warn!(error = %e, "back-channel logout: ending sessions failed");
-        BackchannelError::Store
-    })
+    let key = jti_key(&claims.iss, &claims.jti);
+    match ctx
+        .sessions
+        .revoke_once(&key, JTI_TTL, &claims.iss, what)
+        .await
+    {
+        Ok(Some(n)) => Ok(n),
+        Ok(None) => Err(BackchannelError::Replay),
+        Err(e) => {
+            // Nothing was kept for this jti unless the sessions ended too,
+            // so the IdP's retry is not refused as a replay.
+            tracing::warn!(error = %e, "back-channel logout: jti and sessions not written");
+            Err(BackchannelError::Store)
+        }
+    }
 }
 
 /// The key a `jti` is remembered under.
@@ -538,27 +550,7 @@ async fn process(ctx: &Ctx<'_>, req: Request<Incoming>) -> Result<usize, Backcha
         require_exp,
     };
     let claims = validate_claims(&header, &payload, unix_now(), &rules)?;
-
-    let key = jti_key(&claims.iss, &claims.jti);
-    match ctx.sessions.claim_once(&key, JTI_TTL).await {
-        Ok(true) => {}
-        Ok(false) => return Err(BackchannelError::Replay),
-        Err(e) => {
-            tracing::warn!(error = %e, "back-channel logout: jti not recorded");
-            return Err(BackchannelError::Store);
-        }
-    }
-    match end_sessions(ctx, &claims).await {
-        Ok(n) => Ok(n),
-        Err(err) => {
-            // The logout did not happen: forget the jti so the IdP's retry
-            // of this very token is not refused as a replay.
-            if let Err(e) = ctx.sessions.release_claim(&key).await {
-                tracing::warn!(error = %e, "back-channel logout: jti claim not released");
-            }
-            Err(err)
-        }
-    }
+    end_sessions(ctx, &claims).await
 }
 
 /// Handles a logout token from the IdP: 200 (`no-store`) once the named
