@@ -655,3 +655,81 @@ async fn floods_are_rate_limited() {
     let resp = post_token(gw, &sign_rs256(&logout_header(), &claims, &idp_key_pem())).await;
     assert_eq!(resp.status(), 200, "served again after the refill");
 }
+
+/// The rate limit is per client address: while a flood from one address is
+/// being cut off with 429, the IdP's logout tokens from another address
+/// are all served.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_from_one_address_does_not_block_another() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let setup = start_gateway(true, "");
+    let idp = start_idp(&setup, vec![]).await;
+    let gw = &setup.gw;
+    let flooder = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("client on 127.0.0.2");
+    let url = gw.url("/.portcullis/backchannel-logout");
+    let stop = Arc::new(AtomicBool::new(false));
+    let limited = Arc::new(AtomicUsize::new(0));
+    let odd = Arc::new(AtomicUsize::new(0));
+    // Far above 50 requests per second, for as long as the test runs.
+    let workers: Vec<_> = (0..16)
+        .map(|_| {
+            let (http, url) = (flooder.clone(), url.clone());
+            let (stop, limited, odd) = (stop.clone(), limited.clone(), odd.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let status = http
+                        .post(&url)
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body("logout_token=garbage")
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16());
+                    match status {
+                        Ok(429) => drop(limited.fetch_add(1, Ordering::Relaxed)),
+                        Ok(400) => {}
+                        _ => drop(odd.fetch_add(1, Ordering::Relaxed)),
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while limited.load(Ordering::Relaxed) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flood was never limited"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // The IdP posts from 127.0.0.1 meanwhile.
+    let limited_before = limited.load(Ordering::Relaxed);
+    for i in 0..10 {
+        let claims = logout_claims(idp.issuer(), Some(&format!("during-the-flood-{i}")), None);
+        let resp = post_token(gw, &sign_rs256(&logout_header(), &claims, &idp_key_pem())).await;
+        assert_eq!(
+            resp.status(),
+            200,
+            "logout token {i} from the IdP refused during another address's flood"
+        );
+    }
+    let limited_during = limited.load(Ordering::Relaxed) - limited_before;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.expect("flood worker");
+    }
+    assert!(
+        limited_during > 0,
+        "the flood was not being limited while the IdP was served"
+    );
+    assert_eq!(
+        odd.load(Ordering::Relaxed),
+        0,
+        "flood answered other than 400/429"
+    );
+}
