@@ -2,6 +2,8 @@
 //! long-lived services (sessions, OIDC client) and the facts the request
 //! path has already settled (route origin, client kind, request id).
 
+use std::net::IpAddr;
+
 use crate::config::{Config, PublicOrigin, SessionConfig};
 use crate::oidc::OidcClient;
 use crate::request::ClientKind;
@@ -23,6 +25,9 @@ pub struct Ctx<'a> {
     pub kind: ClientKind,
     /// The request id, for log lines.
     pub request_id: &'a str,
+    /// The TCP peer's address. Not taken from `X-Forwarded-For`: what it
+    /// keys (the back-channel rate limit) must not be chosen by the client.
+    pub peer: IpAddr,
 }
 
 impl Ctx<'_> {

@@ -317,6 +317,7 @@ impl Gateway {
         origin: &'a PublicOrigin,
         kind: ClientKind,
         request_id: &'a str,
+        peer: std::net::IpAddr,
     ) -> Option<Ctx<'a>> {
         Some(Ctx {
             config: &self.config,
@@ -326,6 +327,7 @@ impl Gateway {
             origin,
             kind,
             request_id,
+            peer,
         })
     }
 
@@ -337,11 +339,12 @@ impl Gateway {
         origin: &PublicOrigin,
         kind: ClientKind,
         request_id: &str,
+        peer: std::net::IpAddr,
     ) -> Response<Body> {
         if path == pages::LOGOUT_JS_PATH {
             return self.logout_js.serve(&req);
         }
-        let Some(ctx) = self.handler_context(origin, kind, request_id) else {
+        let Some(ctx) = self.handler_context(origin, kind, request_id, peer) else {
             return pages::error(
                 kind,
                 StatusCode::NOT_FOUND,
@@ -428,7 +431,9 @@ impl Gateway {
             || match_path == self.config.logout.path
         {
             log.route = &self.own_metrics;
-            return self.own_path(&match_path, req, public, kind, &log.id).await;
+            return self
+                .own_path(&match_path, req, public, kind, &log.id, conn.peer.ip())
+                .await;
         }
 
         // 5. The route.
@@ -449,7 +454,7 @@ impl Gateway {
         let mut set_headers = Vec::new();
         let mut upgrade_deadline = None;
         if private_cache {
-            let Some(ctx) = self.handler_context(public, kind, &log.id) else {
+            let Some(ctx) = self.handler_context(public, kind, &log.id, conn.peer.ip()) else {
                 // The config check makes session routes require [oidc] and [session].
                 log.error = Some("no_login");
                 return pages::error(

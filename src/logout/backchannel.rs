@@ -6,10 +6,12 @@
 //! [`decode_claims_unverified`] (the payload, for the fuzz target only) and
 //! [`validate_claims`] (every §2.6 claim rule). [`handle`] adds what needs
 //! the outside world: the rate limit, the signature against the IdP's keys,
-//! the `jti` replay cache and the deletion of sessions.
+//! and the `jti` replay cache with the deletion of sessions (one store step,
+//! so a logout that did not complete never leaves its `jti` behind).
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::net::IpAddr;
+use std::sync::LazyLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -22,7 +24,9 @@ use serde_json::Value;
 
 use crate::context::Ctx;
 use crate::logout::events::{self, Kind};
+use crate::logout::rate_limit::PeerLimiter;
 use crate::pages::{self, Body};
+use crate::session::Revoke;
 
 /// Largest request body accepted (SPEC: 16 KiB).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -37,12 +41,16 @@ pub const JTI_TTL: Duration = Duration::from_secs(10 * 60);
 /// The event member a logout token must carry.
 pub const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
-/// Rate limit: burst size and sustained rate (tokens per second) for the
-/// whole process. An IdP sends one request per session ended; this leaves
-/// room for mass logouts while bounding the cost of a flood (each request
-/// may cost a signature check and a store write).
-const RATE_BURST: f64 = 100.0;
-const RATE_PER_SEC: f64 = 50.0;
+/// Rate limit per client address (TCP peer; IPv6 by /64): burst size and
+/// sustained rate (requests per second). An IdP sends one request per
+/// session ended; this leaves room for mass logouts while bounding the cost
+/// of a flood (each request may cost a signature check and a store write),
+/// and a flood from one address leaves the IdP's own requests alone.
+const RATE_BURST: u32 = 100;
+const RATE_PER_SEC: u32 = 50;
+/// How many client addresses have a bucket at once (a few hundred bytes
+/// each); beyond it the least recently seen are forgotten.
+const RATE_PEERS: u64 = 10_000;
 
 /// Why a back-channel logout request failed. Each variant names one check;
 /// messages never carry the token or any claim value.
@@ -381,34 +389,13 @@ pub fn check_unverified(
     validate_claims(&header, &claims, now, rules)
 }
 
-/// A token bucket for the whole process.
-struct Bucket {
-    tokens: f64,
-    last: Option<Instant>,
-}
+/// The buckets, per process: they outlive configuration reloads.
+static LIMITER: LazyLock<PeerLimiter> =
+    LazyLock::new(|| PeerLimiter::new(RATE_BURST, RATE_PER_SEC, RATE_PEERS));
 
-static BUCKET: Mutex<Bucket> = Mutex::new(Bucket {
-    tokens: RATE_BURST,
-    last: None,
-});
-
-/// Takes one token from the process-wide bucket; `false` when empty.
-fn rate_ok() -> bool {
-    // A poisoned lock only means another request panicked mid-update; the
-    // counter is still usable.
-    let mut b = BUCKET.lock().unwrap_or_else(|p| p.into_inner());
-    let now = Instant::now();
-    if let Some(last) = b.last {
-        let refill = now.duration_since(last).as_secs_f64() * RATE_PER_SEC;
-        b.tokens = (b.tokens + refill).min(RATE_BURST);
-    }
-    b.last = Some(now);
-    if b.tokens >= 1.0 {
-        b.tokens -= 1.0;
-        true
-    } else {
-        false
-    }
+/// Takes one request from `peer`'s bucket; `false` when it is empty.
+fn rate_ok(peer: IpAddr) -> bool {
+    LIMITER.allow(peer, Instant::now())
 }
 
 fn is_form(req: &Request<Incoming>) -> bool {
@@ -482,25 +469,35 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Ends the sessions a validated token names; the count ended.
+/// Records the token's `jti` and ends the sessions it names, as one store
+/// step (see [`crate::session::Sessions::revoke_once`]); the count ended.
 async fn end_sessions(ctx: &Ctx<'_>, claims: &LogoutClaims) -> Result<usize, BackchannelError> {
-    let result = match (&claims.sid, &claims.sub) {
-        (Some(sid), _) => ctx.sessions.delete_by_sid(&claims.iss, sid).await,
-        (None, Some(sub)) => {
-            // `iat` has whole seconds while sessions record milliseconds: a
-            // session created in the token's own second counts as "before"
-            // (erring toward ending a session, never toward keeping one).
-            let before = UNIX_EPOCH + Duration::from_secs(claims.iat.saturating_add(1));
-            ctx.sessions
-                .delete_by_sub(&claims.iss, sub, Some(before))
-                .await
-        }
+    let what = match (&claims.sid, &claims.sub) {
+        (Some(sid), _) => Revoke::Sid(sid),
+        // `iat` has whole seconds while sessions record milliseconds: a
+        // session created in the token's own second counts as "before"
+        // (erring toward ending a session, never toward keeping one).
+        (None, Some(sub)) => Revoke::Sub(
+            sub,
+            Some(UNIX_EPOCH + Duration::from_secs(claims.iat.saturating_add(1))),
+        ),
         (None, None) => return Err(BackchannelError::Subject),
     };
-    result.map_err(|e| {
-        tracing::warn!(error = %e, "back-channel logout: ending sessions failed");
-        BackchannelError::Store
-    })
+    let key = jti_key(&claims.iss, &claims.jti);
+    match ctx
+        .sessions
+        .revoke_once(&key, JTI_TTL, &claims.iss, what)
+        .await
+    {
+        Ok(Some(n)) => Ok(n),
+        Ok(None) => Err(BackchannelError::Replay),
+        Err(e) => {
+            // Nothing was kept for this jti unless the sessions ended too,
+            // so the IdP's retry is not refused as a replay.
+            tracing::warn!(error = %e, "back-channel logout: jti and sessions not written");
+            Err(BackchannelError::Store)
+        }
+    }
 }
 
 /// The key a `jti` is remembered under.
@@ -512,7 +509,7 @@ async fn process(ctx: &Ctx<'_>, req: Request<Incoming>) -> Result<usize, Backcha
     if req.method() != Method::POST {
         return Err(BackchannelError::Method);
     }
-    if !rate_ok() {
+    if !rate_ok(ctx.peer) {
         return Err(BackchannelError::RateLimited);
     }
     if !is_form(&req) {
@@ -538,32 +535,12 @@ async fn process(ctx: &Ctx<'_>, req: Request<Incoming>) -> Result<usize, Backcha
         require_exp,
     };
     let claims = validate_claims(&header, &payload, unix_now(), &rules)?;
-
-    let key = jti_key(&claims.iss, &claims.jti);
-    match ctx.sessions.claim_once(&key, JTI_TTL).await {
-        Ok(true) => {}
-        Ok(false) => return Err(BackchannelError::Replay),
-        Err(e) => {
-            tracing::warn!(error = %e, "back-channel logout: jti not recorded");
-            return Err(BackchannelError::Store);
-        }
-    }
-    match end_sessions(ctx, &claims).await {
-        Ok(n) => Ok(n),
-        Err(err) => {
-            // The logout did not happen: forget the jti so the IdP's retry
-            // of this very token is not refused as a replay.
-            if let Err(e) = ctx.sessions.release_claim(&key).await {
-                tracing::warn!(error = %e, "back-channel logout: jti claim not released");
-            }
-            Err(err)
-        }
-    }
+    end_sessions(ctx, &claims).await
 }
 
 /// Handles a logout token from the IdP: 200 (`no-store`) once the named
 /// sessions are gone (also when none matched), 400 JSON naming the failure
-/// otherwise, 429 beyond the rate limit.
+/// otherwise, 429 when the client's address exceeds the rate limit.
 pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     match process(ctx, req).await {
         Ok(n) => {

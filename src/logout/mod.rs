@@ -5,6 +5,7 @@ pub mod backchannel;
 pub mod events;
 pub mod frontchannel;
 pub mod pages;
+pub mod rate_limit;
 pub mod rp_initiated;
 pub mod state;
 pub mod trigger;

@@ -28,7 +28,17 @@ pub use store::{CasResult, LockToken, Store, StoreError};
 use crate::config::{SessionConfig, StoreConfig};
 use crypto::{CryptoError, KeyRing, Mac, Sealer};
 use record::{SessionRecord as Record, to_ms};
-use store::{IndexRefs, MemoryStore, RedisStore};
+use store::{IndexRefs, IndexTarget, MemoryStore, RedisStore};
+
+/// Which sessions [`Sessions::revoke_once`] ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoke<'a> {
+    /// Those of one IdP session (`iss`+`sid`).
+    Sid(&'a str),
+    /// Those of `iss`+`sub` created strictly before the given time (every
+    /// one when `None`).
+    Sub(&'a str, Option<SystemTime>),
+}
 
 /// A sealed blob from the store and the record it opened to.
 type Opened = (Arc<[u8]>, Arc<Record>);
@@ -447,10 +457,33 @@ impl Sessions {
         Ok(self.store.claim_once(key, ttl).await?)
     }
 
-    /// Forgets a claim made by [`Sessions::claim_once`] (back-channel: the
-    /// deletion failed, so the IdP's retry must not look like a replay).
-    pub async fn release_claim(&self, key: &str) -> Result<(), SessionError> {
-        Ok(self.store.release_claim(key).await?)
+    /// Back-channel logout: claims `claim` (set-if-absent for `ttl`, the
+    /// `jti` replay cache) and ends the sessions of `iss` that `what` names,
+    /// as one step. `Ok(None)`: claimed before, nothing ended (a replay).
+    /// `Ok(Some(n))`: `n` sessions ended. `Err`: the store could not
+    /// complete it, and the claim is not kept unless the sessions were
+    /// ended too (a lost reply), so the IdP's retry is never refused while
+    /// the sessions live. Never treat `Err` as success.
+    pub async fn revoke_once(
+        &self,
+        claim: &str,
+        ttl: Duration,
+        iss: &str,
+        what: Revoke<'_>,
+    ) -> Result<Option<usize>, SessionError> {
+        let done = match what {
+            Revoke::Sid(sid) => {
+                let hashes = self.index_hashes("sid", iss, sid);
+                let target = IndexTarget::Sid(&hashes);
+                self.store.revoke_once(claim, ttl, &target).await?
+            }
+            Revoke::Sub(sub, before) => {
+                let hashes = self.index_hashes("sub", iss, sub);
+                let target = IndexTarget::Sub(&hashes, before.map(to_ms));
+                self.store.revoke_once(claim, ttl, &target).await?
+            }
+        };
+        Ok(done.map(|keys| keys.len()))
     }
 
     /// Stores a single-use value (logout `state`).

@@ -10,6 +10,7 @@ pub mod browser;
 pub mod gateway;
 pub mod idp;
 pub mod idp_legacy;
+pub mod partition;
 pub mod redis;
 pub mod stack;
 pub mod upstream;
@@ -21,6 +22,7 @@ pub use gateway::{
     CheckOutput, Gateway, GatewayBuilder, Signal, StartError, TEST_ADMIN_TOKEN, TEST_CLIENT_SECRET,
     TEST_SESSION_SECRET, log_field, run_check,
 };
+pub use partition::{Cut, Partition};
 pub use redis::Redis;
 pub use upstream::{
     RecordedRequest, SilentUpstream, Upstream, pattern_bytes, silent_upstream, unused_addr,

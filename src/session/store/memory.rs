@@ -12,7 +12,7 @@ use moka::ops::compute::{CompResult, Op};
 use moka::policy::EvictionPolicy;
 use tokio::sync::broadcast;
 
-use super::{CasResult, IndexRefs, LockToken, StoreError};
+use super::{CasResult, IndexRefs, IndexTarget, LockToken, StoreError};
 use crate::session::id::StoreKey;
 
 /// Default bound of the session cache, in bytes of sealed records (plus a
@@ -361,9 +361,31 @@ impl MemoryStore {
             .await)
     }
 
-    pub(super) async fn release_claim(&self, key: &str) -> Result<(), StoreError> {
-        self.aux.invalidate(&format!("once:{key}")).await;
-        Ok(())
+    pub(super) async fn revoke_once(
+        &self,
+        claim: &str,
+        ttl: Duration,
+        target: &IndexTarget<'_>,
+    ) -> Result<Option<Vec<StoreKey>>, StoreError> {
+        // Deleting from memory cannot fail, so claiming first and deleting
+        // next is as good as one step.
+        if !self.claim_once(claim, ttl).await? {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        match target {
+            IndexTarget::Sid(hashes) => {
+                for h in *hashes {
+                    out.extend(self.delete_by_sid(h).await?);
+                }
+            }
+            IndexTarget::Sub(hashes, before) => {
+                for h in *hashes {
+                    out.extend(self.delete_by_sub(h, *before).await?);
+                }
+            }
+        }
+        Ok(Some(out))
     }
 
     pub(super) async fn put_temp(

@@ -55,6 +55,17 @@ pub enum CasResult {
     Gone,
 }
 
+/// The index entries whose sessions a single-use revocation
+/// ([`Store::revoke_once`]) ends: one hash per session secret in use.
+#[derive(Debug, Clone, Copy)]
+pub enum IndexTarget<'a> {
+    /// Every session under these `sid` hashes.
+    Sid(&'a [String]),
+    /// The sessions under these `sub` hashes created strictly before the
+    /// given Unix ms (every one when `None`).
+    Sub(&'a [String], Option<u64>),
+}
+
 /// Proof of holding a lock; only its holder can release it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockToken(pub(crate) String);
@@ -159,11 +170,19 @@ impl Store {
         each!(self, s => s.claim_once(key, ttl).await)
     }
 
-    /// Forgets a claim, so the same key can be claimed again (a back-channel
-    /// logout whose deletion failed must not turn the IdP's retry into a
-    /// replay).
-    pub async fn release_claim(&self, key: &str) -> Result<(), StoreError> {
-        each!(self, s => s.release_claim(key).await)
+    /// Claims `claim` as [`Store::claim_once`] does and deletes the sessions
+    /// `target` names, as one step: `None` when the claim was made before
+    /// (nothing is deleted), else the sessions deleted. Never one without
+    /// the other: on an error nothing happened — or, when only the reply
+    /// was lost, both did — so a claim is never kept for a deletion that did
+    /// not complete (a back-channel logout's retry is not a replay).
+    pub async fn revoke_once(
+        &self,
+        claim: &str,
+        ttl: Duration,
+        target: &IndexTarget<'_>,
+    ) -> Result<Option<Vec<StoreKey>>, StoreError> {
+        each!(self, s => s.revoke_once(claim, ttl, target).await)
     }
 
     /// Stores a value that [`Store::take_temp`] returns at most once.

@@ -4,10 +4,13 @@
 //! Keys (all under `portcullis:`):
 //! - `s:<store key>`: hash `{b: sealed record, sub: <sub hash>, sid: <sid hash>}`, `PX` = session ttl
 //! - `sid:<sid hash>`: set of store keys; `sub:<sub hash>`: sorted set, score = created_at (ms)
-//! - `once:<k>`, `tmp:<k>`, `lock:<k>`: claim_once / put_temp / try_lock values
+//! - `once:<k>`, `tmp:<k>`, `lock:<k>`: claim_once and revoke_once claims,
+//!   put_temp / try_lock values
 //!
 //! Every deletion runs in one Lua script that removes the record and its
-//! index entries and publishes the store key on [`REVOCATION_CHANNEL`].
+//! index entries and publishes the store key on [`REVOCATION_CHANNEL`]; a
+//! single-use revocation (back-channel logout) checks and records its claim
+//! in the same script, so one never happens without the other.
 //! Every replacement publishes `u:<store key>` there, so other instances
 //! drop their cached copy without treating it as a revocation.
 
@@ -22,7 +25,7 @@ use redis::{AsyncCommands, Script};
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::{broadcast, watch};
 
-use super::{CasResult, IndexRefs, LockToken, StoreError, ms};
+use super::{CasResult, IndexRefs, IndexTarget, LockToken, StoreError, ms};
 use crate::session::id::StoreKey;
 use crate::session::record::to_ms;
 
@@ -48,27 +51,40 @@ local function del(k)
   redis.call('PUBLISH', channel, k)
   return 1
 end
+local function del_sid(h, out)
+  local ik = prefix .. 'sid:' .. h
+  for _, k in ipairs(redis.call('SMEMBERS', ik)) do
+    if del(k) == 1 then table.insert(out, k) end
+  end
+  redis.call('DEL', ik)
+end
+local function del_sub(h, max, out)
+  local ik = prefix .. 'sub:' .. h
+  for _, k in ipairs(redis.call('ZRANGEBYSCORE', ik, '-inf', max)) do
+    if del(k) == 1 then table.insert(out, k) end
+    redis.call('ZREM', ik, k)
+  end
+end
 "#;
 
 const DEL_ONE: &str = "return del(ARGV[3])";
 
-const DEL_SID: &str = r#"
-local ik = prefix .. 'sid:' .. ARGV[3]
-local out = {}
-for _, k in ipairs(redis.call('SMEMBERS', ik)) do
-  if del(k) == 1 then table.insert(out, k) end
-end
-redis.call('DEL', ik)
-return out
-"#;
+const DEL_SID: &str = "local out = {} del_sid(ARGV[3], out) return out";
 
-const DEL_SUB: &str = r#"
-local ik = prefix .. 'sub:' .. ARGV[3]
+const DEL_SUB: &str = "local out = {} del_sub(ARGV[3], ARGV[4], out) return out";
+
+/// ARGV[3]: claim key, ARGV[4]: its ttl (ms), ARGV[5]: `sid` or `sub`,
+/// ARGV[6]: highest creation score (`sub`), ARGV[7..]: index hashes.
+/// Answers nil when the claim exists (nothing deleted). The claim is written
+/// last: a script that stops part-way keeps no claim, so a retry runs again
+/// (deleting is idempotent), and one that completes kept both.
+const DEL_ONCE: &str = r#"
+if redis.call('EXISTS', ARGV[3]) == 1 then return false end
 local out = {}
-for _, k in ipairs(redis.call('ZRANGEBYSCORE', ik, '-inf', ARGV[4])) do
-  if del(k) == 1 then table.insert(out, k) end
-  redis.call('ZREM', ik, k)
+for i = 7, #ARGV do
+  if ARGV[5] == 'sid' then del_sid(ARGV[i], out) else del_sub(ARGV[i], ARGV[6], out) end
 end
+redis.call('SET', ARGV[3], '1', 'PX', ARGV[4])
 return out
 "#;
 
@@ -105,6 +121,7 @@ struct Scripts {
     del_one: Script,
     del_sid: Script,
     del_sub: Script,
+    del_once: Script,
     replace: Script,
     replace_if: Script,
     unlock: Script,
@@ -146,6 +163,15 @@ fn unavailable(e: redis::RedisError) -> StoreError {
         format!("{:?}", e.kind())
     };
     StoreError::Unavailable(what)
+}
+
+/// The highest `sub` index score a deletion takes: strictly below
+/// `created_before_ms`, or everything.
+fn max_score(created_before_ms: Option<u64>) -> String {
+    match created_before_ms {
+        Some(b) => format!("({b}"),
+        None => "+inf".to_owned(),
+    }
 }
 
 fn rkey(k: &StoreKey) -> String {
@@ -196,6 +222,7 @@ impl RedisStore {
                 del_one: prefixed(DEL_ONE),
                 del_sid: prefixed(DEL_SID),
                 del_sub: prefixed(DEL_SUB),
+                del_once: prefixed(DEL_ONCE),
                 replace: Script::new(REPLACE),
                 replace_if: Script::new(REPLACE_IF),
                 unlock: Script::new(UNLOCK),
@@ -354,19 +381,24 @@ impl RedisStore {
         }
     }
 
-    async fn run_delete(
-        &self,
-        script: &Script,
-        arg: &str,
-        extra: Option<String>,
-    ) -> Result<redis::Value, StoreError> {
+    /// Runs one of the deletion scripts (they all begin with [`DEL_FN`],
+    /// which takes the prefix and the channel first) with `args` after.
+    async fn run_delete(&self, script: &Script, args: &[&str]) -> Result<redis::Value, StoreError> {
         let mut c = self.conn.clone();
         let mut inv = script.arg(PREFIX);
-        inv.arg(REVOCATION_CHANNEL).arg(arg);
-        if let Some(x) = extra {
-            inv.arg(x);
+        inv.arg(REVOCATION_CHANNEL);
+        for a in args {
+            inv.arg(*a);
         }
         inv.invoke_async(&mut c).await.map_err(unavailable)
+    }
+
+    /// Drops deleted sessions from the local cache (the published
+    /// revocation does too, but may come later or be lost).
+    async fn forget(&self, keys: &[StoreKey]) {
+        for k in keys {
+            self.local.invalidate(k).await;
+        }
     }
 
     fn keys_of(v: redis::Value) -> Result<Vec<StoreKey>, StoreError> {
@@ -380,7 +412,7 @@ impl RedisStore {
 
     pub(super) async fn delete(&self, key: &StoreKey) -> Result<bool, StoreError> {
         let v = self
-            .run_delete(&self.scripts.del_one, key.as_str(), None)
+            .run_delete(&self.scripts.del_one, &[key.as_str()])
             .await?;
         self.local.invalidate(key).await;
         let n: i64 = redis::from_redis_value(v)
@@ -417,11 +449,9 @@ impl RedisStore {
     }
 
     pub(super) async fn delete_by_sid(&self, sid: &str) -> Result<Vec<StoreKey>, StoreError> {
-        let v = self.run_delete(&self.scripts.del_sid, sid, None).await?;
+        let v = self.run_delete(&self.scripts.del_sid, &[sid]).await?;
         let keys = Self::keys_of(v)?;
-        for k in &keys {
-            self.local.invalidate(k).await;
-        }
+        self.forget(&keys).await;
         Ok(keys)
     }
 
@@ -430,18 +460,34 @@ impl RedisStore {
         sub: &str,
         created_before_ms: Option<u64>,
     ) -> Result<Vec<StoreKey>, StoreError> {
-        let max = match created_before_ms {
-            Some(b) => format!("({b}"),
-            None => "+inf".to_owned(),
-        };
-        let v = self
-            .run_delete(&self.scripts.del_sub, sub, Some(max))
-            .await?;
+        let max = max_score(created_before_ms);
+        let v = self.run_delete(&self.scripts.del_sub, &[sub, &max]).await?;
         let keys = Self::keys_of(v)?;
-        for k in &keys {
-            self.local.invalidate(k).await;
-        }
+        self.forget(&keys).await;
         Ok(keys)
+    }
+
+    pub(super) async fn revoke_once(
+        &self,
+        claim: &str,
+        ttl: Duration,
+        target: &IndexTarget<'_>,
+    ) -> Result<Option<Vec<StoreKey>>, StoreError> {
+        let (kind, max, hashes) = match target {
+            IndexTarget::Sid(h) => ("sid", String::new(), *h),
+            IndexTarget::Sub(h, before) => ("sub", max_score(*before), *h),
+        };
+        let claim = format!("{PREFIX}once:{claim}");
+        let ttl = ms(ttl).to_string();
+        let mut args = vec![claim.as_str(), ttl.as_str(), kind, max.as_str()];
+        args.extend(hashes.iter().map(String::as_str));
+        let v = self.run_delete(&self.scripts.del_once, &args).await?;
+        if matches!(v, redis::Value::Nil) {
+            return Ok(None);
+        }
+        let keys = Self::keys_of(v)?;
+        self.forget(&keys).await;
+        Ok(Some(keys))
     }
 
     async fn set_nx(&self, key: String, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
@@ -460,16 +506,6 @@ impl RedisStore {
 
     pub(super) async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         self.set_nx(format!("{PREFIX}once:{key}"), b"1", ttl).await
-    }
-
-    pub(super) async fn release_claim(&self, key: &str) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
-        redis::cmd("DEL")
-            .arg(format!("{PREFIX}once:{key}"))
-            .query_async::<i64>(&mut c)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
     }
 
     pub(super) async fn put_temp(
