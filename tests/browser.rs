@@ -1,16 +1,18 @@
-//! Silent and popup logout in a real browser: headless Debian Chromium,
-//! driven by `playwright-core` scenarios in `tests/browser/*.mjs`, against
-//! the real IdP (oidc-provider, end-session page set to confirm itself),
-//! the test upstream's app page (`/app.html`, which loads `logout.js`) and
-//! the gateway binary. One stack and one browser per scenario.
+//! Logout (silent, popup, …) and a Strict-cookie login in a real browser:
+//! headless Debian Chromium, driven by `playwright-core` scenarios in
+//! `tests/browser/*.mjs`, against the real IdP (oidc-provider, end-session
+//! page set to confirm itself), the test upstream's app page (`/app.html`,
+//! which loads `logout.js`) and the gateway binary. One stack and one
+//! browser per scenario.
 //!
 //! Scenarios (`tests/browser/<name>.mjs`): `silent`, `popup`,
 //! `silent-timeout` (the IdP refuses framing), `forged` (announcements from
 //! the wrong window, origin or state), `popup-coop` (the IdP cuts the
 //! opener link; a popup the user closes), `popup-blocked`,
 //! `popup-no-idp-leg` (the IdP publishes no end-session endpoint), `modes`
-//! (local, redirect, the confirmation page). Each prints its steps; run with
-//! `--nocapture` to see them. Screenshots of every step:
+//! (local, redirect, the confirmation page), `strict-cross-site` (login with
+//! a `SameSite=Strict` cookie from an IdP on another site). Each prints its
+//! steps; run with `--nocapture` to see them. Screenshots of every step:
 //! `target/browser-artifacts/<scenario>/NN-step.png`.
 
 mod support;
@@ -248,6 +250,32 @@ fn logout_js_local_and_redirect_modes_and_the_confirmation_page() {
         2,
         "the local logout never visits the IdP"
     );
+}
+
+/// `cookie_samesite = "strict"` with the IdP on another site (issuer
+/// `localhost`, gateway `127.0.0.1`): the callback's page hands the last
+/// step to a same-site navigation, so the browser lands signed in, once.
+#[test]
+fn strict_cookie_login_from_an_idp_on_another_site_lands_signed_in() {
+    let stack = Stack::start(StackOptions {
+        idp: IdpOptions {
+            issuer_host: Some("localhost".to_owned()),
+            log_requests: true,
+            ..Default::default()
+        },
+        session: "cookie_samesite = \"strict\"\n".to_owned(),
+        ..Default::default()
+    });
+    assert!(stack.idp.issuer().starts_with("http://localhost:"));
+    run("strict-cross-site", &stack);
+    let logins = stack
+        .gateway
+        .logs()
+        .iter()
+        .filter(|l| l.contains("login completed"))
+        .count();
+    assert_eq!(logins, 1, "one login, no loop back through the IdP");
+    assert_eq!(stack.idp.requests("GET", "/auth"), 1);
 }
 
 /// `logout.js` as an app (or its Subresource Integrity pin) sees it:

@@ -537,6 +537,62 @@ async fn two_tabs_log_in_concurrently() {
     assert_eq!(location(&l2).path(), "/two");
 }
 
+/// The callback's answer by `cookie_samesite`: lax gets a 303 to the page
+/// first asked for; strict gets a 200 page that navigates there itself
+/// (meta refresh and a link; no script, not cacheable, never framed, no
+/// Referer), because a Strict cookie set at the end of the IdP's cross-site
+/// redirect chain is not sent on a redirect that continues it.
+#[tokio::test]
+async fn callback_answer_by_samesite() {
+    const WANTED: &str = "/reports/q3?year=2026&view=a%20b";
+    for samesite in ["lax", "strict"] {
+        let stack = Stack::start(StackOptions {
+            session: format!("cookie_samesite = \"{samesite}\"\n"),
+            ..Default::default()
+        });
+        let browser = new_browser();
+        let to_idp = navigate(&browser, &stack.gateway.url(WANTED)).await;
+        let callback = stack.idp.login(&browser, &location(&to_idp), "alice").await;
+        let landed = navigate(&browser, callback.as_str()).await;
+        let cookies = set_cookies(&landed);
+        let session = cookies
+            .iter()
+            .find(|c| c.starts_with("portcullis=") && !c.contains("Max-Age=0"))
+            .unwrap_or_else(|| panic!("{samesite}: session cookie set: {cookies:?}"));
+        let h = landed.headers().clone();
+        assert_eq!(h["cache-control"], "no-store", "{samesite}");
+        if samesite == "lax" {
+            assert!(session.contains("SameSite=Lax"), "{session}");
+            assert_eq!(landed.status(), 303);
+            assert_eq!(location(&landed).as_str(), stack.gateway.url(WANTED));
+            continue;
+        }
+        assert!(session.contains("SameSite=Strict"), "{session}");
+        assert_eq!(landed.status(), 200);
+        assert!(h.get("location").is_none());
+        assert_eq!(h["content-type"], "text/html; charset=utf-8");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'none'"), "{csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(!csp.contains("script-src"), "no script runs: {csp}");
+        let page = landed.text().await.unwrap();
+        assert!(!page.contains("<script"), "{page}");
+        let target = support::stack::meta_refresh_target(&page).expect("meta refresh");
+        assert_eq!(target, WANTED, "{page}");
+        assert!(
+            page.contains(&format!("<a href=\"{}\">", WANTED.replace('&', "&amp;"))),
+            "a link for browsers without refresh: {page}"
+        );
+        // Following it (reqwest ignores SameSite) reaches the app signed in.
+        let app = navigate(&browser, &stack.gateway.url(&target)).await;
+        assert_eq!(app.status(), 200);
+        let seen = stack.app.last_request().expect("upstream reached");
+        assert_eq!(seen.uri.to_string(), WANTED);
+        assert_eq!(seen.header("x-forwarded-user"), Some("alice"));
+    }
+}
+
 #[tokio::test]
 async fn callback_replay_and_forgery_are_rejected() {
     let stack = Stack::start(StackOptions {

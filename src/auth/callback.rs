@@ -2,14 +2,22 @@
 //! state by its cookie, makes sure it is used once, lets the OIDC client
 //! check `state` and `iss` and exchange the code, then creates a brand-new
 //! session and sends the user to the page first asked for.
+//!
+//! With `cookie_samesite = "strict"` that last step is a tiny page rather
+//! than a 303: the callback is reached through a redirect chain started on
+//! the IdP's site, and browsers do not send a Strict cookie on a redirect
+//! that continues such a chain, so a 303 would land on the app without the
+//! new session and send the user back to the IdP, in a loop. A navigation
+//! the gateway's own page starts is same-site, so the cookie goes along.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::header::{LOCATION, SET_COOKIE};
+use http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, REFERRER_POLICY, SET_COOKIE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::{login, login_state};
+use crate::config::SameSite;
 use crate::context::Ctx;
 use crate::oidc::callback::MAX_EXPIRES_AT;
 use crate::oidc::{CallbackQuery, LoginResult, OidcError};
@@ -85,6 +93,44 @@ fn store_unavailable(ctx: &Ctx<'_>, err: &SessionError) -> Response<Body> {
         "store_unavailable",
         "Sessions cannot be stored right now. Try again shortly.",
     )
+}
+
+/// The policy of the Strict hop page: it runs no script and loads nothing,
+/// so it needs no nonce.
+const HOP_CSP: &str =
+    "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The 303 to `destination` (lax and none cookies travel on it).
+fn see_other(destination: &str) -> Response<Body> {
+    let mut resp = pages::text(StatusCode::SEE_OTHER, "");
+    if let Ok(v) = HeaderValue::from_str(destination) {
+        resp.headers_mut().insert(LOCATION, v);
+    }
+    resp
+}
+
+/// 200 with a page whose meta refresh (and a link, for browsers that refuse
+/// refreshes) goes to `destination`: a navigation started by this origin, so
+/// a `SameSite=Strict` session cookie is sent on it. No script, not
+/// cacheable, never framed, and no `Referer` carrying the callback's code.
+fn strict_hop(destination: &str) -> Response<Body> {
+    let dest = pages::escape(destination);
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"0;url={dest}\">\
+         <title>Signed in</title></head><body><main><h1>Signed in</h1>\
+         <p><a href=\"{dest}\">Continue</a></p></main></body></html>"
+    );
+    let mut resp = Response::new(pages::full(html));
+    let h = resp.headers_mut();
+    pages::set_common_headers(h);
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(HOP_CSP));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    resp
 }
 
 /// Handles the callback.
@@ -182,11 +228,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     tracing::info!(request_id = ctx.request_id, "login completed");
 
     let destination = login::destination(ctx, Some(&login.return_to));
-    let mut resp = pages::text(StatusCode::SEE_OTHER, "");
+    let mut resp = if session_cfg.cookie_samesite == SameSite::Strict {
+        strict_hop(&destination)
+    } else {
+        see_other(&destination)
+    };
     let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&destination) {
-        h.insert(LOCATION, v);
-    }
     if let Ok(v) = HeaderValue::from_str(&session_cookie::session_cookie(
         session_cfg,
         &id,

@@ -189,6 +189,20 @@ async fn idp_reachable(url: &Url) -> bool {
     )
 }
 
+/// A session's refresh and access tokens, for revocation.
+fn tokens_of(session: &Session) -> crate::oidc::revoke::SessionTokens {
+    (
+        session
+            .record
+            .refresh_token
+            .clone()
+            .map(crate::config::Secret::new),
+        Some(crate::config::Secret::new(
+            session.record.access_token.clone(),
+        )),
+    )
+}
+
 fn session_age(session: &Session) -> Option<Duration> {
     SystemTime::now().duration_since(session.created_at()).ok()
 }
@@ -280,10 +294,22 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     let mut ended = 0;
     let mut outcome = "no_session";
     if let Some(s) = &session {
+        // Every session ended gets its tokens revoked, not only this one:
+        // the others' refresh tokens would otherwise outlive "sign out
+        // everywhere" at the IdP.
+        let mut others = Vec::new();
         let result = if params.scope.as_deref() == Some("all") {
             ctx.sessions
-                .delete_by_sub(&s.record.iss, &s.record.sub, None)
+                .take_by_sub(
+                    &s.record.iss,
+                    &s.record.sub,
+                    crate::oidc::revoke::MAX_SESSIONS_REVOKED,
+                )
                 .await
+                .map(|(n, taken)| {
+                    others = taken.into_iter().filter(|t| t.key() != s.key()).collect();
+                    n
+                })
         } else {
             ctx.sessions.delete(s).await.map(usize::from)
         };
@@ -306,13 +332,14 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         }
         // 3. Revoke the tokens at the IdP, in the background.
         if logout_cfg.revoke_tokens {
-            ctx.oidc.spawn_revoke(
-                s.record
-                    .refresh_token
-                    .clone()
-                    .map(crate::config::Secret::new),
-                Some(crate::config::Secret::new(s.record.access_token.clone())),
-            );
+            if others.is_empty() {
+                let (refresh, access) = tokens_of(s);
+                ctx.oidc.spawn_revoke(refresh, access);
+            } else {
+                // This session's first; the list is bounded by the read limit.
+                let all = std::iter::once(s).chain(&others).map(tokens_of).collect();
+                ctx.oidc.spawn_revoke_all(all);
+            }
         }
     }
 

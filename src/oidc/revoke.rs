@@ -12,6 +12,18 @@ use crate::config::Secret;
 /// Upper bound on a whole background revocation (both requests).
 pub const REVOKE_DEADLINE: Duration = Duration::from_secs(20);
 
+/// Most sessions whose tokens one logout revokes (`?scope=all`): a user
+/// with more ends them all but has only this many revoked, so one request
+/// cannot start an unbounded amount of work.
+pub const MAX_SESSIONS_REVOKED: usize = 64;
+/// Sessions revoked at once by [`OidcClient::spawn_revoke_all`].
+const REVOKE_ALL_CONCURRENCY: usize = 4;
+/// Upper bound on a whole background revocation of many sessions.
+pub const REVOKE_ALL_DEADLINE: Duration = Duration::from_secs(60);
+
+/// One session's tokens to revoke: refresh token, access token.
+pub type SessionTokens = (Option<Secret>, Option<Secret>);
+
 impl OidcClient {
     /// Revokes the given tokens at the IdP's revocation endpoint, refresh
     /// token first, each with its `token_type_hint`. Both are attempted;
@@ -100,6 +112,46 @@ impl OidcClient {
                 Ok(Ok(())) => tracing::debug!("tokens revoked at the IdP"),
                 Ok(Err(e)) => tracing::warn!(error = %e, "token revocation failed"),
                 Err(_) => tracing::warn!("token revocation timed out"),
+            }
+        })
+    }
+
+    /// Revokes the tokens of several sessions (`?scope=all`) in the
+    /// background, a few sessions at a time, at most
+    /// [`MAX_SESSIONS_REVOKED`] of them and within
+    /// [`REVOKE_ALL_DEADLINE`]; logs how many failed (never a token).
+    pub fn spawn_revoke_all(&self, sessions: Vec<SessionTokens>) -> JoinHandle<()> {
+        use futures_util::StreamExt as _;
+        let client = self.clone();
+        tokio::spawn(async move {
+            let total = sessions.len().min(MAX_SESSIONS_REVOKED);
+            let run = futures_util::stream::iter(sessions.into_iter().take(total))
+                .map(|(refresh, access)| {
+                    let client = &client;
+                    async move {
+                        client
+                            .revoke(
+                                refresh.as_ref().map(Secret::expose),
+                                access.as_ref().map(Secret::expose),
+                            )
+                            .await
+                    }
+                })
+                .buffer_unordered(REVOKE_ALL_CONCURRENCY)
+                .fold(0usize, |failed, r| async move {
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "token revocation failed");
+                        failed + 1
+                    } else {
+                        failed
+                    }
+                });
+            match tokio::time::timeout(REVOKE_ALL_DEADLINE, run).await {
+                Ok(0) => tracing::debug!(sessions = total, "tokens revoked at the IdP"),
+                Ok(failed) => {
+                    tracing::warn!(sessions = total, failed, "some token revocations failed");
+                }
+                Err(_) => tracing::warn!(sessions = total, "token revocation timed out"),
             }
         })
     }

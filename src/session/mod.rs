@@ -419,6 +419,50 @@ impl Sessions {
         Ok(n)
     }
 
+    /// Ends every session of `iss`+`sub` like [`Sessions::delete_by_sub`],
+    /// and returns the count ended with those ended sessions that were read
+    /// just before (fresh from the store, at most `read_limit`), so their
+    /// tokens can be revoked. A session that could not be read, or was
+    /// created between the read and the deletion, is ended but not returned.
+    pub async fn take_by_sub(
+        &self,
+        iss: &str,
+        sub: &str,
+        read_limit: usize,
+    ) -> Result<(usize, Vec<Session>), SessionError> {
+        let mut ended = 0;
+        let mut out = Vec::new();
+        for h in self.index_hashes("sub", iss, sub) {
+            let mut read = Vec::new();
+            // Reading is best effort: only the deletion decides the answer.
+            match self.store.find_by_sub(&h).await {
+                Ok(found) => {
+                    for (key, _) in found {
+                        if out.len() + read.len() >= read_limit {
+                            break;
+                        }
+                        match self.fetch(&key, true).await {
+                            Ok(Some(r)) => read.push((key, r)),
+                            Ok(None) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "session not read before ending it")
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "sessions not listed before ending them"),
+            }
+            for key in self.store.delete_by_sub(&h, None).await? {
+                ended += 1;
+                if let Some(i) = read.iter().position(|(k, _)| *k == key) {
+                    let (key, record) = read.swap_remove(i);
+                    out.push(Session::new(key, record, self.idle_timeout));
+                }
+            }
+        }
+        Ok((ended, out))
+    }
+
     /// The live sessions of `iss`+`sub`, oldest first (no tokens, no ids).
     pub async fn list_by_sub(
         &self,

@@ -36,8 +36,10 @@ function required(name) {
 }
 
 // Flags from TESTING.md, plus a resolver rule that fails every host but
-// 127.0.0.1 at once: the tests never leave the machine, and pages that
-// name outside resources (the IdP's web fonts) do not wait for them.
+// 127.0.0.1 and localhost at once: the tests never leave the machine, and
+// pages that name outside resources (the IdP's web fonts) do not wait for
+// them. localhost (an IdP on another site than the gateway) is 127.0.0.1;
+// the first matching MAP wins.
 const CHROMIUM_ARGS = [
   '--no-sandbox',
   '--disable-gpu',
@@ -46,7 +48,7 @@ const CHROMIUM_ARGS = [
   '--disable-background-networking',
   '--disable-component-update',
   '--disable-sync',
-  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
+  '--host-resolver-rules=MAP localhost 127.0.0.1, MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
 ];
 
 /** The whole scenario may take this long before it fails. */

@@ -13,6 +13,8 @@
 //     "port": 0,                    // 0 = any free port (the default)
 //     "host": "127.0.0.1",
 //     "issuer": "http://127.0.0.1:PORT",   // default: derived from host/port
+//     "issuerHost": "localhost",    // issuer http://<issuerHost>:<port> while listening on host
+//                                   //   (an IdP on another site than a gateway on 127.0.0.1)
 //     "clients": [ { oidc-provider client metadata ... } ],
 //     "accessTokenTtl": 3600,       // seconds
 //     "idTokenTtl": 3600,
@@ -32,7 +34,7 @@
 //     "jwks": { "keys": [ ... ] }   // private signing keys; default: dev keystore
 //   }
 // Environment variables override the file: IDP_PORT, IDP_HOST, IDP_ISSUER,
-// IDP_ACCESS_TOKEN_TTL, IDP_ID_TOKEN_TTL, IDP_REFRESH_TOKEN_TTL,
+// IDP_ISSUER_HOST, IDP_ACCESS_TOKEN_TTL, IDP_ID_TOKEN_TTL, IDP_REFRESH_TOKEN_TTL,
 // IDP_AUTO_SUBMIT_LOGOUT=1, IDP_LOG_REQUESTS=1, IDP_FRESH_SIGNING_KEY=1,
 // IDP_REFUSE_FRAMING=1, IDP_ISOLATE_OPENER=1, IDP_NO_END_SESSION=1,
 // IDP_LOG_TOKENS=1, IDP_CLIENTS (a JSON array).
@@ -60,6 +62,7 @@ function loadSettings() {
     port: num(env.IDP_PORT) ?? fromFile.port ?? 0,
     host: env.IDP_HOST || fromFile.host || '127.0.0.1',
     issuer: env.IDP_ISSUER || fromFile.issuer,
+    issuerHost: env.IDP_ISSUER_HOST || fromFile.issuerHost,
     clients: env.IDP_CLIENTS ? JSON.parse(env.IDP_CLIENTS) : (fromFile.clients ?? []),
     accessTokenTtl: num(env.IDP_ACCESS_TOKEN_TTL) ?? fromFile.accessTokenTtl ?? 3600,
     idTokenTtl: num(env.IDP_ID_TOKEN_TTL) ?? fromFile.idTokenTtl ?? 3600,
@@ -275,7 +278,7 @@ async function main() {
     server.listen(settings.port, settings.host, resolve);
   });
   const { port } = server.address();
-  const issuer = settings.issuer || `http://${settings.host}:${port}`;
+  const issuer = settings.issuer || `http://${settings.issuerHost || settings.host}:${port}`;
 
   if (settings.freshSigningKey) {
     settings.jwks = freshJwks();

@@ -86,6 +86,10 @@ impl IdpClient {
 pub struct IdpOptions {
     /// Port to listen on; `None` picks a free one.
     pub port: Option<u16>,
+    /// The issuer's host name, e.g. `localhost`: the IdP still listens on
+    /// 127.0.0.1, but a browser sees it on another site than a gateway on
+    /// 127.0.0.1 (the default issuer host is 127.0.0.1).
+    pub issuer_host: Option<String>,
     /// Registered clients.
     pub clients: Vec<IdpClient>,
     /// Access token lifetime in seconds (default 3600).
@@ -167,6 +171,7 @@ impl Idp {
         super::npm_ci_once(&idp_dir(), "oidc-provider", &[]);
         let config = json!({
             "port": options.port.unwrap_or(0),
+            "issuerHost": options.issuer_host,
             "clients": options.clients.iter().map(IdpClient::to_json).collect::<Vec<_>>(),
             "accessTokenTtl": options.access_token_ttl.unwrap_or(3600),
             "idTokenTtl": options.id_token_ttl.unwrap_or(3600),
@@ -193,7 +198,8 @@ impl Idp {
         }
     }
 
-    /// The issuer, `http://127.0.0.1:PORT` (no trailing slash).
+    /// The issuer, `http://127.0.0.1:PORT` unless
+    /// [`IdpOptions::issuer_host`] says otherwise (no trailing slash).
     pub fn issuer(&self) -> &str {
         &self.issuer
     }

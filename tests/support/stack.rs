@@ -145,8 +145,7 @@ secret = "${{PORTCULLIS_SECRET}}"
         let auth_url = location(&to_idp);
         let callback = self.idp.login(browser, &auth_url, user).await;
         let landed = navigate(browser, callback.as_str()).await;
-        assert_eq!(landed.status(), 303, "callback: {:?}", landed.text().await);
-        let back = location(&landed);
+        let back = callback_destination(landed).await;
         navigate(browser, back.as_str()).await
     }
 }
@@ -178,6 +177,31 @@ pub fn location(resp: &reqwest::Response) -> Url {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_else(|| panic!("{} without Location", resp.status()));
     resp.url().join(raw).expect("Location is a URL")
+}
+
+/// Where the callback's answer sends the browser: the `Location` of its
+/// 303 (`cookie_samesite` lax or none), or the meta refresh of its 200 hop
+/// page (strict).
+pub async fn callback_destination(landed: reqwest::Response) -> Url {
+    match landed.status().as_u16() {
+        303 => location(&landed),
+        200 => {
+            let base = landed.url().clone();
+            let page = landed.text().await.expect("callback page");
+            base.join(&meta_refresh_target(&page).expect("a meta refresh"))
+                .expect("the refresh target is a URL")
+        }
+        other => panic!("callback answered {other}: {:?}", landed.text().await),
+    }
+}
+
+/// The URL of a page's `<meta http-equiv="refresh" content="0;url=…">`,
+/// entities decoded.
+pub fn meta_refresh_target(page: &str) -> Option<String> {
+    let start = page.find("<meta http-equiv=\"refresh\"")?;
+    let tag = &page[start..start + page[start..].find('>')?];
+    let content = super::idp::attr(tag, "content")?;
+    Some(content.split_once("url=")?.1.to_owned())
 }
 
 /// Waits up to 20 s for `/readyz` to say ready.
