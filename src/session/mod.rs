@@ -442,7 +442,7 @@ impl Sessions {
                             break;
                         }
                         match self.fetch(&key, true).await {
-                            Ok(Some(r)) => read.push((key, r)),
+                            Ok(Some((_, r))) => read.push((key, r)),
                             Ok(None) => {}
                             Err(e) => {
                                 tracing::warn!(error = %e, "session not read before ending it")
