@@ -81,6 +81,8 @@ pub struct Gateway {
     logout_js: pages::Asset,
     routes: Vec<ActiveRoute>,
     identity: IdentityNames,
+    /// Identity headers per opened session record, for this `[headers]`.
+    identity_cache: auth::identity::HeaderCache,
     /// Metrics for the gateway's own paths and for requests no route matched.
     own_metrics: RouteMetrics,
     unrouted_metrics: RouteMetrics,
@@ -123,6 +125,7 @@ impl Gateway {
             logout_js: pages::logout_js(&config.logout),
             routes,
             identity: IdentityNames::new(config.headers.configured_names()),
+            identity_cache: auth::identity::HeaderCache::default(),
             own_metrics: RouteMetrics::new("gateway"),
             unrouted_metrics: RouteMetrics::new("-"),
         })
@@ -451,7 +454,7 @@ impl Gateway {
 
         // 6. The session (routes with auth = "session").
         let private_cache = active.route.auth == AuthMode::Session;
-        let mut set_headers = Vec::new();
+        let mut set_headers: Option<auth::identity::IdentityHeaders> = None;
         let mut upgrade_deadline = None;
         if private_cache {
             let Some(ctx) = self.handler_context(public, kind, &log.id, conn.peer.ip()) else {
@@ -468,9 +471,17 @@ impl Gateway {
                 Some(q) => format!("{path}?{q}"),
                 None => path.clone(),
             };
-            match auth::admit(&ctx, &req, &active.route, &path_and_query).await {
+            match auth::admit(
+                &ctx,
+                &req,
+                &active.route,
+                &path_and_query,
+                &self.identity_cache,
+            )
+            .await
+            {
                 auth::Admission::Admit { headers, deadline } => {
-                    set_headers = headers;
+                    set_headers = Some(headers);
                     upgrade_deadline = deadline;
                 }
                 auth::Admission::Answer(resp, why) => {
@@ -492,7 +503,7 @@ impl Gateway {
             trusted_peer: origin::is_trusted(conn.peer.ip(), &self.config.server.trusted_proxies),
             origin: public,
             identity: &self.identity,
-            set_headers,
+            set_headers: set_headers.as_deref().unwrap_or_default(),
             is_gateway_cookie: &|name| self.is_gateway_cookie(name),
             private_cache,
             request_id: &log.id,

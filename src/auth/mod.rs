@@ -13,7 +13,7 @@ pub mod session_info;
 use std::time::SystemTime;
 
 use http::header::SET_COOKIE;
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 
 use crate::config::Route;
 use crate::context::Ctx;
@@ -31,7 +31,7 @@ pub enum Admission {
     /// at `deadline`.
     Admit {
         /// Identity headers to set upstream.
-        headers: Vec<(HeaderName, HeaderValue)>,
+        headers: identity::IdentityHeaders,
         /// When a WebSocket tunnel must close.
         deadline: Option<Deadline>,
     },
@@ -59,6 +59,7 @@ pub async fn admit<B>(
     req: &Request<B>,
     route: &Route,
     path_and_query: &str,
+    identity_cache: &identity::HeaderCache,
 ) -> Admission {
     let cfg = ctx.session;
     let cookie = read_session_cookie(req.headers(), &cfg.cookie_name);
@@ -113,7 +114,7 @@ pub async fn admit<B>(
         )
     });
     Admission::Admit {
-        headers: identity::headers(&ctx.config.headers, &session.record),
+        headers: identity_cache.get(&ctx.config.headers, &session.record),
         deadline,
     }
 }

@@ -162,7 +162,7 @@ pub struct Forward<'a> {
     /// Identity header names to strip from the client.
     pub identity: &'a IdentityNames,
     /// Identity headers to set, after stripping.
-    pub set_headers: Vec<(HeaderName, HeaderValue)>,
+    pub set_headers: &'a [(HeaderName, HeaderValue)],
     /// Whether a cookie name is one of the gateway's own.
     pub is_gateway_cookie: &'a (dyn Fn(&str) -> bool + Sync),
     /// Add `Cache-Control: private` when the upstream sends none.
@@ -205,7 +205,7 @@ pub async fn forward(
         h.insert(HeaderName::from_static("x-request-id"), v);
     }
     for (name, value) in f.set_headers {
-        h.insert(name, value);
+        h.insert(name.clone(), value.clone());
     }
     if websocket {
         upgrade::set_upgrade_headers(h);
