@@ -12,7 +12,9 @@
 //! to its end and the connection can take the next request (RFC 9112 §9.3:
 //! HTTP/1.1 connections persist unless one side says otherwise). A request
 //! that an idle connection could not even start (the upstream closed it
-//! while idle) is sent once more on a new connection, as hyper-util does.
+//! while idle) goes to the next idle connection or a new one, as hyper-util
+//! does. Idle connections are closed after [`IDLE_TIMEOUT`] by a sweep
+//! that lives as long as the pool.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -33,6 +35,8 @@ use crate::telemetry::error_chain;
 
 /// How long an idle connection is kept for reuse.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How often idle connections are checked for [`IDLE_TIMEOUT`].
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// Most idle connections one pool keeps.
 const MAX_IDLE: usize = 256;
 
@@ -58,6 +62,9 @@ pub struct UpstreamClient {
 struct Inner {
     connector: HttpsConnector<HttpConnector>,
     idle: Mutex<Vec<Idle>>,
+    /// Whether the idle sweep runs (started with the first connection, on
+    /// the serving thread's runtime).
+    sweeping: std::sync::atomic::AtomicBool,
 }
 
 struct Idle {
@@ -112,6 +119,7 @@ pub fn build(connect_timeout: Duration, tls: Arc<rustls::ClientConfig>) -> Upstr
         inner: Arc::new(Inner {
             connector,
             idle: Mutex::new(Vec::new()),
+            sweeping: std::sync::atomic::AtomicBool::new(false),
         }),
     }
 }
@@ -162,6 +170,13 @@ impl UpstreamClient {
     }
 
     async fn connect(&self, target: &Uri) -> Result<SendRequest<Incoming>, ClientError> {
+        if !self
+            .inner
+            .sweeping
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            Inner::start_sweep(Arc::downgrade(&self.inner));
+        }
         let mut connector = self.inner.connector.clone();
         let io = connector
             .call(target.clone())
@@ -188,8 +203,29 @@ impl Inner {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Drops idle connections that closed or waited too long (dropping a
+    /// `SendRequest` closes its connection).
+    fn prune(idle: &mut Vec<Idle>) {
+        idle.retain(|c| !c.tx.is_closed() && c.since.elapsed() < IDLE_TIMEOUT);
+    }
+
+    /// Every [`SWEEP_EVERY`], prunes the idle connections of a pool that is
+    /// still in use; ends with the pool (a reload builds new ones).
+    fn start_sweep(pool: std::sync::Weak<Inner>) {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SWEEP_EVERY).await;
+                let Some(pool) = pool.upgrade() else { return };
+                Inner::prune(&mut pool.lock_idle());
+            }
+        });
+    }
+
     fn put(&self, tx: SendRequest<Incoming>) {
         let mut idle = self.lock_idle();
+        if idle.len() >= MAX_IDLE {
+            Inner::prune(&mut idle);
+        }
         if idle.len() < MAX_IDLE {
             idle.push(Idle {
                 tx,
