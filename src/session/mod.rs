@@ -330,7 +330,13 @@ impl Sessions {
             Ok(CasResult::Gone) => Ok(None),
             // Written meanwhile (a refresh, or another request's slide):
             // serve what is stored now; a later request slides it.
-            Ok(CasResult::Changed) => Ok(self.fetch(key, true).await?.map(|(_, r)| r)),
+            Ok(CasResult::Changed) => match self.fetch(key, true).await {
+                Ok(now_stored) => Ok(now_stored.map(|(_, r)| r)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "session re-read after a concurrent write failed");
+                    Ok(Some(record.clone()))
+                }
+            },
             // The session is valid; a failed slide only shortens its idle
             // window, so serve it and try again next time.
             Err(e) => {

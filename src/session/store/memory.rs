@@ -368,24 +368,31 @@ impl MemoryStore {
         target: &IndexTarget<'_>,
     ) -> Result<Option<Vec<StoreKey>>, StoreError> {
         // Deleting from memory cannot fail, so claiming first and deleting
-        // next is as good as one step.
-        if !self.claim_once(claim, ttl).await? {
-            return Ok(None);
-        }
-        let mut out = Vec::new();
-        match target {
-            IndexTarget::Sid(hashes) => {
-                for h in *hashes {
-                    out.extend(self.delete_by_sid(h).await?);
+        // next is as good as one step — as long as nothing stops in between.
+        // The caller's future is dropped if the IdP hangs up mid-request,
+        // so both steps run in a task of their own that finishes anyway.
+        let this = self.clone();
+        let claim = claim.to_owned();
+        let (by_sid, hashes, before) = match target {
+            IndexTarget::Sid(h) => (true, h.to_vec(), None),
+            IndexTarget::Sub(h, before) => (false, h.to_vec(), *before),
+        };
+        let task = tokio::spawn(async move {
+            if !this.claim_once(&claim, ttl).await? {
+                return Ok(None);
+            }
+            let mut out = Vec::new();
+            for h in &hashes {
+                if by_sid {
+                    out.extend(this.delete_by_sid(h).await?);
+                } else {
+                    out.extend(this.delete_by_sub(h, before).await?);
                 }
             }
-            IndexTarget::Sub(hashes, before) => {
-                for h in *hashes {
-                    out.extend(self.delete_by_sub(h, *before).await?);
-                }
-            }
-        }
-        Ok(Some(out))
+            Ok(Some(out))
+        });
+        task.await
+            .map_err(|_| StoreError::Protocol("revocation task did not finish".into()))?
     }
 
     pub(super) async fn put_temp(

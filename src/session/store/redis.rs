@@ -482,7 +482,9 @@ impl RedisStore {
         let mut args = vec![claim.as_str(), ttl.as_str(), kind, max.as_str()];
         args.extend(hashes.iter().map(String::as_str));
         let v = self.run_delete(&self.scripts.del_once, &args).await?;
-        if matches!(v, redis::Value::Nil) {
+        // Lua's false is nil in RESP2 and a boolean in RESP3
+        // (`?protocol=resp3`): both mean "claimed before".
+        if matches!(v, redis::Value::Nil | redis::Value::Boolean(false)) {
             return Ok(None);
         }
         let keys = Self::keys_of(v)?;
