@@ -224,9 +224,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     // allowed to log out: a cross-site, HEAD or prefetch request must not
     // get the cookie expired (nor a logout event) just because the store
     // is down.
+    // Read from the store itself, not an instance's cache: with Redis a
+    // cached copy may hold a refresh token another instance has replaced,
+    // and revoking that one would leave the live one valid.
     let loaded = match &cookie {
         None => Ok(None),
-        Some(value) => ctx.sessions.load_without_slide(value).await,
+        Some(value) => ctx.sessions.load_fresh(value).await,
     };
 
     // Who may trigger it. Without the session its token cannot be checked.
