@@ -25,8 +25,10 @@ pub struct Ctx<'a> {
     pub kind: ClientKind,
     /// The request id, for log lines.
     pub request_id: &'a str,
-    /// The TCP peer's address. Not taken from `X-Forwarded-For`: what it
-    /// keys (the back-channel rate limit) must not be chosen by the client.
+    /// The client's address: the TCP peer, or behind `trusted_proxies` the
+    /// address they forwarded (see [`crate::request::origin::client_ip`]).
+    /// Never what a client wrote itself: it keys the back-channel rate
+    /// limit.
     pub peer: IpAddr,
 }
 

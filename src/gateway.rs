@@ -421,6 +421,14 @@ impl Gateway {
             }
         };
 
+        // The client's address for per-client limits (the back-channel
+        // rate limit): behind trusted proxies, the one they forwarded.
+        let client = origin::client_ip(
+            req.headers(),
+            conn.peer.ip(),
+            &self.config.server.trusted_proxies,
+        );
+
         // 3. The public origin the request belongs to.
         let authority = origin::request_authority(&req);
         let origins = &self.config.server.public_urls;
@@ -435,7 +443,7 @@ impl Gateway {
         {
             log.route = &self.own_metrics;
             return self
-                .own_path(&match_path, req, public, kind, &log.id, conn.peer.ip())
+                .own_path(&match_path, req, public, kind, &log.id, client)
                 .await;
         }
 
@@ -457,7 +465,7 @@ impl Gateway {
         let mut set_headers: Option<auth::identity::IdentityHeaders> = None;
         let mut upgrade_deadline = None;
         if private_cache {
-            let Some(ctx) = self.handler_context(public, kind, &log.id, conn.peer.ip()) else {
+            let Some(ctx) = self.handler_context(public, kind, &log.id, client) else {
                 // The config check makes session routes require [oidc] and [session].
                 log.error = Some("no_login");
                 return pages::error(

@@ -733,3 +733,80 @@ async fn a_flood_from_one_address_does_not_block_another() {
         "flood answered other than 400/429"
     );
 }
+
+/// Behind a load balancer in `trusted_proxies`, every request comes from
+/// its address; the limit then counts the client address it forwarded, so
+/// a flood through the balancer does not cut off the IdP behind it either.
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_a_trusted_proxy_the_limit_counts_the_forwarded_client() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let setup = logout_common::start_gateway_with_server("trusted_proxies = [\"127.0.0.0/8\"]");
+    let idp = start_idp(&setup, vec![]).await;
+    let gw = &setup.gw;
+    let url = gw.url("/.portcullis/backchannel-logout");
+    let http = reqwest::Client::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let limited = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..16)
+        .map(|_| {
+            let (http, url, stop, limited) =
+                (http.clone(), url.clone(), stop.clone(), limited.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let status = http
+                        .post(&url)
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .header("x-forwarded-for", "198.51.100.1")
+                        .body("logout_token=garbage")
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16());
+                    if let Ok(429) = status {
+                        limited.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while limited.load(Ordering::Relaxed) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flood was never limited"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The IdP, forwarded by the same balancer, from its own address.
+    for i in 0..10 {
+        let claims = logout_claims(idp.issuer(), Some(&format!("behind-the-lb-{i}")), None);
+        let token = sign_rs256(&logout_header(), &claims, &idp_key_pem());
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("logout_token", &token)
+            .finish();
+        let resp = http
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-forwarded-for", "203.0.113.50")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "logout token {i} behind the balancer");
+    }
+    // The flooding client itself stays limited.
+    let resp = http
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-forwarded-for", "198.51.100.1")
+        .body("logout_token=garbage")
+        .send()
+        .await
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.expect("flood worker");
+    }
+    assert_eq!(resp.status(), 429, "the flooding client is still limited");
+}

@@ -52,6 +52,31 @@ pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|net| net.contains(&peer))
 }
 
+/// The client's address for per-client limits: the TCP peer, or, when the
+/// peer is a trusted proxy, the nearest address in `X-Forwarded-For` that is
+/// not a trusted proxy (read from the right, as each proxy appends; what a
+/// client wrote further left is never believed). Falls back to the peer.
+pub fn client_ip(headers: &http::HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> IpAddr {
+    if !is_trusted(peer, trusted) {
+        return peer;
+    }
+    let hops = headers
+        .get_all(http::header::HeaderName::from_static("x-forwarded-for"))
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) if is_trusted(ip, trusted) => continue,
+            Ok(ip) => return ip,
+            // A hop we cannot read: stop believing the chain there.
+            Err(_) => return peer,
+        }
+    }
+    peer
+}
+
 /// The TCP peer of a connection, carried as a request extension.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer {
@@ -64,6 +89,32 @@ pub struct Peer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_ip_believes_only_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let h = |xff: &str| {
+            let mut m = http::HeaderMap::new();
+            m.insert("x-forwarded-for", xff.parse().unwrap());
+            m
+        };
+        let lb: IpAddr = "10.0.0.5".parse().unwrap();
+        let outside: IpAddr = "198.51.100.7".parse().unwrap();
+        // Not from a trusted proxy: the peer, whatever the header says.
+        assert_eq!(client_ip(&h("203.0.113.9"), outside, &trusted), outside);
+        // Through the load balancer: the address it appended.
+        assert_eq!(
+            client_ip(&h("203.0.113.9"), lb, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        // A client-written prefix is not believed past the first untrusted hop.
+        assert_eq!(
+            client_ip(&h("1.2.3.4, 203.0.113.9, 10.0.0.6"), lb, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(&h("garbage, 10.0.0.6"), lb, &trusted), lb);
+        assert_eq!(client_ip(&http::HeaderMap::new(), lb, &trusted), lb);
+    }
     use crate::config::Scheme;
 
     fn origin(scheme: Scheme, host: &str, port: u16, origin: &str) -> PublicOrigin {

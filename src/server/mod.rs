@@ -257,10 +257,10 @@ async fn serve_connection<S>(
     }
 }
 
-/// Requests hyper refuses before the gateway sees them (a malformed or
-/// oversized head, a head not sent within `header_read_timeout`) are
-/// answered by hyper itself (400, 431, 408): they get one log line here,
-/// as every refusal does. Peers that just go away stay at debug.
+/// Requests hyper refuses before the gateway sees them get one log line
+/// here, as every refusal does: a malformed or oversized head (hyper answers
+/// 400 or 431) and a head not sent within `header_read_timeout` (hyper
+/// closes the connection). Peers that just go away stay at debug.
 fn log_connection_error(peer: SocketAddr, err: &(dyn std::error::Error + 'static)) {
     match err.downcast_ref::<hyper::Error>() {
         Some(e) if e.is_parse_too_large() => {

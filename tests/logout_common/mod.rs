@@ -81,12 +81,21 @@ pub fn start_gateway_on(
     oidc_extra: &str,
     session_extra: &str,
 ) -> Setup {
-    let upstream = Upstream::start();
     let admin = if admin_token {
         "admin_token = \"${PORTCULLIS_ADMIN_TOKEN}\""
     } else {
         ""
     };
+    start_gateway_full(idp_port, admin, oidc_extra, session_extra)
+}
+
+/// Like [`start_gateway`] with more `[server]` keys (e.g. `trusted_proxies`).
+pub fn start_gateway_with_server(server_extra: &str) -> Setup {
+    start_gateway_full(free_port(), server_extra, "", "")
+}
+
+fn start_gateway_full(idp_port: u16, admin: &str, oidc_extra: &str, session_extra: &str) -> Setup {
+    let upstream = Upstream::start();
     let config = format!(
         r#"
 [server]
