@@ -212,6 +212,11 @@ ratio() {
 # --- (a) the upstream: nginx serving a small static file ------------------------------
 mkdir -p "$work/www"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+# cpu_stat: "steal total" clock ticks of the whole machine so far. On a
+# virtual machine, time the hypervisor gives to other guests ("steal") is
+# what makes one round much slower than the others.
+cpu_stat() { awk 'NR == 1 { t = 0; for (i = 2; i <= NF; i++) t += $i; print $9, t }' /proc/stat; }
+read -r steal0 total0 < <(cpu_stat)
 head -c 512 /dev/zero | tr '\0' 'x' | fold -w 64 | sed '1i <!doctype html><title>bench</title><pre>' >"$work/www/index.html"
 up_port=$(free_port)
 start_nginx upstream "server { listen 127.0.0.1:$up_port; location / { root $work/www; } }" 1
@@ -358,6 +363,9 @@ for key in "${order[@]}"; do
     done
 done
 
+read -r steal1 total1 < <(cpu_stat)
+steal_pct=$(awk -v s=$((steal1 - steal0)) -v t=$((total1 - total0)) 'BEGIN { if (t > 0) printf "%.1f", 100 * s / t; else print "—" }')
+
 # The source measured, named before the results file is (re)written.
 revision=$(git describe --always --dirty --exclude '*' 2>/dev/null || echo unknown)
 
@@ -382,6 +390,7 @@ revision=$(git describe --always --dirty --exclude '*' 2>/dev/null || echo unkno
     echo
     echo "- $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), $(free -g | awk '/^Mem:/ {print $2}') GiB, $(uname -sr)"
     echo "- load average before the run: $load_before (other work on the machine skews absolute figures; compare ratios)"
+    echo "- CPU time stolen by the hypervisor during the run: ${steal_pct}% (other guests of a virtual machine; it is what makes one round slower than the rest)"
     echo "- load: \`${wrk_cmd[*]} URL\` after a ${warmup} warm-up with the same threads and connections, $rounds rounds with the targets taking turns; each row is the target's median round, ratios are medians of the per-round ratios; wrk, the proxy and the upstream share the cores"
     echo "- $(nginx -v 2>&1 | sed 's/^nginx version: //'): upstream 1 worker, static $(stat -c %s "$work/www/index.html")-byte file, \`access_log off\`; proxy \`worker_processes auto\`, \`keepalive 64\`"
     if wants c || wants d; then
