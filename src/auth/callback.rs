@@ -12,7 +12,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, REFERRER_POLICY, SET_COOKIE};
+use http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, SET_COOKIE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
@@ -99,15 +99,6 @@ fn store_unavailable(ctx: &Ctx<'_>, err: &SessionError) -> Response<Body> {
 /// so it needs no nonce.
 const HOP_CSP: &str =
     "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-
-/// The 303 to `destination` (lax and none cookies travel on it).
-fn see_other(destination: &str) -> Response<Body> {
-    let mut resp = pages::text(StatusCode::SEE_OTHER, "");
-    if let Ok(v) = HeaderValue::from_str(destination) {
-        resp.headers_mut().insert(LOCATION, v);
-    }
-    resp
-}
 
 /// 200 with a page whose meta refresh (and a link, for browsers that refuse
 /// refreshes) goes to `destination`: a navigation started by this origin, so
@@ -231,7 +222,8 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     let mut resp = if session_cfg.cookie_samesite == SameSite::Strict {
         strict_hop(&destination)
     } else {
-        see_other(&destination)
+        // A 303: lax and none cookies travel on it.
+        pages::redirect(StatusCode::SEE_OTHER, &destination)
     };
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&session_cookie::session_cookie(

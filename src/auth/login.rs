@@ -2,7 +2,7 @@
 //! `/.portcullis/login?return_to=`, and the answers to requests that need a
 //! session and have none.
 
-use http::header::{LOCATION, SET_COOKIE};
+use http::header::SET_COOKIE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use url::Url;
 
@@ -68,11 +68,8 @@ pub fn redirect_to_idp(
             "Could not start the login.",
         );
     };
-    let mut resp = pages::text(StatusCode::FOUND, "");
+    let mut resp = pages::redirect(StatusCode::FOUND, start.authorization_url.as_str());
     let h = resp.headers_mut();
-    if let Ok(location) = HeaderValue::from_str(start.authorization_url.as_str()) {
-        h.insert(LOCATION, location);
-    }
     let present = login_state::present(session_cfg, req_headers);
     for old in login_state::to_evict(keys, &present) {
         if let Ok(v) = HeaderValue::from_str(&login_state::expire_cookie(&old, ctx.secure())) {

@@ -18,7 +18,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, SET_COOKIE};
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -133,9 +133,7 @@ fn add(resp: &mut Response<Body>, name: HeaderName, value: &str) {
 }
 
 fn redirect(location: &str) -> Response<Body> {
-    let mut resp = pages::text(StatusCode::SEE_OTHER, "");
-    add(&mut resp, LOCATION, location);
-    resp
+    pages::redirect(StatusCode::SEE_OTHER, location)
 }
 
 /// The response that ends the flow: 303 to the destination (or JSON for

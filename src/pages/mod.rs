@@ -174,6 +174,17 @@ pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     resp
 }
 
+/// A redirect (`302` or `303`) to `location`, with the common headers. The
+/// gateway builds every location itself; one that could not be a header
+/// value leaves the response without a `Location`.
+pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
+    let mut resp = text(status, "");
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(http::header::LOCATION, v);
+    }
+    resp
+}
+
 /// `405 Method Not Allowed` with the `Allow` header.
 pub fn method_not_allowed(kind: ClientKind, allow: &'static str) -> Response<Body> {
     let mut resp = error(
