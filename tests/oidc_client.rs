@@ -2,10 +2,12 @@
 //! tests/idp): discovery and readiness, a full login over HTTP, the
 //! callback's state/nonce/iss/PKCE checks, refresh, and revocation.
 
+mod logout_common;
 mod support;
 
 use std::time::Duration;
 
+use logout_common::{TEST_KID, idp_key_pem, other_key_pem, sign_with, unsigned};
 use portcullis::config::{OidcConfig, Secret};
 use portcullis::oidc::{
     CallbackQuery, LoginResult, LoginState, OidcClient, OidcError, OidcOptions, ProviderOptions,
@@ -789,44 +791,6 @@ async fn id_tokens_signed_with_a_rotated_key_are_accepted_after_a_refetch() {
     assert!(kid.starts_with("fresh-"), "{kid}");
 }
 
-/// The `kid` of the fixture key (tests/fixtures/bcl-idp-key.*).
-const FIXTURE_KID: &str = "portcullis-test-key";
-
-fn fixture(name: &str) -> Vec<u8> {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// `header.payload.` in compact form, unsigned.
-fn unsigned(header: &serde_json::Value, claims: &serde_json::Value) -> String {
-    use base64::Engine as _;
-    let b64 = |v: &serde_json::Value| {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
-    };
-    format!("{}.{}", b64(header), b64(claims))
-}
-
-/// A compact JWS of `claims` under `header`, signed with `key` as `alg`.
-fn sign(
-    header: &serde_json::Value,
-    claims: &serde_json::Value,
-    key: &jsonwebtoken::EncodingKey,
-    alg: jsonwebtoken::Algorithm,
-) -> String {
-    let message = unsigned(header, claims);
-    let sig = jsonwebtoken::crypto::sign(message.as_bytes(), key, alg).expect("sign");
-    format!("{message}.{sig}")
-}
-
 /// ID tokens forged with the key the IdP signs with (and with others) and
 /// judged by the gateway's own validation: each claim the gateway checks is
 /// broken in turn on an otherwise valid token, which must be refused.
@@ -835,21 +799,16 @@ async fn forged_id_tokens_are_refused_claim_by_claim() {
     let origin = gateway_origin();
     let s = setup(
         IdpOptions {
-            signing_jwks: Some(serde_json::json!({
-                "keys": [serde_json::from_slice::<serde_json::Value>(
-                    &fixture("bcl-idp-key.jwk.json")
-                )
-                .expect("fixture JWK")]
-            })),
+            signing_jwks: Some(logout_common::idp_jwks()),
             ..IdpOptions::with_client(IdpClient::gateway(CLIENT_ID, CLIENT_SECRET, &origin))
         },
         origin,
     )
     .await;
-    let idp_key = jsonwebtoken::EncodingKey::from_rsa_pem(&fixture("bcl-idp-key.pem")).unwrap();
-    let other_key = jsonwebtoken::EncodingKey::from_rsa_pem(&fixture("bcl-other-key.pem")).unwrap();
-    let rs256 = serde_json::json!({"alg": "RS256", "kid": FIXTURE_KID, "typ": "JWT"});
-    let now = unix_now();
+    let idp_key = jsonwebtoken::EncodingKey::from_rsa_pem(&idp_key_pem()).unwrap();
+    let other_key = jsonwebtoken::EncodingKey::from_rsa_pem(&other_key_pem()).unwrap();
+    let rs256 = serde_json::json!({"alg": "RS256", "kid": TEST_KID, "typ": "JWT"});
+    let now = logout_common::now();
     let claims = |edit: &dyn Fn(&mut serde_json::Value)| {
         let mut c = serde_json::json!({
             "iss": s.idp.issuer(),
@@ -866,7 +825,7 @@ async fn forged_id_tokens_are_refused_claim_by_claim() {
     };
     let good = claims(&|_| {});
     let rs = |c: &serde_json::Value, key: &jsonwebtoken::EncodingKey| {
-        sign(&rs256, c, key, jsonwebtoken::Algorithm::RS256)
+        sign_with(&rs256, c, key, jsonwebtoken::Algorithm::RS256)
     };
 
     // The control: a well-formed token with the IdP's key passes, so each
@@ -886,7 +845,7 @@ async fn forged_id_tokens_are_refused_claim_by_claim() {
     parts[1] = &swapped_payload;
     let tampered = parts.join(".");
 
-    let hs256 = sign(
+    let hs256 = sign_with(
         &serde_json::json!({"alg": "HS256", "typ": "JWT"}),
         &good,
         &jsonwebtoken::EncodingKey::from_secret(CLIENT_SECRET.as_bytes()),

@@ -239,6 +239,16 @@ pub fn sign_rs256(header: &Value, claims: &Value, pem: &[u8]) -> String {
     sign_with(header, claims, &key, jsonwebtoken::Algorithm::RS256)
 }
 
+/// `header.payload` in compact form, unsigned (add `.` for `alg: none`,
+/// or splice the payload into another token).
+pub fn unsigned(header: &Value, claims: &Value) -> String {
+    format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    )
+}
+
 /// A compact JWS signed with `key` under `alg` (whatever `header` says).
 pub fn sign_with(
     header: &Value,
@@ -246,11 +256,7 @@ pub fn sign_with(
     key: &jsonwebtoken::EncodingKey,
     alg: jsonwebtoken::Algorithm,
 ) -> String {
-    let message = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
+    let message = unsigned(header, claims);
     let sig = jsonwebtoken::crypto::sign(message.as_bytes(), key, alg).expect("sign");
     format!("{message}.{sig}")
 }
