@@ -422,12 +422,15 @@ impl Gateway {
         };
 
         // The client's address for per-client limits (the back-channel
-        // rate limit): behind trusted proxies, the one they forwarded.
-        let client = origin::client_ip(
-            req.headers(),
-            conn.peer.ip(),
-            &self.config.server.trusted_proxies,
-        );
+        // rate limit): behind trusted proxies, the one they forwarded. Only
+        // the handlers need it, not a plain proxied request.
+        let client_of = |req: &Request<Incoming>| {
+            origin::client_ip(
+                req.headers(),
+                conn.peer.ip(),
+                &self.config.server.trusted_proxies,
+            )
+        };
 
         // 3. The public origin the request belongs to.
         let authority = origin::request_authority(&req);
@@ -442,6 +445,7 @@ impl Gateway {
             || match_path == self.config.logout.path
         {
             log.route = &self.own_metrics;
+            let client = client_of(&req);
             return self
                 .own_path(&match_path, req, public, kind, &log.id, client)
                 .await;
@@ -465,7 +469,7 @@ impl Gateway {
         let mut set_headers: Option<auth::identity::IdentityHeaders> = None;
         let mut upgrade_deadline = None;
         if private_cache {
-            let Some(ctx) = self.handler_context(public, kind, &log.id, client) else {
+            let Some(ctx) = self.handler_context(public, kind, &log.id, client_of(&req)) else {
                 // The config check makes session routes require [oidc] and [session].
                 log.error = Some("no_login");
                 return pages::error(
