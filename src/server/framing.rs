@@ -51,11 +51,11 @@ impl Scanner {
                 Some(i) => (&bytes[..i], &bytes[i + 1..], true),
                 None => (bytes, &[][..], false),
             };
-            for &b in line_part {
-                if self.head_len < self.head.len() {
-                    self.head[self.head_len] = b.to_ascii_lowercase();
-                    self.head_len += 1;
-                }
+            // Only a line's first bytes decide; the rest is counted, not read.
+            let room = self.head.len() - self.head_len;
+            for &b in line_part.iter().take(room) {
+                self.head[self.head_len] = b.to_ascii_lowercase();
+                self.head_len += 1;
             }
             self.line_len += line_part.len();
             if ended {
