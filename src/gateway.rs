@@ -479,19 +479,7 @@ impl Gateway {
                     "Login is not configured.",
                 );
             };
-            let path_and_query = match req.uri().query() {
-                Some(q) => format!("{path}?{q}"),
-                None => path.clone(),
-            };
-            match auth::admit(
-                &ctx,
-                &req,
-                &active.route,
-                &path_and_query,
-                &self.identity_cache,
-            )
-            .await
-            {
+            match auth::admit(&ctx, &req, &active.route, &path, &self.identity_cache).await {
                 auth::Admission::Admit { headers, deadline } => {
                     set_headers = Some(headers);
                     upgrade_deadline = deadline;

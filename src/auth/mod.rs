@@ -52,13 +52,14 @@ fn store_unavailable(ctx: &Ctx<'_>) -> Admission {
     )
 }
 
-/// Checks the session for a request on a session route. `path_and_query`
-/// is the canonical path plus query: where the user returns after login.
+/// Checks the session for a request on a session route. `path` is the
+/// canonical path; with the request's query it is where the user returns
+/// after login.
 pub async fn admit<B>(
     ctx: &Ctx<'_>,
     req: &Request<B>,
     route: &Route,
-    path_and_query: &str,
+    path: &str,
     identity_cache: &identity::HeaderCache,
 ) -> Admission {
     let cfg = ctx.session;
@@ -85,7 +86,11 @@ pub async fn admit<B>(
         _ => None,
     };
     let Some(session) = session else {
-        let mut resp = login::unauthenticated(ctx, req, path_and_query);
+        let path_and_query = match req.uri().query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_owned(),
+        };
+        let mut resp = login::unauthenticated(ctx, req, &path_and_query);
         if cookie.is_some()
             && let Ok(v) = HeaderValue::from_str(&expired_session_cookie(cfg, ctx.secure()))
         {

@@ -40,8 +40,11 @@ impl SessionId {
             return None;
         }
         // The default engine rejects non-zero trailing bits: one id, one form.
-        let bytes = URL_SAFE_NO_PAD.decode(cookie_value).ok()?;
-        let arr: [u8; ID_BYTES] = bytes.try_into().ok()?;
+        // Decoded in place (every session request parses one): the spare
+        // byte is the engine's rounding-up of 43 characters to 33 bytes.
+        let mut buf = [0u8; ID_BYTES + 1];
+        let n = URL_SAFE_NO_PAD.decode_slice(cookie_value, &mut buf).ok()?;
+        let arr: [u8; ID_BYTES] = buf.get(..n)?.try_into().ok()?;
         Some(SessionId(arr))
     }
 
