@@ -51,6 +51,9 @@ pub enum GatewayError {
 pub struct ConnInfo {
     /// The TCP peer.
     pub peer: std::net::SocketAddr,
+    /// The peer's address as text, written once per connection rather than
+    /// for every request's `X-Forwarded-For` and access-log line.
+    pub peer_text: String,
     /// Whether the connection is TLS.
     pub tls: bool,
     /// Raised by the wire sniffer for `Content-Length` + `Transfer-Encoding`.
@@ -306,7 +309,7 @@ impl App {
             route: log.route.label(),
             upstream: log.upstream,
             error: log.error.unwrap_or(""),
-            peer: conn.peer.ip(),
+            peer: &conn.peer_text,
         });
         resp
     }
@@ -500,6 +503,7 @@ impl Gateway {
             upstream: &active.upstream,
             path: &path,
             peer,
+            peer_text: &conn.peer_text,
             trusted_peer: origin::is_trusted(conn.peer.ip(), &self.config.server.trusted_proxies),
             origin: public,
             identity: &self.identity,

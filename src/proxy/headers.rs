@@ -178,13 +178,7 @@ pub fn ip_text(ip: IpAddr) -> String {
 /// received chain is extended and its proto/host kept; otherwise they are
 /// the gateway's own view: the peer address and the configured public
 /// origin the request matched.
-pub fn set_forwarded(
-    headers: &mut HeaderMap,
-    peer: IpAddr,
-    trusted: bool,
-    proto: &str,
-    host: &str,
-) {
+pub fn set_forwarded(headers: &mut HeaderMap, peer: &str, trusted: bool, proto: &str, host: &str) {
     let xff = X_FORWARDED_FOR;
     let chain = if trusted {
         let prior: Vec<&str> = headers
@@ -193,12 +187,12 @@ pub fn set_forwarded(
             .filter_map(|v| v.to_str().ok())
             .collect();
         if prior.is_empty() {
-            ip_text(peer)
+            peer.to_owned()
         } else {
-            format!("{}, {}", prior.join(", "), ip_text(peer))
+            format!("{}, {}", prior.join(", "), peer)
         }
     } else {
-        ip_text(peer)
+        peer.to_owned()
     };
     if let Ok(v) = HeaderValue::from_str(&chain) {
         headers.insert(xff, v);
@@ -366,18 +360,12 @@ mod tests {
             ("x-forwarded-for", "203.0.113.9"),
             ("x-forwarded-proto", "https"),
         ]);
-        set_forwarded(
-            &mut h,
-            "10.0.0.1".parse().unwrap(),
-            true,
-            "http",
-            "app:8080",
-        );
+        set_forwarded(&mut h, "10.0.0.1", true, "http", "app:8080");
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "app:8080");
         let mut h = HeaderMap::new();
-        set_forwarded(&mut h, "127.0.0.1".parse().unwrap(), false, "http", "app");
+        set_forwarded(&mut h, "127.0.0.1", false, "http", "app");
         assert_eq!(h["x-forwarded-for"], "127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
     }

@@ -154,6 +154,8 @@ pub struct Forward<'a> {
     pub path: &'a str,
     /// The connection's peer.
     pub peer: Peer,
+    /// Its address as text.
+    pub peer_text: &'a str,
     /// Whether the peer is a trusted proxy.
     pub trusted_peer: bool,
     /// The route origin (`scheme://host[:port]`), for `X-Forwarded-*` and
@@ -195,7 +197,7 @@ pub async fn forward(
     headers::filter_cookies(h, f.is_gateway_cookie);
     headers::set_forwarded(
         h,
-        f.peer.addr.ip(),
+        f.peer_text,
         f.trusted_peer,
         f.origin.scheme.as_str(),
         f.origin.authority(),

@@ -230,6 +230,7 @@ async fn serve_connection<S>(
     let limits = app.limits();
     let conn_info = Arc::new(ConnInfo {
         peer,
+        peer_text: crate::proxy::headers::ip_text(peer.ip()),
         tls,
         framing: flag,
     });

@@ -101,8 +101,8 @@ pub struct Entry<'a> {
     pub upstream: &'a str,
     /// Error kind, or empty.
     pub error: &'a str,
-    /// Client address.
-    pub peer: std::net::IpAddr,
+    /// Client address, as text.
+    pub peer: &'a str,
 }
 
 fn json_str(out: &mut String, s: &str) {
@@ -205,7 +205,7 @@ fn format_line(entry: &Entry<'_>) -> String {
     line.push_str(",\"error\":");
     json_str(&mut line, entry.error);
     line.push_str(",\"peer\":\"");
-    line.push_str(&crate::proxy::headers::ip_text(entry.peer));
+    line.push_str(entry.peer);
     line.push_str("\"}\n");
     line
 }
@@ -256,7 +256,7 @@ mod tests {
             route: "/",
             upstream: "http://127.0.0.1:1",
             error: "",
-            peer: "10.1.2.3".parse().unwrap(),
+            peer: "10.1.2.3",
         };
         let line = format_line(&entry);
         assert!(line.ends_with('\n'));
