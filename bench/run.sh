@@ -38,19 +38,9 @@ while (($#)); do
 done
 wants() { [[ ,$targets, == *,$1,* ]]; }
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
-
-# --- tools -------------------------------------------------------------------
-missing=()
-command -v nginx >/dev/null || missing+=(nginx-light)
-command -v wrk >/dev/null || missing+=(wrk)
-command -v curl >/dev/null || missing+=(curl)
-if ((${#missing[@]})); then
-    log "installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+need nginx=nginx-light wrk=wrk curl=curl
 
 # cpu_ticks PID: CPU time (user + system, in clock ticks) used so far by PID
 # and its direct children (nginx workers); threads count with their process.
@@ -66,64 +56,11 @@ cpu_ticks() {
 }
 clk_tck=$(getconf CLK_TCK)
 
-# --- processes -----------------------------------------------------------------
-work=$(mktemp -d /tmp/portcullis-bench.XXXXXX)
-pids=()
-cleanup() {
-    local pid
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# wait_port PORT PID: until PORT accepts connections; fails if PID died.
-wait_port() {
-    local port=$1 pid=$2 i
-    for i in $(seq 150); do
-        kill -0 "$pid" 2>/dev/null || return 1
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
 # rss_kb PID: resident memory of PID and its direct children (nginx workers).
 rss_kb() {
     local pid=$1 total=0 kb
     for kb in $(ps -o rss= -p "$pid") $(ps -o rss= --ppid "$pid"); do total=$((total + kb)); done
     echo "$total"
-}
-
-# start_nginx NAME CONF_BODY WORKERS: an nginx in the work dir; its pid in $started.
-start_nginx() {
-    local name=$1 body=$2 workers=$3 dir=$work/$1
-    mkdir -p "$dir/tmp"
-    cat >"$dir/nginx.conf" <<CONF
-$( ((EUID == 0)) && echo "user root;")
-daemon off;
-worker_processes $workers;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
-    $body
-}
-CONF
-    nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 &
-    started=$!
-    pids+=("$started")
 }
 
 # --- measuring -------------------------------------------------------------------
@@ -210,20 +147,14 @@ ratio() {
 }
 
 # --- (a) the upstream: nginx serving a small static file ------------------------------
-mkdir -p "$work/www"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 # cpu_stat: "steal total" clock ticks of the whole machine so far. On a
 # virtual machine, time the hypervisor gives to other guests ("steal") is
 # what makes one round much slower than the others.
 cpu_stat() { awk 'NR == 1 { t = 0; for (i = 2; i <= NF; i++) t += $i; print $9, t }' /proc/stat; }
 read -r steal0 total0 < <(cpu_stat)
-head -c 512 /dev/zero | tr '\0' 'x' | fold -w 64 | sed '1i <!doctype html><title>bench</title><pre>' >"$work/www/index.html"
-up_port=$(free_port)
-start_nginx upstream "server { listen 127.0.0.1:$up_port; location / { root $work/www; } }" 1
-up_pid=$started
-wait_port "$up_port" "$up_pid" || die "nginx upstream did not start: $(cat "$work/upstream/error.log" "$work/upstream/stdout.log" 2>/dev/null)"
-upstream=http://127.0.0.1:$up_port
-curl -fsS "$upstream/" -o /dev/null || die "the upstream does not serve index.html"
+start_upstream
+up_port=${upstream##*:}
 wants a && register a "upstream (nginx static)" "$upstream/" "$up_pid"
 
 # --- (b) nginx as a plain reverse proxy ---------------------------------------------------------
@@ -245,105 +176,27 @@ if wants b; then
 fi
 
 # --- Portcullis ---------------------------------------------------------------------------------
-portcullis_bin=${PORTCULLIS_BIN:-}
-if [[ -z $portcullis_bin ]] && { wants c || wants d; }; then
-    log "building portcullis (release)"
-    cargo build --release --quiet --bin portcullis
-    target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-    portcullis_bin=$target_dir/release/portcullis
+if wants c || wants d; then
+    build_portcullis
 fi
-
-# start_portcullis NAME PORT CONFIG: its pid in $started; prints its config and
-# output and returns 1 if it does not listen.
-start_portcullis() {
-    local name=$1 port=$2 pid
-    printf '%s\n' "$3" >"$work/$name.toml"
-    RUST_LOG=${BENCH_RUST_LOG:-warn} PORTCULLIS_SECRET=$session_secret PORTCULLIS_CLIENT_SECRET=$client_secret \
-        "$portcullis_bin" --config "$work/$name.toml" --log-format json >"$work/$name.log" 2>&1 &
-    started=$!
-    pids+=("$started")
-    if ! wait_port "$port" "$started"; then
-        log "portcullis ($name) did not listen on 127.0.0.1:$port; its config and output:"
-        sed 's/^/    /' "$work/$name.toml" "$work/$name.log" >&2
-        return 1
-    fi
-}
-session_secret=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
-client_secret=$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')
 
 if wants c; then
     port=$(free_port)
-    start_portcullis none "$port" "[server]
-listen = \"127.0.0.1:$port\"
-public_url = \"http://127.0.0.1:$port\"
-
-[[route]]
-prefix = \"/\"
-upstream = \"$upstream\"
-auth = \"none\"" || die "portcullis did not start for (c); see above"
-    pid=$started
-    register c "portcullis, auth = \"none\"" "http://127.0.0.1:$port/" "$pid"
+    start_none "$port" || die "portcullis did not start for (c); see above"
+    register c "portcullis, auth = \"none\"" "http://127.0.0.1:$port/" "$started"
 fi
 
 # --- (d) an authenticated route --------------------------------------------------------------------
 # The session comes from a real login at the test IdP (tests/idp), scripted
 # with curl; any step that is not possible yet skips (d) with a note.
-skip_d() { notes+=("(d) skipped: $*"); log "(d) skipped: $*"; }
-run_d() {
-    [[ -f tests/idp/provider.js ]] || { skip_d "no test IdP (tests/idp/provider.js)"; return; }
-    [[ -d tests/idp/node_modules ]] || { skip_d "tests/idp not installed (run scripts/test-deps.sh)"; return; }
-    local port idp_port gw idp pid idp_pid jar page action code cookie
-    port=$(free_port) idp_port=$(free_port)
-    gw=http://127.0.0.1:$port idp=http://127.0.0.1:$idp_port
-    IDP_PORT=$idp_port IDP_CLIENTS="[{\"client_id\":\"bench\",\"client_secret\":\"$client_secret\",
-        \"redirect_uris\":[\"$gw/.portcullis/callback\"],
-        \"post_logout_redirect_uris\":[\"$gw/.portcullis/logout/done\"],
-        \"grant_types\":[\"authorization_code\",\"refresh_token\"]}]" \
-        node tests/idp/provider.js >"$work/idp.out" 2>"$work/idp.err" &
-    idp_pid=$!
-    pids+=("$idp_pid")
-    wait_port "$idp_port" "$idp_pid" || { skip_d "the test IdP did not start: $(tail -3 "$work/idp.err")"; return; }
-    start_portcullis session "$port" "[server]
-listen = \"127.0.0.1:$port\"
-public_url = \"$gw\"
-
-[oidc]
-issuer = \"$idp\"
-client_id = \"bench\"
-client_secret = \"\${PORTCULLIS_CLIENT_SECRET}\"
-
-[session]
-secret = \"\${PORTCULLIS_SECRET}\"
-cookie_name = \"portcullis\"
-
-[[route]]
-prefix = \"/\"
-upstream = \"$upstream\"" || { skip_d "portcullis did not start with [oidc] and [session]"; return; }
-    pid=$started
-    # The login, as a browser would do it: gateway → IdP login form → POST
-    # → IdP → gateway callback (sets the session cookie) → the page.
-    jar=$work/cookies.txt
-    # The gateway discovers the IdP in the background after it starts
-    # listening; until then a login answers 503. Give it a few seconds.
-    for _ in $(seq 1 40); do
-        page=$(curl -sS -L -c "$jar" -b "$jar" -H 'Accept: text/html' "$gw/.portcullis/login?return_to=/") ||
-            { skip_d "GET /.portcullis/login failed"; return; }
-        grep -q 'action="' <<<"$page" && break
-        sleep 0.25
-    done
-    action=$(grep -o 'action="[^"]*"' <<<"$page" | head -n 1 | sed 's/^action="//; s/"$//' || true)
-    # oidc-provider's dev login form names an absolute action; accept a path too.
-    [[ $action == /* ]] && action=$idp$action
-    [[ $action == "$idp"/* ]] || { skip_d "no IdP login form after /.portcullis/login"; return; }
-    code=$(curl -sS -L -c "$jar" -b "$jar" -o /dev/null -w '%{http_code}' -H 'Accept: text/html' \
-        -d prompt=login -d login=alice -d password=bench "$action") || { skip_d "the login POST failed"; return; }
-    cookie=$(sed 's/^#HttpOnly_//' "$jar" 2>/dev/null | awk -F '\t' '$6 == "portcullis" { print $7 }' | tail -n 1)
-    [[ $code == 200 && -n $cookie ]] || { skip_d "the login did not end with a session (HTTP $code)"; return; }
-    curl -fsS -H "Cookie: portcullis=$cookie" "$gw/" | cmp -s - "$work/www/index.html" ||
-        { skip_d "the session cookie does not reach the upstream page"; return; }
-    register d "portcullis, auth = \"session\" (cookie)" "$gw/" "$pid" "Cookie: portcullis=$cookie"
-}
-wants d && run_d
+if wants d; then
+    if start_session; then
+        register d "portcullis, auth = \"session\" (cookie)" "$session_url" "$session_pid" "$session_cookie"
+    else
+        notes+=("(d) skipped: $skip_reason")
+        log "(d) skipped: $skip_reason"
+    fi
+fi
 
 # --- the rounds ------------------------------------------------------------------------------------
 ((${#order[@]})) || die "nothing to measure (--targets $targets)"

@@ -1,0 +1,193 @@
+# Shared by bench/run.sh and bench/instructions.sh (sourced, not run):
+# tools, a work dir whose processes stop on exit, the upstream, the
+# Portcullis build and a logged-in session from the test IdP.
+# Everything listens on 127.0.0.1 only.
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+
+# need CMD=PACKAGE...: installs the Debian packages of missing commands.
+need() {
+    local missing=() pair
+    for pair in "$@"; do
+        command -v "${pair%%=*}" >/dev/null || missing+=("${pair#*=}")
+    done
+    ((${#missing[@]})) || return 0
+    log "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# --- processes -----------------------------------------------------------------
+work=$(mktemp -d /tmp/portcullis-bench.XXXXXX)
+pids=()
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_port PORT PID: until PORT accepts connections; fails if PID died.
+wait_port() {
+    local port=$1 pid=$2 i
+    for i in $(seq 300); do
+        kill -0 "$pid" 2>/dev/null || return 1
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# start_nginx NAME CONF_BODY WORKERS: an nginx in the work dir; its pid in $started.
+start_nginx() {
+    local name=$1 body=$2 workers=$3 dir=$work/$1
+    mkdir -p "$dir/tmp"
+    cat >"$dir/nginx.conf" <<CONF
+$( ((EUID == 0)) && echo "user root;")
+daemon off;
+worker_processes $workers;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    $body
+}
+CONF
+    nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 &
+    started=$!
+    pids+=("$started")
+}
+
+# start_upstream: nginx (1 worker) serving a 560-byte static page; sets
+# $upstream (its URL) and $up_pid.
+start_upstream() {
+    mkdir -p "$work/www"
+    head -c 512 /dev/zero | tr '\0' 'x' | fold -w 64 | sed '1i <!doctype html><title>bench</title><pre>' >"$work/www/index.html"
+    local port
+    port=$(free_port)
+    start_nginx upstream "server { listen 127.0.0.1:$port; location / { root $work/www; } }" 1
+    up_pid=$started
+    wait_port "$port" "$up_pid" || die "nginx upstream did not start: $(cat "$work/upstream/error.log" "$work/upstream/stdout.log" 2>/dev/null)"
+    upstream=http://127.0.0.1:$port
+    curl -fsS "$upstream/" -o /dev/null || die "the upstream does not serve index.html"
+}
+
+# --- Portcullis -------------------------------------------------------------------
+session_secret=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
+client_secret=$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')
+
+# build_portcullis: sets $portcullis_bin ($PORTCULLIS_BIN, or a release build).
+build_portcullis() {
+    portcullis_bin=${PORTCULLIS_BIN:-}
+    [[ -n $portcullis_bin ]] && return
+    log "building portcullis (release)"
+    cargo build --release --quiet --bin portcullis
+    local target_dir
+    target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+    portcullis_bin=$target_dir/release/portcullis
+}
+
+# start_portcullis NAME PORT CONFIG: its pid in $started; prints its config and
+# output and returns 1 if it does not listen. A command prefix in the array
+# portcullis_wrap (e.g. valgrind) runs it under that command.
+portcullis_wrap=()
+start_portcullis() {
+    local name=$1 port=$2
+    printf '%s\n' "$3" >"$work/$name.toml"
+    RUST_LOG=${BENCH_RUST_LOG:-warn} PORTCULLIS_SECRET=$session_secret PORTCULLIS_CLIENT_SECRET=$client_secret \
+        "${portcullis_wrap[@]}" "$portcullis_bin" --config "$work/$name.toml" --log-format json >"$work/$name.log" 2>&1 &
+    started=$!
+    pids+=("$started")
+    if ! wait_port "$port" "$started"; then
+        log "portcullis ($name) did not listen on 127.0.0.1:$port; its config and output:"
+        sed 's/^/    /' "$work/$name.toml" "$work/$name.log" >&2
+        return 1
+    fi
+}
+
+# start_none PORT: Portcullis with one auth = "none" route to the upstream.
+start_none() {
+    start_portcullis none "$1" "[server]
+listen = \"127.0.0.1:$1\"
+public_url = \"http://127.0.0.1:$1\"
+
+[[route]]
+prefix = \"/\"
+upstream = \"$upstream\"
+auth = \"none\""
+}
+
+# start_session: the test IdP (tests/idp), Portcullis with a session route to
+# the upstream, and a login scripted with curl as a browser would do it.
+# Sets $session_url, $session_pid and $session_cookie (the cookie header);
+# on failure returns 1 with the reason in $skip_reason.
+start_session() {
+    skip_reason=
+    [[ -f tests/idp/provider.js ]] || { skip_reason="no test IdP (tests/idp/provider.js)"; return 1; }
+    [[ -d tests/idp/node_modules ]] || { skip_reason="tests/idp not installed (run scripts/test-deps.sh)"; return 1; }
+    local port idp_port gw idp idp_pid jar page action code cookie
+    port=$(free_port) idp_port=$(free_port)
+    gw=http://127.0.0.1:$port idp=http://127.0.0.1:$idp_port
+    IDP_PORT=$idp_port IDP_CLIENTS="[{\"client_id\":\"bench\",\"client_secret\":\"$client_secret\",
+        \"redirect_uris\":[\"$gw/.portcullis/callback\"],
+        \"post_logout_redirect_uris\":[\"$gw/.portcullis/logout/done\"],
+        \"grant_types\":[\"authorization_code\",\"refresh_token\"]}]" \
+        node tests/idp/provider.js >"$work/idp.out" 2>"$work/idp.err" &
+    idp_pid=$!
+    pids+=("$idp_pid")
+    wait_port "$idp_port" "$idp_pid" || { skip_reason="the test IdP did not start: $(tail -3 "$work/idp.err")"; return 1; }
+    start_portcullis session "$port" "[server]
+listen = \"127.0.0.1:$port\"
+public_url = \"$gw\"
+
+[oidc]
+issuer = \"$idp\"
+client_id = \"bench\"
+client_secret = \"\${PORTCULLIS_CLIENT_SECRET}\"
+
+[session]
+secret = \"\${PORTCULLIS_SECRET}\"
+cookie_name = \"portcullis\"
+
+[[route]]
+prefix = \"/\"
+upstream = \"$upstream\"" || { skip_reason="portcullis did not start with [oidc] and [session]"; return 1; }
+    session_pid=$started
+    # The login: gateway → IdP login form → POST → IdP → gateway callback
+    # (sets the session cookie) → the page.
+    jar=$work/cookies.txt
+    # The gateway discovers the IdP in the background after it starts
+    # listening; until then a login answers 503. Give it some seconds (more
+    # under valgrind).
+    for _ in $(seq 1 120); do
+        page=$(curl -sS -L -c "$jar" -b "$jar" -H 'Accept: text/html' "$gw/.portcullis/login?return_to=/") ||
+            { skip_reason="GET /.portcullis/login failed"; return 1; }
+        grep -q 'action="' <<<"$page" && break
+        sleep 0.25
+    done
+    action=$(grep -o 'action="[^"]*"' <<<"$page" | head -n 1 | sed 's/^action="//; s/"$//' || true)
+    # oidc-provider's dev login form names an absolute action; accept a path too.
+    [[ $action == /* ]] && action=$idp$action
+    [[ $action == "$idp"/* ]] || { skip_reason="no IdP login form after /.portcullis/login"; return 1; }
+    code=$(curl -sS -L -c "$jar" -b "$jar" -o /dev/null -w '%{http_code}' -H 'Accept: text/html' \
+        -d prompt=login -d login=alice -d password=bench "$action") || { skip_reason="the login POST failed"; return 1; }
+    cookie=$(sed 's/^#HttpOnly_//' "$jar" 2>/dev/null | awk -F '\t' '$6 == "portcullis" { print $7 }' | tail -n 1)
+    [[ $code == 200 && -n $cookie ]] || { skip_reason="the login did not end with a session (HTTP $code)"; return 1; }
+    curl -fsS -H "Cookie: portcullis=$cookie" "$gw/" | cmp -s - "$work/www/index.html" ||
+        { skip_reason="the session cookie does not reach the upstream page"; return 1; }
+    session_url=$gw/
+    session_cookie="Cookie: portcullis=$cookie"
+}
