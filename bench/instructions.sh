@@ -3,6 +3,7 @@
 # callgrind: the same figure on a quiet or a busy machine, so it shows what a
 # change to the request path costs or saves where req/s cannot (see
 # bench/README.md). Targets, as in bench/run.sh:
+#   (b) nginx as a plain reverse proxy (one worker, no master process)
 #   (c) an auth = "none" route to an nginx upstream
 #   (d) an auth = "session" route with a session cookie from a real login at
 #       the test IdP (skipped, with a note, when that cannot be done)
@@ -10,13 +11,13 @@
 # is the whole process's); instrumentation is switched on after a warm-up, then wrk sends requests for --duration and the
 # total is divided by wrk's request count.
 #
-# usage: bench/instructions.sh [--targets c,d] [--duration 5s]
+# usage: bench/instructions.sh [--targets b,c,d] [--duration 5s]
 #                              [--out bench/instructions.md]
 # PORTCULLIS_BIN=path skips the release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-targets=c,d duration=5s out=bench/instructions.md
+targets=b,c,d duration=5s out=bench/instructions.md
 while (($#)); do
     case $1 in
         --targets) targets=$2 ;;
@@ -38,7 +39,7 @@ build_portcullis
 rows=()
 notes=()
 
-# count KEY LABEL URL PID [HEADER]: instructions per request of the gateway
+# count KEY LABEL URL PID [HEADER]: instructions per request of the server
 # running under callgrind as PID.
 count() {
     local key=$1 label=$2 url=$3 pid=$4 args=() res n total dump
@@ -65,6 +66,22 @@ under_callgrind() {
     portcullis_wrap=(valgrind --tool=callgrind --instr-atstart=no "--callgrind-out-file=$work/$1.cg")
 }
 
+if wants b; then
+    port=$(free_port)
+    start_nginx proxy "
+    upstream app { server ${upstream#http://}; keepalive 64; }
+    server {
+        listen 127.0.0.1:$port;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }
+    }" 1 valgrind --tool=callgrind --instr-atstart=no "--callgrind-out-file=$work/b.cg"
+    wait_port "$port" "$started" || die "nginx proxy did not start under valgrind: $(cat "$work/proxy/error.log" "$work/proxy/stdout.log" 2>/dev/null)"
+    count b "nginx proxy_pass, keepalive" "http://127.0.0.1:$port/" "$started"
+    kill "$started"
+fi
 if wants c; then
     under_callgrind c
     port=$(free_port)

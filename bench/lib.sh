@@ -45,12 +45,16 @@ wait_port() {
     return 1
 }
 
-# start_nginx NAME CONF_BODY WORKERS: an nginx in the work dir; its pid in $started.
+# start_nginx NAME CONF_BODY WORKERS [WRAP...]: an nginx in the work dir; its
+# pid in $started. With a command prefix (valgrind), nginx runs without a
+# master process, so the pid is the one worker's.
 start_nginx() {
     local name=$1 body=$2 workers=$3 dir=$work/$1
+    shift 3
     mkdir -p "$dir/tmp"
     cat >"$dir/nginx.conf" <<CONF
 $( ((EUID == 0)) && echo "user root;")
+$( (($#)) && echo "master_process off;")
 daemon off;
 worker_processes $workers;
 pid $dir/nginx.pid;
@@ -66,7 +70,7 @@ http {
     $body
 }
 CONF
-    nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 &
+    "$@" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 &
     started=$!
     pids+=("$started")
 }
