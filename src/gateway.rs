@@ -19,7 +19,7 @@ use crate::logout;
 use crate::oidc::OidcClient;
 use crate::pages::{self, Body};
 use crate::proxy::{self, IdentityNames, Upstream};
-use crate::request::{ClientKind, Peer, hygiene, origin, path};
+use crate::request::{ClientKind, hygiene, origin, path};
 use crate::server::framing::FramingFlag;
 use crate::server::workers;
 use crate::session::Sessions;
@@ -54,8 +54,6 @@ pub struct ConnInfo {
     /// The peer's address as text, written once per connection rather than
     /// for every request's `X-Forwarded-For` and access-log line.
     pub peer_text: String,
-    /// Whether the connection is TLS.
-    pub tls: bool,
     /// Raised by the wire sniffer for `Content-Length` + `Transfer-Encoding`.
     pub framing: Arc<FramingFlag>,
 }
@@ -495,14 +493,9 @@ impl Gateway {
         }
 
         // 7. The upstream.
-        let peer = Peer {
-            addr: conn.peer,
-            tls: conn.tls,
-        };
         let forward = proxy::Forward {
             upstream: &active.upstream,
             path: &path,
-            peer,
             peer_text: &conn.peer_text,
             trusted_peer: origin::is_trusted(conn.peer.ip(), &self.config.server.trusted_proxies),
             origin: public,

@@ -18,7 +18,6 @@ use thiserror::Error;
 use url::Url;
 
 use crate::pages::Body;
-use crate::request::Peer;
 pub use client::{ClientError, UpstreamClient};
 pub use headers::IdentityNames;
 
@@ -152,9 +151,7 @@ pub struct Forward<'a> {
     pub upstream: &'a Upstream,
     /// The canonical path.
     pub path: &'a str,
-    /// The connection's peer.
-    pub peer: Peer,
-    /// Its address as text.
+    /// The connection's peer address, as text.
     pub peer_text: &'a str,
     /// Whether the peer is a trusted proxy.
     pub trusted_peer: bool,

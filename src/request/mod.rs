@@ -7,4 +7,3 @@ pub mod origin;
 pub mod path;
 
 pub use kind::ClientKind;
-pub use origin::Peer;

@@ -2,7 +2,7 @@
 //! is. URLs the gateway emits are built from the configured origin chosen
 //! here, never from the raw `Host` or `X-Forwarded-Host`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use http::Request;
 use http::header::HOST;
@@ -75,15 +75,6 @@ pub fn client_ip(headers: &http::HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> 
         }
     }
     peer
-}
-
-/// The TCP peer of a connection, carried as a request extension.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer {
-    /// The remote address.
-    pub addr: SocketAddr,
-    /// Whether the connection is TLS.
-    pub tls: bool,
 }
 
 #[cfg(test)]

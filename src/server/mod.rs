@@ -198,12 +198,12 @@ async fn accept_loop(
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             match acceptor {
-                None => serve_connection(stream, peer, false, app, watcher).await,
+                None => serve_connection(stream, peer, app, watcher).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
                         Ok(Ok(tls_stream)) => {
-                            serve_connection(tls_stream, peer, true, app, watcher).await
+                            serve_connection(tls_stream, peer, app, watcher).await
                         }
                         Ok(Err(err)) => {
                             tracing::debug!(%peer, error = %err, "TLS handshake failed")
@@ -216,13 +216,8 @@ async fn accept_loop(
     }
 }
 
-async fn serve_connection<S>(
-    stream: S,
-    peer: SocketAddr,
-    tls: bool,
-    app: Arc<App>,
-    watcher: Watcher,
-) where
+async fn serve_connection<S>(stream: S, peer: SocketAddr, app: Arc<App>, watcher: Watcher)
+where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let flag = Arc::new(FramingFlag::default());
@@ -231,7 +226,6 @@ async fn serve_connection<S>(
     let conn_info = Arc::new(ConnInfo {
         peer,
         peer_text: crate::proxy::headers::ip_text(peer.ip()),
-        tls,
         framing: flag,
     });
     let service = service_fn(move |req: hyper::Request<Incoming>| {
