@@ -9,8 +9,6 @@
 //! hop-by-hop without being listed: Proxy-Connection, Keep-Alive, TE,
 //! Transfer-Encoding and Upgrade.
 
-use std::net::IpAddr;
-
 use http::HeaderMap;
 use http::header::{CONNECTION, COOKIE, HeaderName, HeaderValue, SET_COOKIE};
 
@@ -154,25 +152,6 @@ pub fn strip_client_controlled(headers: &mut HeaderMap, identity: &IdentityNames
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-/// An address as text, as `Display` writes it; IPv4 (nearly every peer)
-/// without the formatting machinery, which showed in profiles.
-pub fn ip_text(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let mut out = String::with_capacity(15);
-            let mut buf = itoa::Buffer::new();
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                out.push_str(buf.format(octet));
-            }
-            out
-        }
-        IpAddr::V6(_) => ip.to_string(),
-    }
-}
 
 /// Sets `X-Forwarded-For`, `-Proto` and `-Host`. From a trusted proxy the
 /// received chain is extended and its proto/host kept; otherwise they are
@@ -337,21 +316,6 @@ mod tests {
         strip_client_controlled(&mut h, &ids, true);
         assert!(h.contains_key("x-forwarded-for"));
         assert!(!h.contains_key("x-forwarded-user"));
-    }
-
-    #[test]
-    fn ip_text_matches_display() {
-        for ip in [
-            "0.0.0.0",
-            "127.0.0.1",
-            "10.200.3.45",
-            "255.255.255.255",
-            "::1",
-            "2001:db8::8",
-        ] {
-            let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(ip_text(ip), ip.to_string());
-        }
     }
 
     #[test]

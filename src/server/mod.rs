@@ -225,7 +225,7 @@ where
     let limits = app.limits();
     let conn_info = Arc::new(ConnInfo {
         peer,
-        peer_text: crate::proxy::headers::ip_text(peer.ip()),
+        peer_text: peer.ip().to_string(),
         framing: flag,
     });
     let service = service_fn(move |req: hyper::Request<Incoming>| {
