@@ -60,25 +60,16 @@ count() {
     rows+=("| ($key) | $label | $n | $((total / n)) |")
 }
 
-# under_callgrind KEY: the next start_portcullis runs under callgrind,
+# under_callgrind KEY: the next server starts under callgrind,
 # instrumentation off until count() switches it on.
 under_callgrind() {
-    portcullis_wrap=(valgrind --tool=callgrind --instr-atstart=no "--callgrind-out-file=$work/$1.cg")
+    wrap=(valgrind --tool=callgrind --instr-atstart=no "--callgrind-out-file=$work/$1.cg")
 }
 
 if wants b; then
+    under_callgrind b
     port=$(free_port)
-    start_nginx proxy "
-    upstream app { server ${upstream#http://}; keepalive 64; }
-    server {
-        listen 127.0.0.1:$port;
-        location / {
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-        }
-    }" 1 valgrind --tool=callgrind --instr-atstart=no "--callgrind-out-file=$work/b.cg"
-    wait_port "$port" "$started" || die "nginx proxy did not start under valgrind: $(cat "$work/proxy/error.log" "$work/proxy/stdout.log" 2>/dev/null)"
+    start_proxy "$port" 1
     count b "nginx proxy_pass, keepalive" "http://127.0.0.1:$port/" "$started"
     kill "$started"
 fi

@@ -45,16 +45,19 @@ wait_port() {
     return 1
 }
 
-# start_nginx NAME CONF_BODY WORKERS [WRAP...]: an nginx in the work dir; its
-# pid in $started. With a command prefix (valgrind), nginx runs without a
-# master process, so the pid is the one worker's.
+# A command prefix (e.g. valgrind) that the next start_nginx or
+# start_portcullis runs its server under; empty runs it as it is.
+wrap=()
+
+# start_nginx NAME CONF_BODY WORKERS: an nginx in the work dir; its pid in
+# $started. Under a wrap it runs without a master process, so the pid is
+# the one worker's.
 start_nginx() {
     local name=$1 body=$2 workers=$3 dir=$work/$1
-    shift 3
     mkdir -p "$dir/tmp"
     cat >"$dir/nginx.conf" <<CONF
 $( ((EUID == 0)) && echo "user root;")
-$( (($#)) && echo "master_process off;")
+$( ((${#wrap[@]})) && echo "master_process off;")
 daemon off;
 worker_processes $workers;
 pid $dir/nginx.pid;
@@ -70,9 +73,25 @@ http {
     $body
 }
 CONF
-    "$@" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 &
+    "${wrap[@]}" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 &
     started=$!
     pids+=("$started")
+}
+
+# start_proxy PORT WORKERS: nginx as a plain reverse proxy to the upstream
+# (upstream keepalive, HTTP/1.1), the baseline Portcullis is compared with.
+start_proxy() {
+    start_nginx proxy "
+    upstream app { server ${upstream#http://}; keepalive 64; }
+    server {
+        listen 127.0.0.1:$1;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }
+    }" "$2"
+    wait_port "$1" "$started" || die "nginx proxy did not start: $(cat "$work/proxy/error.log" "$work/proxy/stdout.log" 2>/dev/null)"
 }
 
 # start_upstream: nginx (1 worker) serving a 560-byte static page; sets
@@ -105,14 +124,12 @@ build_portcullis() {
 }
 
 # start_portcullis NAME PORT CONFIG: its pid in $started; prints its config and
-# output and returns 1 if it does not listen. A command prefix in the array
-# portcullis_wrap (e.g. valgrind) runs it under that command.
-portcullis_wrap=()
+# output and returns 1 if it does not listen. Runs under the wrap, if any.
 start_portcullis() {
     local name=$1 port=$2
     printf '%s\n' "$3" >"$work/$name.toml"
     RUST_LOG=${BENCH_RUST_LOG:-warn} PORTCULLIS_SECRET=$session_secret PORTCULLIS_CLIENT_SECRET=$client_secret \
-        "${portcullis_wrap[@]}" "$portcullis_bin" --config "$work/$name.toml" --log-format json >"$work/$name.log" 2>&1 &
+        "${wrap[@]}" "$portcullis_bin" --config "$work/$name.toml" --log-format json >"$work/$name.log" 2>&1 &
     started=$!
     pids+=("$started")
     if ! wait_port "$port" "$started"; then

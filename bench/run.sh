@@ -154,25 +154,13 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 cpu_stat() { awk 'NR == 1 { t = 0; for (i = 2; i <= NF; i++) t += $i; print $9, t }' /proc/stat; }
 read -r steal0 total0 < <(cpu_stat)
 start_upstream
-up_port=${upstream##*:}
 wants a && register a "upstream (nginx static)" "$upstream/" "$up_pid"
 
 # --- (b) nginx as a plain reverse proxy ---------------------------------------------------------
 if wants b; then
     port=$(free_port)
-    start_nginx proxy "
-    upstream app { server 127.0.0.1:$up_port; keepalive 64; }
-    server {
-        listen 127.0.0.1:$port;
-        location / {
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-        }
-    }" auto
-    pid=$started
-    wait_port "$port" "$pid" || die "nginx proxy did not start: $(cat "$work/proxy/error.log" 2>/dev/null)"
-    register b "nginx proxy_pass, keepalive" "http://127.0.0.1:$port/" "$pid"
+    start_proxy "$port" auto
+    register b "nginx proxy_pass, keepalive" "http://127.0.0.1:$port/" "$started"
 fi
 
 # --- Portcullis ---------------------------------------------------------------------------------
