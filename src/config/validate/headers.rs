@@ -1,0 +1,114 @@
+//! `[headers]`: the names of the identity headers sent upstream, and which
+//! tokens are forwarded.
+//!
+//! Why some rules exist: an identity header may not be a header the gateway
+//! manages itself (`Host`, `Cookie`, hop-by-hop headers, `X-Forwarded-For`,
+//! …), and two identity values may not share a header; either would let one
+//! value overwrite another on the way upstream. An empty name disables a
+//! header. This section is small (under 100 lines of checks), so its file is
+//! too.
+
+use toml::Spanned;
+
+use super::V;
+use super::table::Section;
+use crate::config::model::*;
+use crate::config::raw::*;
+
+impl V<'_> {
+    pub(super) fn headers(&mut self, s: Section<RawHeaders>) -> Option<HeadersConfig> {
+        let t = match s {
+            Section::Broken => return None,
+            Section::Absent => None,
+            Section::Read(t) => Some(t),
+        };
+        let empty = RawHeaders::default();
+        let r = t.as_ref().map(|t| &t.raw).unwrap_or(&empty);
+        let mut seen: Vec<http::HeaderName> = Vec::new();
+        let mut ok = true;
+        let mut header = |this: &mut Self,
+                          v: &Option<Str>,
+                          key: &str,
+                          default: &str|
+         -> Option<http::HeaderName> {
+            let (raw, span) = match v {
+                None => (default.to_string(), None),
+                Some(s) if s.get_ref().is_empty() => return None,
+                Some(s) => (s.get_ref().clone(), Some(s.span())),
+            };
+            let name = match http::HeaderName::from_bytes(raw.as_bytes()) {
+                Ok(n) => n,
+                Err(_) => {
+                    this.sink.error(
+                        &span.unwrap_or(0..0),
+                        format!("invalid header name `{raw}` for {key}"),
+                    );
+                    ok = false;
+                    return None;
+                }
+            };
+            const RESERVED: &[&str] = &[
+                "host",
+                "cookie",
+                "set-cookie",
+                "authorization",
+                "proxy-authorization",
+                "content-length",
+                "content-type",
+                "transfer-encoding",
+                "connection",
+                "upgrade",
+                "te",
+                "trailer",
+                "keep-alive",
+                "forwarded",
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-forwarded-host",
+                "x-real-ip",
+                "x-forwarded-access-token",
+            ];
+            if RESERVED.contains(&name.as_str()) {
+                this.sink.error(
+                    &span.clone().unwrap_or(0..0),
+                    format!("{key} cannot be `{raw}`: the gateway manages that header itself"),
+                );
+                ok = false;
+                return None;
+            }
+            if seen.contains(&name) {
+                this.sink.error(
+                    &span.unwrap_or(0..0),
+                    format!("header `{raw}` is used for two identity values"),
+                );
+                ok = false;
+                return None;
+            }
+            seen.push(name.clone());
+            Some(name)
+        };
+        let user = header(self, &r.user, "user", "X-Forwarded-User");
+        let email = header(self, &r.email, "email", "X-Forwarded-Email");
+        let preferred_username = header(
+            self,
+            &r.preferred_username,
+            "preferred_username",
+            "X-Forwarded-Preferred-Username",
+        );
+        let groups = header(self, &r.groups, "groups", "X-Forwarded-Groups");
+        let flag =
+            |b: &Option<Spanned<bool>>, default: bool| b.as_ref().map_or(default, |b| *b.get_ref());
+        if !ok {
+            return None;
+        }
+        Some(HeadersConfig {
+            user,
+            email,
+            require_verified_email: flag(&r.require_verified_email, true),
+            preferred_username,
+            groups,
+            access_token: flag(&r.access_token, false),
+            authorization: flag(&r.authorization, false),
+        })
+    }
+}
