@@ -91,6 +91,22 @@ impl Scheme {
     }
 }
 
+/// `[server] header_read_timeout` when not set: long enough for a slow
+/// client on a bad link, short enough that idle connections holding no
+/// request do not pile up.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `[server] max_header_bytes` when not set (64 KiB): room for large cookie
+/// jars and long URLs, still a bound on what one request head may cost.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// `[server] shutdown_timeout` when not set: how long in-flight requests may
+/// finish after a shutdown signal before connections are closed.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `[server] workers` when not set: 0 means one serving thread per CPU core.
+pub const DEFAULT_WORKERS: usize = 0;
+
 /// `[server]`
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -108,13 +124,15 @@ pub struct ServerConfig {
     pub allow_insecure_http: bool,
     /// TLS termination on the public listeners.
     pub tls: Option<TlsConfig>,
-    /// How long a client may take to send the request head (default 10s).
+    /// How long a client may take to send the request head
+    /// ([`DEFAULT_HEADER_READ_TIMEOUT`]).
     pub header_read_timeout: Duration,
-    /// Largest request head accepted, in bytes (default 64 KiB).
+    /// Largest request head accepted, in bytes ([`DEFAULT_MAX_HEADER_BYTES`]).
     pub max_header_bytes: usize,
-    /// How long in-flight requests may drain on shutdown (default 30s).
+    /// How long in-flight requests may drain on shutdown
+    /// ([`DEFAULT_SHUTDOWN_TIMEOUT`]).
     pub shutdown_timeout: Duration,
-    /// Serving threads; 0 (the default) means one per CPU core.
+    /// Serving threads; 0 ([`DEFAULT_WORKERS`]) means one per CPU core.
     pub workers: usize,
 }
 
@@ -126,6 +144,11 @@ pub struct TlsConfig {
     /// PEM private key.
     pub key: PathBuf,
 }
+
+/// `[oidc] scopes` when not set. `openid` is requested whatever the list
+/// says; `email` and `profile` carry the claims the identity headers and the
+/// `allow_*` rules read.
+pub const DEFAULT_SCOPES: &[&str] = &["openid", "email", "profile"];
 
 /// `[oidc]`
 #[derive(Debug, Clone, PartialEq)]
@@ -176,33 +199,58 @@ pub enum StoreConfig {
     Redis(RedisConfig),
 }
 
+/// `[session.redis] cache_ttl` when not set: how long an instance may serve
+/// a session from its local cache before reading Redis again. Short, because
+/// changes other than logouts (which are published at once) reach the other
+/// instances only through this re-read.
+pub const DEFAULT_REDIS_CACHE_TTL: Duration = Duration::from_secs(5);
+
 /// `[session.redis]`
 #[derive(Debug, Clone, PartialEq)]
 pub struct RedisConfig {
     /// `redis://` or `rediss://` URL; may carry a password, so it is a secret.
     pub url: Secret,
-    /// How long a locally cached session may be served without re-reading.
+    /// How long a locally cached session may be served without re-reading
+    /// ([`DEFAULT_REDIS_CACHE_TTL`]).
     pub cache_ttl: Duration,
 }
+
+/// `[session] cookie_name` when not set, without its prefix: the cookie is
+/// `__Host-portcullis` when every public URL is https,
+/// `__Secure-portcullis` when it also has a `cookie_domain` (a `__Host-`
+/// cookie cannot have one), and plain `portcullis` otherwise.
+pub const DEFAULT_COOKIE_NAME: &str = "portcullis";
+
+/// `[session] cookie_samesite` when not set: `Lax` sends the cookie on
+/// top-level navigations from other sites (links into the app, the IdP's
+/// redirect back), but not on cross-site subrequests.
+pub const DEFAULT_SAMESITE: SameSite = SameSite::Lax;
+
+/// `[session] idle_timeout` when not set (30 minutes): a session unused for
+/// this long ends.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// `[session] max_lifetime` when not set (12 hours, a working day): a session
+/// ends this long after login however active it is.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 /// `[session]`
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionConfig {
     /// Secrets, each ≥ 32 bytes: the first encrypts, any decrypts.
     pub secrets: Vec<Secret>,
-    /// Session cookie name. Default: `__Host-portcullis` when every public
-    /// URL is https (`__Secure-portcullis` with a `cookie_domain`), else
-    /// `portcullis`.
+    /// Session cookie name (default: [`DEFAULT_COOKIE_NAME`] with the
+    /// strongest prefix the public URLs allow).
     pub cookie_name: String,
     /// Cookie `Domain`, to share a session across subdomains.
     pub cookie_domain: Option<String>,
-    /// Cookie `SameSite`.
+    /// Cookie `SameSite` ([`DEFAULT_SAMESITE`]).
     pub cookie_samesite: SameSite,
     /// Whether the cookie carries `Max-Age = max_lifetime`.
     pub persistent: bool,
-    /// Sliding idle timeout.
+    /// Sliding idle timeout ([`DEFAULT_IDLE_TIMEOUT`]).
     pub idle_timeout: Duration,
-    /// Absolute lifetime; never slides.
+    /// Absolute lifetime; never slides ([`DEFAULT_MAX_LIFETIME`]).
     pub max_lifetime: Duration,
     /// Session store.
     pub store: StoreConfig,
@@ -216,6 +264,14 @@ pub enum AuthMode {
     /// Anyone may pass; identity headers are still stripped.
     None,
 }
+
+/// `[[route]] connect_timeout` when not set: an upstream that has not
+/// accepted the connection by then is down (502), not slow.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `[[route]] timeout` when not set: how long the upstream may take to send
+/// its response head before the client gets a 504.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One `[[route]]`.
 #[derive(Debug, Clone)]
@@ -242,9 +298,10 @@ pub struct Route {
     pub allow_emails: Vec<String>,
     /// Authorisation: any email domain (lower-case; verified emails only).
     pub allow_email_domains: Vec<String>,
-    /// Upstream connect timeout (default 5s) → 502.
+    /// Upstream connect timeout ([`DEFAULT_CONNECT_TIMEOUT`]) → 502.
     pub connect_timeout: Duration,
-    /// Time to the upstream's response head (default 60s) → 504.
+    /// Time to the upstream's response head ([`DEFAULT_UPSTREAM_TIMEOUT`])
+    /// → 504.
     pub timeout: Duration,
 }
 
@@ -257,18 +314,27 @@ impl Route {
     }
 }
 
+/// `[headers] user` when not set: carries the `sub` claim.
+pub const DEFAULT_USER_HEADER: &str = "X-Forwarded-User";
+/// `[headers] email` when not set.
+pub const DEFAULT_EMAIL_HEADER: &str = "X-Forwarded-Email";
+/// `[headers] preferred_username` when not set.
+pub const DEFAULT_PREFERRED_USERNAME_HEADER: &str = "X-Forwarded-Preferred-Username";
+/// `[headers] groups` when not set.
+pub const DEFAULT_GROUPS_HEADER: &str = "X-Forwarded-Groups";
+
 /// `[headers]`: identity headers sent upstream. `None` disables a header.
 #[derive(Debug, Clone)]
 pub struct HeadersConfig {
-    /// `sub` (default `X-Forwarded-User`).
+    /// `sub` ([`DEFAULT_USER_HEADER`]).
     pub user: Option<http::HeaderName>,
-    /// Email (default `X-Forwarded-Email`).
+    /// Email ([`DEFAULT_EMAIL_HEADER`]).
     pub email: Option<http::HeaderName>,
     /// Send the email only when `email_verified` is true.
     pub require_verified_email: bool,
-    /// `preferred_username` (default `X-Forwarded-Preferred-Username`).
+    /// `preferred_username` ([`DEFAULT_PREFERRED_USERNAME_HEADER`]).
     pub preferred_username: Option<http::HeaderName>,
-    /// Groups (default `X-Forwarded-Groups`).
+    /// Groups ([`DEFAULT_GROUPS_HEADER`]).
     pub groups: Option<http::HeaderName>,
     /// Send `X-Forwarded-Access-Token`.
     pub access_token: bool,
@@ -337,23 +403,54 @@ pub enum ClearSiteData {
     Cookies,
 }
 
+/// `[logout] path` when not set.
+pub const DEFAULT_LOGOUT_PATH: &str = "/logout";
+
+/// `[logout] mode` when not set: a redirect to the IdP's end-session
+/// endpoint works without JavaScript and ends the IdP session too.
+pub const DEFAULT_LOGOUT_MODE: LogoutMode = LogoutMode::Redirect;
+
+/// `[logout] allowed_modes` when not set: every mode, so `?mode=` may pick
+/// any of them.
+pub const DEFAULT_ALLOWED_MODES: &[LogoutMode] = &[
+    LogoutMode::Redirect,
+    LogoutMode::Silent,
+    LogoutMode::Popup,
+    LogoutMode::Local,
+];
+
+/// `[logout] default_return_to` when not set: the root of the origin the
+/// logout came from.
+pub const DEFAULT_RETURN_TO: &str = "/";
+
+/// `[logout] clear_site_data` when not set: `"storage"` removes what the app
+/// kept in the browser; `"cookies"` is left out because it reaches every host
+/// under the registrable domain.
+pub const DEFAULT_CLEAR_SITE_DATA: &[ClearSiteData] = &[ClearSiteData::Storage];
+
+/// `[logout] silent_timeout` when not set: how long a silent or popup logout
+/// may wait for the IdP before the page falls back to a full redirect.
+pub const DEFAULT_SILENT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// `[logout]`
 #[derive(Debug, Clone)]
 pub struct LogoutConfig {
-    /// The logout path (default `/logout`).
+    /// The logout path ([`DEFAULT_LOGOUT_PATH`]).
     pub path: String,
-    /// Default mode.
+    /// Default mode ([`DEFAULT_LOGOUT_MODE`]).
     pub mode: LogoutMode,
-    /// Modes `?mode=` may ask for.
+    /// Modes `?mode=` may ask for ([`DEFAULT_ALLOWED_MODES`]).
     pub allowed_modes: Vec<LogoutMode>,
-    /// Where users land after logout (a same-origin path or an allowed URL).
+    /// Where users land after logout (a same-origin path or an allowed URL;
+    /// [`DEFAULT_RETURN_TO`]).
     pub default_return_to: String,
     /// Absolute URLs a `return_to` may name, compared byte for byte.
     pub allowed_return_to: Vec<String>,
     /// RFC 7009 token revocation at logout.
     pub revoke_tokens: bool,
-    /// `Clear-Site-Data` directives on the response that ends the flow.
+    /// `Clear-Site-Data` directives on the response that ends the flow
+    /// ([`DEFAULT_CLEAR_SITE_DATA`]).
     pub clear_site_data: Vec<ClearSiteData>,
-    /// Silent/popup fallback timeout.
+    /// Silent/popup fallback timeout ([`DEFAULT_SILENT_TIMEOUT`]).
     pub silent_timeout: Duration,
 }

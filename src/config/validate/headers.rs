@@ -87,15 +87,15 @@ impl V<'_> {
             seen.push(name.clone());
             Some(name)
         };
-        let user = header(self, &r.user, "user", "X-Forwarded-User");
-        let email = header(self, &r.email, "email", "X-Forwarded-Email");
+        let user = header(self, &r.user, "user", DEFAULT_USER_HEADER);
+        let email = header(self, &r.email, "email", DEFAULT_EMAIL_HEADER);
         let preferred_username = header(
             self,
             &r.preferred_username,
             "preferred_username",
-            "X-Forwarded-Preferred-Username",
+            DEFAULT_PREFERRED_USERNAME_HEADER,
         );
-        let groups = header(self, &r.groups, "groups", "X-Forwarded-Groups");
+        let groups = header(self, &r.groups, "groups", DEFAULT_GROUPS_HEADER);
         let flag =
             |b: &Option<Spanned<bool>>, default: bool| b.as_ref().map_or(default, |b| *b.get_ref());
         if !ok {

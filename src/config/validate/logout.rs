@@ -12,8 +12,6 @@
 //! - `clear_site_data = ["cookies"]` is allowed with a warning: browsers
 //!   clear the cookies of the whole registrable domain, other apps' included.
 
-use std::time::Duration;
-
 use url::Url;
 
 use super::V;
@@ -33,7 +31,7 @@ impl V<'_> {
         let mut ok = true;
 
         let path = match &r.path {
-            None => "/logout".to_string(),
+            None => DEFAULT_LOGOUT_PATH.to_string(),
             Some(p) => {
                 let raw = p.get_ref();
                 let bad_char = raw
@@ -73,12 +71,7 @@ impl V<'_> {
         };
         let mut allowed_modes = Vec::new();
         match &r.allowed_modes {
-            None => allowed_modes.extend([
-                LogoutMode::Redirect,
-                LogoutMode::Silent,
-                LogoutMode::Popup,
-                LogoutMode::Local,
-            ]),
+            None => allowed_modes.extend_from_slice(DEFAULT_ALLOWED_MODES),
             Some(list) => {
                 for s in list.get_ref() {
                     match mode_of(self, s) {
@@ -90,12 +83,12 @@ impl V<'_> {
             }
         }
         let mode = match &r.mode {
-            None => LogoutMode::Redirect,
+            None => DEFAULT_LOGOUT_MODE,
             Some(s) => match mode_of(self, s) {
                 Some(m) => m,
                 None => {
                     ok = false;
-                    LogoutMode::Redirect
+                    DEFAULT_LOGOUT_MODE
                 }
             },
         };
@@ -138,7 +131,7 @@ impl V<'_> {
         }
 
         let default_return_to = match &r.default_return_to {
-            None => "/".to_string(),
+            None => DEFAULT_RETURN_TO.to_string(),
             Some(s) => {
                 let raw = s.get_ref();
                 if !(is_same_origin_path(raw) || allowed_return_to.contains(raw)) {
@@ -158,7 +151,7 @@ impl V<'_> {
 
         let mut clear_site_data = Vec::new();
         match &r.clear_site_data {
-            None => clear_site_data.push(ClearSiteData::Storage),
+            None => clear_site_data.extend_from_slice(DEFAULT_CLEAR_SITE_DATA),
             Some(list) => {
                 for s in list.get_ref() {
                     let d = match s.get_ref().as_str() {
@@ -191,7 +184,7 @@ impl V<'_> {
         let silent_timeout = self.duration(
             &r.silent_timeout,
             "silent_timeout",
-            Duration::from_secs(5),
+            DEFAULT_SILENT_TIMEOUT,
             true,
         );
         if !ok {

@@ -97,8 +97,7 @@ impl V<'_> {
                 }
             }
         } else {
-            scopes.push("email".into());
-            scopes.push("profile".into());
+            scopes = DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect();
         }
 
         const AUTH_RESERVED: &[&str] = &[

@@ -13,7 +13,6 @@
 //!   ever match it.
 
 use std::ops::Range;
-use std::time::Duration;
 
 use toml::Spanned;
 use toml::de::DeValue;
@@ -207,10 +206,10 @@ impl V<'_> {
         let connect_timeout = self.duration(
             &r.connect_timeout,
             "connect_timeout",
-            Duration::from_secs(5),
+            DEFAULT_CONNECT_TIMEOUT,
             true,
         );
-        let timeout = self.duration(&r.timeout, "timeout", Duration::from_secs(60), true);
+        let timeout = self.duration(&r.timeout, "timeout", DEFAULT_UPSTREAM_TIMEOUT, true);
 
         if !ok {
             return None;

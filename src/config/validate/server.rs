@@ -13,16 +13,26 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use ipnet::IpNet;
 use url::Url;
 
 use super::V;
 use super::table::{Section, Table};
-use super::values::is_loopback_host;
+use super::values::{MIN_SECRET_BYTES, is_loopback_host};
 use crate::config::model::*;
 use crate::config::raw::*;
+
+/// Smallest `max_header_bytes`: hyper's HTTP/1 reader needs at least 8 KiB
+/// of buffer.
+const MIN_MAX_HEADER_BYTES: usize = 8192;
+
+/// Largest `max_header_bytes` (16 MiB): far above any real request head, a
+/// bound on what a mistyped value can make one connection cost.
+const MAX_MAX_HEADER_BYTES: usize = 1 << 24;
+
+/// Most serving threads; more than this is a typo, not a machine.
+const MAX_WORKERS: usize = 1024;
 
 impl V<'_> {
     pub(super) fn server(
@@ -162,11 +172,11 @@ impl V<'_> {
             }
             Ok(None) => None,
             Ok(Some((token, span))) => {
-                if token.len() < 32 {
+                if token.len() < MIN_SECRET_BYTES {
                     self.sink.error(
                         &span,
                         format!(
-                            "admin_token must be at least 32 bytes (it has {}); generate one with `openssl rand -base64 32`",
+                            "admin_token must be at least {MIN_SECRET_BYTES} bytes (it has {}); generate one with `openssl rand -base64 32`",
                             token.len()
                         ),
                     );
@@ -204,24 +214,23 @@ impl V<'_> {
         let header_read_timeout = self.duration(
             &r.header_read_timeout,
             "header_read_timeout",
-            Duration::from_secs(10),
+            DEFAULT_HEADER_READ_TIMEOUT,
             true,
         );
         let shutdown_timeout = self.duration(
             &r.shutdown_timeout,
             "shutdown_timeout",
-            Duration::from_secs(30),
+            DEFAULT_SHUTDOWN_TIMEOUT,
             false,
         );
         let max_header_bytes = match &r.max_header_bytes {
-            None => Some(65536),
+            None => Some(DEFAULT_MAX_HEADER_BYTES),
             Some(n) => match usize::try_from(*n.get_ref()) {
-                // hyper's HTTP/1 reader needs at least 8 KiB of buffer.
-                Ok(n) if (8192..=1 << 24).contains(&n) => Some(n),
+                Ok(n) if (MIN_MAX_HEADER_BYTES..=MAX_MAX_HEADER_BYTES).contains(&n) => Some(n),
                 _ => {
                     self.sink.error(
                         &n.span(),
-                        "max_header_bytes must be between 8192 and 16777216",
+                        format!("max_header_bytes must be between {MIN_MAX_HEADER_BYTES} and {MAX_MAX_HEADER_BYTES}"),
                     );
                     None
                 }
@@ -229,13 +238,13 @@ impl V<'_> {
         };
 
         let workers = match &r.workers {
-            None => Some(0),
+            None => Some(DEFAULT_WORKERS),
             Some(n) => match usize::try_from(*n.get_ref()) {
-                Ok(n) if n <= 1024 => Some(n),
+                Ok(n) if n <= MAX_WORKERS => Some(n),
                 _ => {
                     self.sink.error(
                         &n.span(),
-                        "workers must be between 0 (one per CPU core) and 1024",
+                        format!("workers must be between 0 (one per CPU core) and {MAX_WORKERS}"),
                     );
                     None
                 }

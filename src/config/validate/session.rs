@@ -12,12 +12,12 @@
 //!   start-up.
 
 use std::ops::Range;
-use std::time::Duration;
 
 use url::Url;
 
 use super::V;
 use super::table::{Section, Table};
+use super::values::MIN_SECRET_BYTES;
 use crate::config::model::*;
 use crate::config::raw::*;
 
@@ -70,7 +70,7 @@ impl V<'_> {
             }
             (None, None) => {
                 self.missing(&t.header, t.is_broken("secret"),
-                    "missing key `secret` in [session] (≥ 32 bytes; e.g. secret = \"${PORTCULLIS_SECRET}\")",
+                    format!("missing key `secret` in [session] (≥ {MIN_SECRET_BYTES} bytes; e.g. secret = \"${{PORTCULLIS_SECRET}}\")"),
                 );
                 ok = false;
             }
@@ -100,11 +100,11 @@ impl V<'_> {
             },
         }
         for (s, span) in &secrets {
-            if s.len() < 32 {
+            if s.len() < MIN_SECRET_BYTES {
                 self.sink.error(
                     span,
                     format!(
-                        "session secret must be at least 32 bytes (it has {}); generate one with `openssl rand -base64 48`",
+                        "session secret must be at least {MIN_SECRET_BYTES} bytes (it has {}); generate one with `openssl rand -base64 48`",
                         s.len()
                     ),
                 );
@@ -177,15 +177,15 @@ impl V<'_> {
             }
             None => match (first_https, &cookie_domain, any_http) {
                 (Some(true), _, Some(false)) if cookie_domain.is_some() => {
-                    "__Secure-portcullis".into()
+                    format!("__Secure-{DEFAULT_COOKIE_NAME}")
                 }
-                (Some(true), None, Some(false)) => "__Host-portcullis".into(),
-                _ => "portcullis".into(),
+                (Some(true), None, Some(false)) => format!("__Host-{DEFAULT_COOKIE_NAME}"),
+                _ => DEFAULT_COOKIE_NAME.into(),
             },
         };
 
         let cookie_samesite = match &r.cookie_samesite {
-            None => SameSite::Lax,
+            None => DEFAULT_SAMESITE,
             Some(v) => match v.get_ref().as_str() {
                 "lax" => SameSite::Lax,
                 "strict" => SameSite::Strict,
@@ -205,24 +205,16 @@ impl V<'_> {
                         format!("invalid cookie_samesite `{other}`: expected one of \"lax\", \"strict\", \"none\""),
                     );
                     ok = false;
-                    SameSite::Lax
+                    DEFAULT_SAMESITE
                 }
             },
         };
 
         let persistent = r.persistent.as_ref().is_some_and(|b| *b.get_ref());
-        let idle_timeout = self.duration(
-            &r.idle_timeout,
-            "idle_timeout",
-            Duration::from_secs(30 * 60),
-            true,
-        );
-        let max_lifetime = self.duration(
-            &r.max_lifetime,
-            "max_lifetime",
-            Duration::from_secs(12 * 3600),
-            true,
-        );
+        let idle_timeout =
+            self.duration(&r.idle_timeout, "idle_timeout", DEFAULT_IDLE_TIMEOUT, true);
+        let max_lifetime =
+            self.duration(&r.max_lifetime, "max_lifetime", DEFAULT_MAX_LIFETIME, true);
         if let (Some(i), Some(m)) = (idle_timeout, max_lifetime)
             && i > m
         {
@@ -325,7 +317,7 @@ impl V<'_> {
                 }
             }
         };
-        let cache_ttl = self.duration(&r.cache_ttl, "cache_ttl", Duration::from_secs(5), false);
+        let cache_ttl = self.duration(&r.cache_ttl, "cache_ttl", DEFAULT_REDIS_CACHE_TTL, false);
         Some(RedisConfig {
             url: url?,
             cache_ttl: cache_ttl?,

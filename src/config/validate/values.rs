@@ -12,6 +12,11 @@ use super::V;
 use super::table::Table;
 use crate::config::raw::*;
 
+/// Shortest accepted secret (`admin_token`, each session secret), in
+/// bytes: a random secret this long is beyond guessing, while a shorter one
+/// is usually a placeholder or a password.
+pub(super) const MIN_SECRET_BYTES: usize = 32;
+
 impl V<'_> {
     /// Reports a missing key, unless it was given and already reported.
     pub(super) fn missing(
