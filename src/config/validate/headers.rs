@@ -5,8 +5,7 @@
 //! manages itself (`Host`, `Cookie`, hop-by-hop headers, `X-Forwarded-For`,
 //! …), and two identity values may not share a header; either would let one
 //! value overwrite another on the way upstream. An empty name disables a
-//! header. This section is small (under 100 lines of checks), so its file is
-//! too.
+//! header.
 
 use toml::Spanned;
 
@@ -16,6 +15,7 @@ use crate::config::model::*;
 use crate::config::raw::*;
 
 impl V<'_> {
+    /// `[headers]`; an absent section means every default.
     pub(super) fn headers(&mut self, s: Section<RawHeaders>) -> Option<HeadersConfig> {
         let t = match s {
             Section::Broken => return None,

@@ -20,6 +20,7 @@ use crate::config::model::*;
 use crate::config::raw::*;
 
 impl V<'_> {
+    /// `[logout]`; an absent section means every default.
     pub(super) fn logout(&mut self, s: Section<RawLogout>) -> Option<LogoutConfig> {
         let t = match s {
             Section::Broken => return None,

@@ -32,7 +32,6 @@ use toml::de::{DeTable, DeValue};
 use super::diag::{Diagnostic, Location, Sink};
 use super::model::*;
 use super::raw::*;
-
 use table::Section;
 
 /// What validation produced: the config when there were no errors, every

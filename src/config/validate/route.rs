@@ -24,6 +24,8 @@ use crate::config::model::*;
 use crate::config::raw::*;
 
 impl V<'_> {
+    /// Deserializes each `[[route]]` table; the checks come later, in
+    /// [`Self::route_models`], once `[server]` and `[oidc]` are known.
     pub(super) fn routes<'i>(
         &mut self,
         header: Range<usize>,
@@ -58,6 +60,8 @@ impl V<'_> {
         Some(out)
     }
 
+    /// Checks every route and warns about one that an earlier route with the
+    /// same host and prefix shadows.
     pub(super) fn route_models(
         &mut self,
         routes: Vec<(usize, Section<RawRoute>)>,

@@ -35,6 +35,7 @@ const MAX_MAX_HEADER_BYTES: usize = 1 << 24;
 const MAX_WORKERS: usize = 1024;
 
 impl V<'_> {
+    /// `[server]` with its `[server.tls]`; `None` when anything is wrong.
     pub(super) fn server(
         &mut self,
         s: Section<RawServer>,

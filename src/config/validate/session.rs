@@ -2,7 +2,8 @@
 //! and absolute lifetimes, and the session store.
 //!
 //! Why some rules exist:
-//! - Secrets must be at least 32 bytes: they key the cookie encryption.
+//! - Secrets must be at least 32 bytes: the session cookie's encryption
+//!   keys are derived from them.
 //! - The cookie name's `__Host-`/`__Secure-` prefixes, `SameSite=None` and
 //!   `cookie_domain` are checked against the public URLs, because browsers
 //!   silently drop a cookie that breaks their rules; the failure would show

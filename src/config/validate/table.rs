@@ -47,6 +47,7 @@ pub(super) enum Section<T> {
 }
 
 impl V<'_> {
+    /// Reports an unknown key, suggesting the closest valid one.
     pub(super) fn unknown_key(
         &mut self,
         key: &Spanned<std::borrow::Cow<'_, str>>,
