@@ -19,11 +19,11 @@ use crate::logout;
 use crate::oidc::OidcClient;
 use crate::pages::{self, Body};
 use crate::proxy::{self, IdentityNames, Upstream};
+use crate::request::framing::FramingFlag;
 use crate::request::{ClientKind, hygiene, origin, path};
-use crate::server::framing::FramingFlag;
-use crate::server::workers;
 use crate::session::Sessions;
 use crate::telemetry::{RouteMetrics, access_log};
+use crate::threads;
 
 /// Why a gateway could not be built from a configuration.
 #[derive(Debug, Error)]
@@ -98,7 +98,7 @@ impl Gateway {
     ) -> Result<Self, GatewayError> {
         let mut routes = Vec::with_capacity(config.routes.len());
         for route in &config.routes {
-            let clients = (0..workers::count(config.server.workers))
+            let clients = (0..threads::count(config.server.workers))
                 .map(|_| proxy::client::build(route.connect_timeout, tls.clone()))
                 .collect();
             let upstream =

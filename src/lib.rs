@@ -21,3 +21,4 @@ pub mod request;
 pub mod server;
 pub mod session;
 pub mod telemetry;
+pub mod threads;

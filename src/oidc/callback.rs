@@ -8,11 +8,11 @@ use std::time::Duration;
 use openidconnect::{
     AuthorizationCode, Nonce, OAuth2TokenResponse, PkceCodeVerifier, RedirectUrl, TokenResponse,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use url::Url;
 
-use super::id_token::NonceCheck;
+use super::id_token::{IdentityClaims, NonceCheck};
 use super::login::LoginState;
 use super::{OidcClient, OidcError, token_error, unix_now};
 use crate::config::Secret;
@@ -67,27 +67,6 @@ impl CallbackQuery {
         }
         Ok(out)
     }
-}
-
-/// Who logged in, from the validated ID token. This is what sessions store
-/// and what identity headers and `allow_*` rules read.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct IdentityClaims {
-    /// Issuer, exactly as in the token.
-    pub iss: String,
-    /// Subject.
-    pub sub: String,
-    /// The IdP's session id, when the IdP sends one (needed for
-    /// back-channel and front-channel logout by `sid`).
-    pub sid: Option<String>,
-    /// Email address.
-    pub email: Option<String>,
-    /// Whether the IdP verified the email (absent means false).
-    pub email_verified: bool,
-    /// Preferred user name.
-    pub preferred_username: Option<String>,
-    /// Group names from the `groups` claim.
-    pub groups: Vec<String>,
 }
 
 /// A finished login: identity and tokens. Token values are [`Secret`]s so

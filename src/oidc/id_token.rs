@@ -16,7 +16,6 @@ use openidconnect::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::callback::IdentityClaims;
 use super::provider::{IdpMetadata, KeySet};
 use super::{OidcClient, OidcError, unix_now};
 
@@ -211,6 +210,27 @@ impl OidcClient {
         let claims = self.verify_id_token(&token, &meta, check, None).await?;
         Ok(IdentityClaims::from_id_token(&claims))
     }
+}
+
+/// Who logged in, from the validated ID token. This is what sessions store
+/// and what identity headers and `allow_*` rules read.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IdentityClaims {
+    /// Issuer, exactly as in the token.
+    pub iss: String,
+    /// Subject.
+    pub sub: String,
+    /// The IdP's session id, when the IdP sends one (needed for
+    /// back-channel and front-channel logout by `sid`).
+    pub sid: Option<String>,
+    /// Email address.
+    pub email: Option<String>,
+    /// Whether the IdP verified the email (absent means false).
+    pub email_verified: bool,
+    /// Preferred user name.
+    pub preferred_username: Option<String>,
+    /// Group names from the `groups` claim.
+    pub groups: Vec<String>,
 }
 
 impl IdentityClaims {

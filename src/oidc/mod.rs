@@ -34,9 +34,9 @@ use openidconnect::{
 
 use crate::config::OidcConfig;
 
-pub use callback::{CallbackQuery, IdentityClaims, LoginResult};
+pub use callback::{CallbackQuery, LoginResult};
 pub use http::{HttpClient, HttpError};
-pub use id_token::GatewayClaims;
+pub use id_token::{GatewayClaims, IdentityClaims};
 pub use login::{LoginStart, LoginState};
 pub use provider::{IdpMetadata, KeySet, Provider, ProviderOptions};
 pub use refresh::{RefreshError, Refreshed};

@@ -4,8 +4,8 @@
 
 use openidconnect::{OAuth2TokenResponse, RefreshToken, TokenResponse};
 
-use super::callback::{IdentityClaims, expires_at};
-use super::id_token::NonceCheck;
+use super::callback::expires_at;
+use super::id_token::{IdentityClaims, NonceCheck};
 use super::{OidcClient, OidcError, token_error};
 use crate::config::Secret;
 

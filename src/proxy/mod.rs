@@ -124,7 +124,7 @@ impl Upstream {
     /// The calling serving thread's client: its pooled connections belong
     /// to this thread's runtime, so the request stays on one thread.
     fn client(&self) -> &UpstreamClient {
-        &self.clients[crate::server::workers::index() % self.clients.len()]
+        &self.clients[crate::threads::index() % self.clients.len()]
     }
 
     /// The request target sent upstream, in origin form (RFC 9112 §3.2.1):

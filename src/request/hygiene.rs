@@ -6,7 +6,7 @@
 //! transfer coding whose last member is not `chunked`. Two shapes pass it:
 //! `Content-Length` together with `Transfer-Encoding` (hyper drops the length
 //! and stops keep-alive; RFC 9112 §6.1 says a server "MAY reject" such a
-//! request, and SPEC says it must), which [`crate::server::framing`] detects
+//! request, and SPEC says it must), which [`super::framing`] detects
 //! on the wire, and codings such as `gzip, chunked`, refused here.
 
 use http::header::TRANSFER_ENCODING;
