@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod context;
 pub mod destination;

@@ -87,10 +87,8 @@ fn new_session(result: LoginResult) -> NewSession {
 
 fn store_unavailable(ctx: &Ctx<'_>, err: &SessionError) -> Response<Body> {
     tracing::error!(request_id = ctx.request_id, error = %err, "session store unavailable at callback");
-    pages::error(
+    pages::store_unavailable(
         ctx.kind,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "store_unavailable",
         "Sessions cannot be stored right now. Try again shortly.",
     )
 }

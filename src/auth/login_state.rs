@@ -8,7 +8,7 @@
 //! cookie name (AEAD associated data), so a value cannot be moved to
 //! another state's cookie.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -110,11 +110,4 @@ pub fn to_evict(keys: &KeyRing, present: &[(String, String)]) -> Vec<String> {
         .take(excess)
         .map(|(_, n)| n.to_owned())
         .collect()
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

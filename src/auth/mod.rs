@@ -40,12 +40,9 @@ pub enum Admission {
 }
 
 fn store_unavailable(ctx: &Ctx<'_>) -> Admission {
-    // Never a redirect to login (the session may be fine) and never a pass.
     Admission::Answer(
-        pages::error(
+        pages::store_unavailable(
             ctx.kind,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
             "Sessions cannot be checked right now. Try again shortly.",
         ),
         "store_unavailable",

@@ -1,19 +1,14 @@
 //! `GET /.portcullis/session`: the current session as JSON, for apps and
 //! operators. Reading it does not slide the idle timer.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::login;
+use crate::clock::unix_secs;
 use crate::context::Ctx;
 use crate::pages::{self, Body};
 use crate::session::cookie::read_session_cookie;
-
-fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
 
 /// Handles the request.
 pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
@@ -50,9 +45,9 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
             "preferred_username": r.preferred_username,
             "groups": r.groups,
             "sid": r.sid,
-            "created_at": unix(s.created_at()),
-            "expires_at": unix(s.expires_at()),
-            "idle_expires_at": unix(s.idle_expires_at()),
+            "created_at": unix_secs(s.created_at()),
+            "expires_at": unix_secs(s.expires_at()),
+            "idle_expires_at": unix_secs(s.idle_expires_at()),
         }),
     )
 }

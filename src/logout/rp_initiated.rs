@@ -18,9 +18,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, SET_COOKIE};
+use http::header::{CONTENT_SECURITY_POLICY, SET_COOKIE};
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use url::Url;
 
@@ -33,6 +32,7 @@ use crate::context::Ctx;
 use crate::destination;
 use crate::pages::{self, Body};
 use crate::request::ClientKind;
+use crate::request::body;
 use crate::session::Session;
 use crate::session::cookie::{expired_session_cookie, read_session_cookie};
 
@@ -87,21 +87,12 @@ async fn read_params(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
     }
-    let is_form = parts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim()
-                .to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        });
-    if parts.method == Method::POST && is_form {
-        let bytes = Limited::new(body, MAX_FORM)
-            .collect()
+    // Only a form body is read; another type's body is ignored, as it
+    // always was, so the request counts as one without form fields.
+    if parts.method == Method::POST && body::has_media_type(&parts.headers, body::FORM) {
+        let bytes = body::read_checked(&parts.headers, body, MAX_FORM)
             .await
-            .map_err(|_| "logout form too large or unreadable")?
-            .to_bytes();
+            .map_err(|_| "logout form too large or unreadable")?;
         params.absorb(&bytes);
     }
     Ok((parts, params))
@@ -157,10 +148,8 @@ fn finish(ctx: &Ctx<'_>, mode: LogoutMode, destination: &str) -> Response<Body> 
 /// The session store could not end the session: 503, and the cookie is
 /// expired anyway so this browser at least stops sending it.
 fn store_unavailable(ctx: &Ctx<'_>) -> Response<Body> {
-    let mut resp = pages::error(
+    let mut resp = pages::store_unavailable(
         ctx.kind,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "store_unavailable",
         "Sign-out could not be completed right now. Try again shortly.",
     );
     add(

@@ -14,7 +14,8 @@ use url::Url;
 
 use super::id_token::{IdentityClaims, NonceCheck};
 use super::login::LoginState;
-use super::{OidcClient, OidcError, token_error, unix_now};
+use super::{OidcClient, OidcError, token_error};
+use crate::clock::unix_now;
 use crate::config::Secret;
 
 /// Longest IdP `error_description` kept (it ends up in a log line).

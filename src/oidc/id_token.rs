@@ -17,7 +17,8 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 
 use super::provider::{IdpMetadata, KeySet};
-use super::{OidcClient, OidcError, unix_now};
+use super::{OidcClient, OidcError};
+use crate::clock::unix_now;
 
 /// Claims the gateway reads beyond the standard ones. Kept as raw JSON so
 /// an IdP that sends an odd shape (a single group as a string, numbers in

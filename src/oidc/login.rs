@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use url::Url;
 
-use super::{OidcClient, OidcError, unix_now};
+use super::{OidcClient, OidcError};
+use crate::clock::unix_now;
 
 /// Bytes of randomness in `state` and `nonce` (256 bits).
 const RANDOM_BYTES: u32 = 32;

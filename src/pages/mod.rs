@@ -227,6 +227,18 @@ pub fn error(kind: ClientKind, status: StatusCode, code: &str, message: &str) ->
     .render()
 }
 
+/// 503 `store_unavailable`: the session store cannot answer. Never a
+/// redirect to login (the session may be fine) and never a pass; `message`
+/// says what could not be done.
+pub fn store_unavailable(kind: ClientKind, message: &str) -> Response<Body> {
+    error(
+        kind,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        message,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
