@@ -18,6 +18,7 @@ use crate::context::Ctx;
 use crate::logout;
 use crate::oidc::OidcClient;
 use crate::pages::{self, Body};
+use crate::paths;
 use crate::proxy::{self, IdentityNames, Upstream};
 use crate::request::framing::FramingFlag;
 use crate::request::{ClientKind, hygiene, origin, path};
@@ -345,7 +346,7 @@ impl Gateway {
         request_id: &str,
         peer: std::net::IpAddr,
     ) -> Response<Body> {
-        if path == pages::LOGOUT_JS_PATH {
+        if path == paths::LOGOUT_JS {
             return self.logout_js.serve(&req);
         }
         let Some(ctx) = self.handler_context(origin, kind, request_id, peer) else {
@@ -360,14 +361,14 @@ impl Gateway {
             return logout::rp_initiated::handle(&ctx, req).await;
         }
         match path {
-            "/.portcullis/login" => auth::login::start(&ctx, req).await,
-            "/.portcullis/logout/flow" => logout::rp_initiated::flow(&ctx, req).await,
-            "/.portcullis/logout/continue" => logout::rp_initiated::continue_(&ctx, req).await,
-            "/.portcullis/logout/done" => logout::rp_initiated::done(&ctx, req).await,
-            "/.portcullis/callback" => auth::callback::handle(&ctx, req).await,
-            "/.portcullis/session" => auth::session_info::handle(&ctx, req).await,
-            "/.portcullis/backchannel-logout" => logout::backchannel::handle(&ctx, req).await,
-            "/.portcullis/frontchannel-logout" => logout::frontchannel::handle(&ctx, req).await,
+            paths::LOGIN => auth::login::start(&ctx, req).await,
+            paths::LOGOUT_FLOW => logout::rp_initiated::flow(&ctx, req).await,
+            paths::LOGOUT_CONTINUE => logout::rp_initiated::continue_(&ctx, req).await,
+            paths::LOGOUT_DONE => logout::rp_initiated::done(&ctx, req).await,
+            paths::CALLBACK => auth::callback::handle(&ctx, req).await,
+            paths::SESSION => auth::session_info::handle(&ctx, req).await,
+            paths::BACKCHANNEL_LOGOUT => logout::backchannel::handle(&ctx, req).await,
+            paths::FRONTCHANNEL_LOGOUT => logout::frontchannel::handle(&ctx, req).await,
             _ => pages::error(
                 kind,
                 StatusCode::NOT_FOUND,
@@ -441,10 +442,7 @@ impl Gateway {
         let match_path = path::without_params(&path);
 
         // 4. The gateway's own paths never reach an upstream.
-        if match_path == "/.portcullis"
-            || match_path.starts_with("/.portcullis/")
-            || match_path == self.config.logout.path
-        {
+        if paths::is_reserved(&match_path) || match_path == self.config.logout.path {
             log.route = &self.own_metrics;
             let client = client_of(&req);
             return self

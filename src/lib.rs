@@ -17,6 +17,7 @@ pub mod gateway;
 pub mod logout;
 pub mod oidc;
 pub mod pages;
+pub mod paths;
 pub mod proxy;
 pub mod request;
 pub mod server;

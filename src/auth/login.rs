@@ -10,6 +10,7 @@ use super::login_state;
 use crate::context::Ctx;
 use crate::destination;
 use crate::pages::{self, Body, Framing, Page};
+use crate::paths;
 use crate::request::ClientKind;
 
 /// The validated destination for a raw `return_to`.
@@ -23,12 +24,12 @@ pub fn login_url(ctx: &Ctx<'_>, return_to: &str) -> String {
     let query: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("return_to", return_to)
         .finish();
-    ctx.url(&format!("/.portcullis/login?{query}"))
+    ctx.url(&format!("{}?{query}", paths::LOGIN))
 }
 
 /// The redirect URI registered at the IdP for this origin.
 pub fn redirect_uri(ctx: &Ctx<'_>) -> Option<Url> {
-    Url::parse(&ctx.url("/.portcullis/callback")).ok()
+    Url::parse(&ctx.url(paths::CALLBACK)).ok()
 }
 
 /// 302 to the IdP's authorization endpoint with a fresh login state.

@@ -127,7 +127,7 @@ pub fn continue_page(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Signing out</title>\
          <script nonce=\"{nonce}\" src=\"{}\"></script></head><body><main>{body}</main>\
          <script nonce=\"{nonce}\">{script}</script></body></html>",
-        pages::LOGOUT_JS_PATH
+        crate::paths::LOGOUT_JS
     );
     // Only a serialised origin (scheme://host[:port]) goes into the policy;
     // anything else would let a value add directives.

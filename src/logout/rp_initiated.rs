@@ -31,6 +31,7 @@ use crate::config::{ClearSiteData, LogoutMode};
 use crate::context::Ctx;
 use crate::destination;
 use crate::pages::{self, Body};
+use crate::paths;
 use crate::request::ClientKind;
 use crate::request::body;
 use crate::session::Session;
@@ -346,7 +347,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         None => (finish(ctx, mode, &destination), outcome),
         Some(IdpLeg::Unreachable) => (finish(ctx, mode, &destination), "idp_unreachable"),
         Some(IdpLeg::Continue { state, url }) => {
-            let continue_url = ctx.url(&format!("/.portcullis/logout/continue?state={state}"));
+            let continue_url = ctx.url(&format!("{}?state={state}", paths::LOGOUT_CONTINUE));
             let idp_origin = Url::parse(&url)
                 .map(|u| u.origin().ascii_serialization())
                 .unwrap_or_default();
@@ -391,7 +392,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
 /// entries (the confirmation page lists them in `form-action`).
 fn redirect_origins(ctx: &Ctx<'_>) -> Vec<String> {
     let mut origins = Vec::new();
-    if let Some(url) = Url::parse(&ctx.url("/.portcullis/logout/done"))
+    if let Some(url) = Url::parse(&ctx.url(paths::LOGOUT_DONE))
         .ok()
         .and_then(|done| ctx.oidc.end_session_url(None, &done, ""))
     {
@@ -425,7 +426,7 @@ async fn idp_leg(
     destination: &str,
 ) -> Option<IdpLeg> {
     let state = state::new_state(ctx.sessions.keys())?;
-    let post_logout = Url::parse(&ctx.url("/.portcullis/logout/done")).ok()?;
+    let post_logout = Url::parse(&ctx.url(paths::LOGOUT_DONE)).ok()?;
     let hint = session.map(|s| s.record.id_token.as_str());
     let url = ctx.oidc.end_session_url(hint, &post_logout, &state)?;
     if !idp_reachable(&url).await {

@@ -17,7 +17,7 @@ use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 
 use crate::request::ClientKind;
-pub use assets::{Asset, LOGOUT_JS_PATH, logout_js};
+pub use assets::{Asset, logout_js};
 
 /// The error type of response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
