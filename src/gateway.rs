@@ -15,6 +15,7 @@ use thiserror::Error;
 use crate::auth;
 use crate::config::{AuthMode, Config, PublicOrigin, Route};
 use crate::context::Ctx;
+use crate::login;
 use crate::logout;
 use crate::oidc::OidcClient;
 use crate::pages::{self, Body};
@@ -164,7 +165,9 @@ impl Gateway {
     fn is_gateway_cookie(&self, name: &str) -> bool {
         self.config.session.as_ref().is_some_and(|s| {
             name.strip_prefix(s.cookie_name.as_str())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with(auth::LOGIN_COOKIE_INFIX))
+                .is_some_and(|rest| {
+                    rest.is_empty() || rest.starts_with(login::state_cookie::COOKIE_INFIX)
+                })
         })
     }
 }
@@ -361,12 +364,12 @@ impl Gateway {
             return logout::rp_initiated::handle(&ctx, req).await;
         }
         match path {
-            paths::LOGIN => auth::login::start(&ctx, req).await,
+            paths::LOGIN => login::start::handle(&ctx, req).await,
             paths::LOGOUT_FLOW => logout::rp_initiated::flow(&ctx, req).await,
             paths::LOGOUT_CONTINUE => logout::rp_initiated::continue_(&ctx, req).await,
             paths::LOGOUT_DONE => logout::rp_initiated::done(&ctx, req).await,
-            paths::CALLBACK => auth::callback::handle(&ctx, req).await,
-            paths::SESSION => auth::session_info::handle(&ctx, req).await,
+            paths::CALLBACK => login::callback::handle(&ctx, req).await,
+            paths::SESSION => login::session_info::handle(&ctx, req).await,
             paths::BACKCHANNEL_LOGOUT => logout::backchannel::handle(&ctx, req).await,
             paths::FRONTCHANNEL_LOGOUT => logout::frontchannel::handle(&ctx, req).await,
             _ => pages::error(

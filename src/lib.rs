@@ -14,6 +14,7 @@ pub mod config;
 pub mod context;
 pub mod destination;
 pub mod gateway;
+pub mod login;
 pub mod logout;
 pub mod oidc;
 pub mod pages;

@@ -1,6 +1,8 @@
-//! Finishing a login at `/.portcullis/callback`: check `state` and `iss`
-//! (RFC 9207), exchange the code with the PKCE verifier, validate the ID
-//! token, and return the identity and tokens for the caller's new session.
+//! The authorization-code grant that finishes a login: check the
+//! authorization response's `state` and `iss` (RFC 9207), exchange the code
+//! with the PKCE verifier, validate the ID token, and return the identity
+//! and tokens for the caller's new session. The gateway's endpoint that
+//! calls it is [`crate::login::callback`].
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -12,8 +14,8 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use url::Url;
 
+use super::authorization::LoginState;
 use super::id_token::{IdentityClaims, NonceCheck};
-use super::login::LoginState;
 use super::{OidcClient, OidcError, token_error};
 use crate::clock::unix_now;
 use crate::config::Secret;

@@ -1,5 +1,6 @@
-//! Starting a login: the authorization request URL (code flow, PKCE S256,
-//! nonce, state, `response_mode=query`) and the state the callback needs.
+//! The OIDC authorization request that starts a login: its URL (code flow,
+//! PKCE S256, nonce, state, `response_mode=query`) and the state the
+//! callback needs. The gateway's login endpoint is [`crate::login::start`].
 
 use openidconnect::core::CoreAuthenticationFlow;
 use openidconnect::{CsrfToken, Nonce, PkceCodeChallenge, RedirectUrl, Scope};

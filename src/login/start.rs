@@ -6,7 +6,7 @@ use http::header::SET_COOKIE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use url::Url;
 
-use super::login_state;
+use super::state_cookie;
 use crate::context::Ctx;
 use crate::destination;
 use crate::pages::{self, Body, Framing, Page};
@@ -60,8 +60,8 @@ pub fn redirect_to_idp(
         }
     };
     let keys = ctx.sessions.keys();
-    let name = login_state::cookie_name(session_cfg, &start.state.state);
-    let Some(value) = login_state::seal(keys, &name, &start.state) else {
+    let name = state_cookie::cookie_name(session_cfg, &start.state.state);
+    let Some(value) = state_cookie::seal(keys, &name, &start.state) else {
         return pages::error(
             ctx.kind,
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -71,20 +71,20 @@ pub fn redirect_to_idp(
     };
     let mut resp = pages::redirect(StatusCode::FOUND, start.authorization_url.as_str());
     let h = resp.headers_mut();
-    let present = login_state::present(session_cfg, req_headers);
-    for old in login_state::to_evict(keys, &present) {
-        if let Ok(v) = HeaderValue::from_str(&login_state::expire_cookie(&old, ctx.secure())) {
+    let present = state_cookie::present(session_cfg, req_headers);
+    for old in state_cookie::to_evict(keys, &present) {
+        if let Ok(v) = HeaderValue::from_str(&state_cookie::expire_cookie(&old, ctx.secure())) {
             h.append(SET_COOKIE, v);
         }
     }
-    if let Ok(v) = HeaderValue::from_str(&login_state::set_cookie(&name, &value, ctx.secure())) {
+    if let Ok(v) = HeaderValue::from_str(&state_cookie::set_cookie(&name, &value, ctx.secure())) {
         h.append(SET_COOKIE, v);
     }
     resp
 }
 
 /// `GET /.portcullis/login?return_to=`: starts a login explicitly.
-pub async fn start(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) -> Response<Body> {
+pub async fn handle(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return pages::method_not_allowed(ctx.kind, "GET, HEAD");
     }

@@ -4,7 +4,7 @@
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::login;
+use super::start;
 use crate::clock::unix_secs;
 use crate::context::Ctx;
 use crate::pages::{self, Body};
@@ -32,7 +32,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     let Some(s) = session else {
         return pages::json(
             StatusCode::UNAUTHORIZED,
-            &serde_json::json!({"error": "unauthenticated", "login_url": login::login_url(ctx, "/")}),
+            &serde_json::json!({"error": "unauthenticated", "login_url": start::login_url(ctx, "/")}),
         );
     };
     let r = &s.record;
