@@ -71,17 +71,11 @@ fn unix_time(secs: u64) -> SystemTime {
 
 fn new_session(result: LoginResult) -> NewSession {
     NewSession {
-        iss: result.claims.iss,
-        sub: result.claims.sub,
-        sid: result.claims.sid,
-        email: result.claims.email,
-        email_verified: result.claims.email_verified,
-        preferred_username: result.claims.preferred_username,
-        groups: result.claims.groups,
-        id_token: result.id_token.expose().to_owned(),
-        access_token: result.access_token.expose().to_owned(),
+        claims: result.claims,
+        id_token: result.id_token,
+        access_token: result.access_token,
         access_token_expires_at: result.access_token_expires_at.map(unix_time),
-        refresh_token: result.refresh_token.map(|t| t.expose().to_owned()),
+        refresh_token: result.refresh_token,
     }
 }
 

@@ -35,7 +35,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
             &serde_json::json!({"error": "unauthenticated", "login_url": start::login_url(ctx, "/")}),
         );
     };
-    let r = &s.record;
+    let r = &s.record.claims;
     pages::json(
         StatusCode::OK,
         &serde_json::json!({

@@ -180,14 +180,8 @@ async fn idp_reachable(url: &Url) -> bool {
 /// A session's refresh and access tokens, for revocation.
 fn tokens_of(session: &Session) -> crate::oidc::revoke::SessionTokens {
     (
-        session
-            .record
-            .refresh_token
-            .clone()
-            .map(crate::config::Secret::new),
-        Some(crate::config::Secret::new(
-            session.record.access_token.clone(),
-        )),
+        session.record.refresh_token.clone(),
+        Some(session.record.access_token.clone()),
     )
 }
 
@@ -292,8 +286,8 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         let result = if params.scope.as_deref() == Some("all") {
             ctx.sessions
                 .take_by_sub(
-                    &s.record.iss,
-                    &s.record.sub,
+                    &s.record.claims.iss,
+                    &s.record.claims.sub,
                     crate::oidc::revoke::MAX_SESSIONS_REVOKED,
                 )
                 .await
@@ -427,7 +421,7 @@ async fn idp_leg(
 ) -> Option<IdpLeg> {
     let state = state::new_state(ctx.sessions.keys())?;
     let post_logout = Url::parse(&ctx.url(paths::LOGOUT_DONE)).ok()?;
-    let hint = session.map(|s| s.record.id_token.as_str());
+    let hint = session.map(|s| s.record.id_token.expose());
     let url = ctx.oidc.end_session_url(hint, &post_logout, &state)?;
     if !idp_reachable(&url).await {
         tracing::warn!(

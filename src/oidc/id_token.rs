@@ -215,7 +215,11 @@ impl OidcClient {
 
 /// Who logged in, from the validated ID token. This is what sessions store
 /// and what identity headers and `allow_*` rules read.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+///
+/// Session records embed it with `#[serde(flatten)]`; the optional claims
+/// default when absent so records written before a claim existed still
+/// open.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct IdentityClaims {
     /// Issuer, exactly as in the token.
     pub iss: String,
@@ -223,14 +227,19 @@ pub struct IdentityClaims {
     pub sub: String,
     /// The IdP's session id, when the IdP sends one (needed for
     /// back-channel and front-channel logout by `sid`).
+    #[serde(default)]
     pub sid: Option<String>,
     /// Email address.
+    #[serde(default)]
     pub email: Option<String>,
     /// Whether the IdP verified the email (absent means false).
+    #[serde(default)]
     pub email_verified: bool,
     /// Preferred user name.
+    #[serde(default)]
     pub preferred_username: Option<String>,
     /// Group names from the `groups` claim.
+    #[serde(default)]
     pub groups: Vec<String>,
 }
 
