@@ -329,7 +329,7 @@ impl Gateway {
     ) -> Option<Ctx<'a>> {
         Some(Ctx {
             config: &self.config,
-            session: self.config.session.as_ref()?,
+            session_config: self.config.session.as_ref()?,
             sessions: self.sessions.as_ref()?,
             oidc: self.oidc.as_ref()?,
             origin,
@@ -467,10 +467,10 @@ impl Gateway {
         log.upstream = &active.upstream.display;
 
         // 6. The session (routes with auth = "session").
-        let private_cache = active.route.auth == AuthMode::Session;
+        let session_route = active.route.auth == AuthMode::Session;
         let mut set_headers: Option<auth::identity::IdentityHeaders> = None;
         let mut upgrade_deadline = None;
-        if private_cache {
+        if session_route {
             let Some(ctx) = self.handler_context(public, kind, &log.id, client_of(&req)) else {
                 // The config check makes session routes require [oidc] and [session].
                 log.error = Some("no_login");
@@ -503,7 +503,7 @@ impl Gateway {
             identity: &self.identity,
             set_headers: set_headers.as_deref().unwrap_or_default(),
             is_gateway_cookie: &|name| self.is_gateway_cookie(name),
-            private_cache,
+            session_route,
             request_id: &log.id,
             upgrade_deadline,
         };

@@ -1,4 +1,4 @@
-//! The admin API on the admin listener (SPEC "Paths"):
+//! The admin API on the admin listener (README "Admin API"):
 //! `POST /admin/sessions/revoke` with `{"sub": …}` or `{"sid": …}` →
 //! `{"revoked": n}`, and `GET /admin/sessions?sub=…` → that user's sessions
 //! (hashed ids, created, last seen). Every call needs `Authorization:

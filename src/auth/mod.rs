@@ -53,7 +53,7 @@ pub async fn admit<B>(
     path: &str,
     identity_cache: &identity::HeaderCache,
 ) -> Admission {
-    let cfg = ctx.session;
+    let cfg = ctx.session_config;
     let cookie = read_session_cookie(req.headers(), &cfg.cookie_name);
     let loaded = match &cookie {
         None => None,

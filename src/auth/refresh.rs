@@ -36,7 +36,8 @@ fn needs_refresh(record: &SessionRecord) -> bool {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    // SPEC: the first request after the token has expired refreshes it.
+    // README "Sessions": the first request after the token has expired
+    // refreshes it.
     u128::from(expires) <= now
 }
 

@@ -121,7 +121,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET {
         return pages::method_not_allowed(ctx.kind, "GET");
     }
-    let session_cfg = ctx.session;
+    let session_cfg = ctx.session_config;
     let query = match CallbackQuery::parse(req.uri().query().unwrap_or("")) {
         Ok(q) => q,
         Err(err) => {

@@ -15,7 +15,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return pages::method_not_allowed(ctx.kind, "GET, HEAD");
     }
-    let cfg = ctx.session;
+    let cfg = ctx.session_config;
     let session = match read_session_cookie(req.headers(), &cfg.cookie_name) {
         None => None,
         Some(cookie) => match ctx.sessions.load_without_slide(&cookie).await {

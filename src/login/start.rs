@@ -38,7 +38,7 @@ pub fn redirect_to_idp(
     req_headers: &http::HeaderMap,
     return_to: &str,
 ) -> Response<Body> {
-    let session_cfg = ctx.session;
+    let session_cfg = ctx.session_config;
     let Some(redirect_uri) = redirect_uri(ctx) else {
         return pages::error(
             ctx.kind,

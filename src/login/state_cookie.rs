@@ -22,7 +22,7 @@ use crate::session::crypto::{self, KeyRing};
 /// Login-state cookie names are `<session cookie name>-login-<tag>`.
 pub const COOKIE_INFIX: &str = "-login-";
 
-/// How long a login may take (SPEC: at most 10 minutes).
+/// How long a login may take (README "Sessions": at most 10 minutes).
 pub const MAX_AGE: Duration = Duration::from_secs(600);
 /// How many logins may be in flight in one browser.
 pub const MAX_IN_FLIGHT: usize = 4;

@@ -29,7 +29,7 @@ use crate::pages::{self, Body};
 use crate::request::body::{self, BodyError};
 use crate::session::Revoke;
 
-/// Largest request body accepted (SPEC: 16 KiB).
+/// Largest request body accepted (README "IdP-initiated logout": 16 KiB).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// How far in the future `iat` may be (clock skew).
 pub const MAX_IAT_AHEAD: Duration = Duration::from_secs(60);
@@ -307,7 +307,8 @@ fn non_empty_string(v: Option<&Value>) -> Result<Option<String>, ()> {
     }
 }
 
-/// Every claim rule of Back-Channel Logout 1.0 §2.6 (errata 1) and SPEC,
+/// Every claim rule of Back-Channel Logout 1.0 §2.6 (errata 1) and of
+/// README "IdP-initiated logout",
 /// on a payload whose signature has been verified. `now` is seconds since
 /// the epoch. Pure: no clock, no I/O, no panic on any input.
 pub fn validate_claims(

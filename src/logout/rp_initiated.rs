@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 use url::Url;
 
 use super::events::{self, Kind};
-use super::pages::{self as logout_pages, ConfirmFields, DoneTarget};
+use super::html::{self, ConfirmFields, ContinueMode, DoneTarget};
 use super::state::{self, LogoutState};
 use super::trigger::{self, Decision};
 use crate::config::{ClearSiteData, LogoutMode};
@@ -37,8 +37,8 @@ use crate::request::body;
 use crate::session::Session;
 use crate::session::cookie::{expired_session_cookie, read_session_cookie};
 
-/// The Content-Security-Policy of `/logout/done`'s redirects: SPEC's
-/// policy for that path, less the script nonce (a redirect has no script).
+/// The Content-Security-Policy of `/logout/done`'s redirects: the README's
+/// policy for that path ("Where the user goes"), less the script nonce (a redirect has no script).
 const DONE_REDIRECT_CSP: &str = "default-src 'none'; frame-ancestors 'self'";
 
 /// Largest logout form body read.
@@ -156,7 +156,7 @@ fn store_unavailable(ctx: &Ctx<'_>) -> Response<Body> {
     add(
         &mut resp,
         SET_COOKIE,
-        &expired_session_cookie(ctx.session, ctx.secure()),
+        &expired_session_cookie(ctx.session_config, ctx.secure()),
     );
     resp
 }
@@ -194,7 +194,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::POST && req.method() != Method::HEAD {
         return pages::method_not_allowed(ctx.kind, "GET, HEAD, POST");
     }
-    let session_cfg = ctx.session;
+    let session_cfg = ctx.session_config;
     let (parts, params) = match read_params(req).await {
         Ok(p) => p,
         Err(why) => return pages::error(ctx.kind, StatusCode::BAD_REQUEST, "bad_request", why),
@@ -233,7 +233,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
                 Ok(Some(s)) => Some(ctx.sessions.csrf_token(s)),
                 _ => None,
             };
-            return logout_pages::confirm(&ConfirmFields {
+            return html::confirm(&ConfirmFields {
                 action: &logout_cfg.path,
                 csrf: token.as_deref(),
                 mode: params.mode.as_deref(),
@@ -352,12 +352,18 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
                 )
             } else {
                 match mode {
-                    LogoutMode::Silent => {
-                        logout_pages::continue_page(false, &continue_url, &destination, &idp_origin)
-                    }
-                    LogoutMode::Popup => {
-                        logout_pages::continue_page(true, &continue_url, &destination, &idp_origin)
-                    }
+                    LogoutMode::Silent => html::continue_page(
+                        ContinueMode::Silent,
+                        &continue_url,
+                        &destination,
+                        &idp_origin,
+                    ),
+                    LogoutMode::Popup => html::continue_page(
+                        ContinueMode::Popup,
+                        &continue_url,
+                        &destination,
+                        &idp_origin,
+                    ),
                     _ => redirect(&url),
                 }
             };
@@ -514,14 +520,14 @@ pub async fn continue_(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> 
 /// destination, never elsewhere.
 pub async fn done(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     let mut resp = done_response(ctx, req).await;
-    // SPEC's headers for /logout/done hold for its redirects too: the state
+    // The README's headers for /logout/done hold for its redirects too: the state
     // in this URL must not leak to the destination as a Referer.
     resp.headers_mut().insert(
         http::header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
     // The pages bring their own nonce-bearing policy; a redirect runs no
-    // script, so it gets SPEC's policy without a script source.
+    // script, so it gets that policy without a script source.
     if !resp.headers().contains_key(CONTENT_SECURITY_POLICY) {
         resp.headers_mut().insert(
             CONTENT_SECURITY_POLICY,
@@ -559,13 +565,13 @@ async fn done_response(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> 
         .get("sec-fetch-dest")
         .is_some_and(|d| d.as_bytes() != b"document");
     let mut resp = match (record.mode(), state) {
-        (LogoutMode::Silent, Some(s)) if framed => logout_pages::done(
+        (LogoutMode::Silent, Some(s)) if framed => html::done(
             DoneTarget::Parent,
             &s,
             &ctx.origin.origin,
             &record.destination,
         ),
-        (LogoutMode::Popup, Some(s)) => logout_pages::done(
+        (LogoutMode::Popup, Some(s)) => html::done(
             DoneTarget::Opener,
             &s,
             &ctx.origin.origin,
@@ -586,7 +592,7 @@ pub async fn flow(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET {
         return pages::method_not_allowed(ctx.kind, "GET");
     }
-    let session = match read_session_cookie(req.headers(), &ctx.session.cookie_name) {
+    let session = match read_session_cookie(req.headers(), &ctx.session_config.cookie_name) {
         Some(cookie) => ctx.sessions.load_without_slide(&cookie).await,
         None => Ok(None),
     };

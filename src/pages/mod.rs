@@ -1,8 +1,8 @@
 //! Responses the gateway generates itself: the body type, HTML pages with a
 //! per-response CSP nonce, JSON bodies, and error answers shaped by the
 //! client kind. Every response built here carries `Cache-Control: no-store`
-//! and no `Access-Control-Allow-*` header (SPEC "Responses the gateway
-//! makes").
+//! and no `Access-Control-Allow-*` header (README "The request path: what
+//! the gateway guarantees", Errors).
 
 pub mod assets;
 
@@ -146,7 +146,7 @@ impl Page<'_> {
     }
 }
 
-/// A JSON response with the headers SPEC requires of JSON endpoints.
+/// A JSON response with the headers every JSON endpoint gets.
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut resp = Response::new(full(value.to_string()));
     *resp.status_mut() = status;
@@ -202,7 +202,7 @@ pub fn method_not_allowed(kind: ClientKind, allow: &'static str) -> Response<Bod
 /// `{"error", "error_description"}`. `message` is shown to the user, so
 /// it must never hold a secret or internal detail.
 pub fn error(kind: ClientKind, status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    // SPEC: "HTML for navigations, JSON otherwise" — curl, scripts and
+    // README (Errors): HTML for navigations, JSON otherwise — curl, scripts and
     // API clients get a body they can parse.
     if kind != ClientKind::Navigation {
         return json(
