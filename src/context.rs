@@ -13,8 +13,9 @@ use crate::session::Sessions;
 pub struct Ctx<'a> {
     /// The running configuration.
     pub config: &'a Config,
-    /// `[session]` (always present when login is configured).
-    pub session: &'a SessionConfig,
+    /// `[session]`, the session settings (always present when login is
+    /// configured).
+    pub session_config: &'a SessionConfig,
     /// The session service.
     pub sessions: &'a Sessions,
     /// The OIDC client.

@@ -1,4 +1,5 @@
-//! Where a user may be sent after login or logout: SPEC's `return_to` rule,
+//! Where a user may be sent after login or logout: the `return_to` rule of
+//! README "The final destination (`return_to`)",
 //! shared by `/.portcullis/login`, the page first asked for at login, and
 //! every logout mode. No input ever sends a user to a host the
 //! configuration does not name.

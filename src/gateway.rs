@@ -15,15 +15,17 @@ use thiserror::Error;
 use crate::auth;
 use crate::config::{AuthMode, Config, PublicOrigin, Route};
 use crate::context::Ctx;
+use crate::login;
 use crate::logout;
 use crate::oidc::OidcClient;
 use crate::pages::{self, Body};
+use crate::paths;
 use crate::proxy::{self, IdentityNames, Upstream};
+use crate::request::framing::FramingFlag;
 use crate::request::{ClientKind, hygiene, origin, path};
-use crate::server::framing::FramingFlag;
-use crate::server::workers;
 use crate::session::Sessions;
 use crate::telemetry::{RouteMetrics, access_log};
+use crate::threads;
 
 /// Why a gateway could not be built from a configuration.
 #[derive(Debug, Error)]
@@ -98,7 +100,7 @@ impl Gateway {
     ) -> Result<Self, GatewayError> {
         let mut routes = Vec::with_capacity(config.routes.len());
         for route in &config.routes {
-            let clients = (0..workers::count(config.server.workers))
+            let clients = (0..threads::count(config.server.workers))
                 .map(|_| proxy::client::build(route.connect_timeout, tls.clone()))
                 .collect();
             let upstream =
@@ -163,7 +165,9 @@ impl Gateway {
     fn is_gateway_cookie(&self, name: &str) -> bool {
         self.config.session.as_ref().is_some_and(|s| {
             name.strip_prefix(s.cookie_name.as_str())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with(auth::LOGIN_COOKIE_INFIX))
+                .is_some_and(|rest| {
+                    rest.is_empty() || rest.starts_with(login::state_cookie::COOKIE_INFIX)
+                })
         })
     }
 }
@@ -325,7 +329,7 @@ impl Gateway {
     ) -> Option<Ctx<'a>> {
         Some(Ctx {
             config: &self.config,
-            session: self.config.session.as_ref()?,
+            session_config: self.config.session.as_ref()?,
             sessions: self.sessions.as_ref()?,
             oidc: self.oidc.as_ref()?,
             origin,
@@ -345,7 +349,7 @@ impl Gateway {
         request_id: &str,
         peer: std::net::IpAddr,
     ) -> Response<Body> {
-        if path == pages::LOGOUT_JS_PATH {
+        if path == paths::LOGOUT_JS {
             return self.logout_js.serve(&req);
         }
         let Some(ctx) = self.handler_context(origin, kind, request_id, peer) else {
@@ -360,14 +364,14 @@ impl Gateway {
             return logout::rp_initiated::handle(&ctx, req).await;
         }
         match path {
-            "/.portcullis/login" => auth::login::start(&ctx, req).await,
-            "/.portcullis/logout/flow" => logout::rp_initiated::flow(&ctx, req).await,
-            "/.portcullis/logout/continue" => logout::rp_initiated::continue_(&ctx, req).await,
-            "/.portcullis/logout/done" => logout::rp_initiated::done(&ctx, req).await,
-            "/.portcullis/callback" => auth::callback::handle(&ctx, req).await,
-            "/.portcullis/session" => auth::session_info::handle(&ctx, req).await,
-            "/.portcullis/backchannel-logout" => logout::backchannel::handle(&ctx, req).await,
-            "/.portcullis/frontchannel-logout" => logout::frontchannel::handle(&ctx, req).await,
+            paths::LOGIN => login::start::handle(&ctx, req).await,
+            paths::LOGOUT_FLOW => logout::rp_initiated::flow(&ctx, req).await,
+            paths::LOGOUT_CONTINUE => logout::rp_initiated::continue_(&ctx, req).await,
+            paths::LOGOUT_DONE => logout::rp_initiated::done(&ctx, req).await,
+            paths::CALLBACK => login::callback::handle(&ctx, req).await,
+            paths::SESSION => login::session_info::handle(&ctx, req).await,
+            paths::BACKCHANNEL_LOGOUT => logout::backchannel::handle(&ctx, req).await,
+            paths::FRONTCHANNEL_LOGOUT => logout::frontchannel::handle(&ctx, req).await,
             _ => pages::error(
                 kind,
                 StatusCode::NOT_FOUND,
@@ -441,10 +445,7 @@ impl Gateway {
         let match_path = path::without_params(&path);
 
         // 4. The gateway's own paths never reach an upstream.
-        if match_path == "/.portcullis"
-            || match_path.starts_with("/.portcullis/")
-            || match_path == self.config.logout.path
-        {
+        if paths::is_reserved(&match_path) || match_path == self.config.logout.path {
             log.route = &self.own_metrics;
             let client = client_of(&req);
             return self
@@ -466,10 +467,10 @@ impl Gateway {
         log.upstream = &active.upstream.display;
 
         // 6. The session (routes with auth = "session").
-        let private_cache = active.route.auth == AuthMode::Session;
+        let session_route = active.route.auth == AuthMode::Session;
         let mut set_headers: Option<auth::identity::IdentityHeaders> = None;
         let mut upgrade_deadline = None;
-        if private_cache {
+        if session_route {
             let Some(ctx) = self.handler_context(public, kind, &log.id, client_of(&req)) else {
                 // The config check makes session routes require [oidc] and [session].
                 log.error = Some("no_login");
@@ -502,7 +503,7 @@ impl Gateway {
             identity: &self.identity,
             set_headers: set_headers.as_deref().unwrap_or_default(),
             is_gateway_cookie: &|name| self.is_gateway_cookie(name),
-            private_cache,
+            session_route,
             request_id: &log.id,
             upgrade_deadline,
         };

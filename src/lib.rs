@@ -1,23 +1,49 @@
 //! Portcullis: a reverse-proxy session gateway.
 //!
-//! The request path reads top to bottom: [`server`] accepts connections and
-//! hands each request to [`gateway`], which checks request hygiene, serves the
-//! gateway's own paths ([`oidc`] login, [`logout`], [`pages`]), matches a
-//! [`config::Route`], checks the [`session`], and hands the request to
-//! [`proxy`]. [`admin`] serves health, readiness and metrics on its own
-//! listener.
+//! The crate map, in the order a request meets the modules:
+//!
+//! - [`server`]: the listeners, the serving threads ([`threads`] counts
+//!   and numbers them), signals, reload and drain.
+//! - [`request`]: looking at a request before anything acts on it:
+//!   framing and header hygiene, the canonical path, the public origin,
+//!   the client kind, and the body reader of the gateway's own endpoints.
+//! - [`gateway`]: the request path, steps 1–7, top to bottom; it holds
+//!   what is built from one configuration and swaps it on reload.
+//! - [`paths`]: the gateway's own `/.portcullis/…` paths; [`context`] is
+//!   what their handlers get.
+//! - [`login`]: the login endpoints (start, callback, login-state cookie,
+//!   `/.portcullis/session`).
+//! - [`logout`]: every way a session ends: `/logout`, back-channel and
+//!   front-channel logout, and their pages.
+//! - [`auth`]: who gets through a session route: admission, token
+//!   refresh, identity headers.
+//! - [`session`]: session ids, sealed records, and the memory and Redis
+//!   stores.
+//! - [`oidc`]: the OpenID Connect client (protocol only: discovery, the
+//!   grants, ID-token validation, revocation, end-session URL).
+//! - [`proxy`]: forwarding to the upstream, headers both ways, WebSocket.
+//! - [`pages`]: the responses the gateway makes itself (HTML pages, JSON,
+//!   errors, `logout.js`); [`destination`]: where a user may be sent.
+//! - [`admin`]: health, readiness, metrics and the admin API on their own
+//!   listener.
+//! - [`config`]: loading and checking `gateway.toml`; [`telemetry`]: logs
+//!   and metrics; [`clock`]: Unix time.
 
 pub mod admin;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod context;
 pub mod destination;
 pub mod gateway;
+pub mod login;
 pub mod logout;
 pub mod oidc;
 pub mod pages;
+pub mod paths;
 pub mod proxy;
 pub mod request;
 pub mod server;
 pub mod session;
 pub mod telemetry;
+pub mod threads;

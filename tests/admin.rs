@@ -1,16 +1,15 @@
 //! The admin API end to end: revoke by `sub` and by `sid`, list a user's
 //! sessions, and the bearer token gate.
 
-mod logout_common;
 mod support;
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use logout_common::*;
 use support::TEST_ADMIN_TOKEN;
 use support::idp::browser;
+use support::setup::*;
 
 fn admin() -> reqwest::Client {
     reqwest::Client::new()

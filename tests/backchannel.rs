@@ -2,15 +2,15 @@
 //! oidc-provider 9.13.3 (signing with a fixture key, so tests can also
 //! forge tokens), sessions made by logging in through the gateway.
 
-mod logout_common;
 mod support;
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use logout_common::*;
 use support::idp::browser;
+use support::setup::*;
+use support::signing::*;
 use support::{Cut, Partition, TEST_CLIENT_SECRET};
 
 /// A user logs in through the gateway, then signs out at the IdP from
@@ -493,8 +493,8 @@ async fn redis_fleet_shares_logouts_and_replay_cache() {
     // the session in their local cache now.
     let b = browser();
     login(&one.gw, &idp, &b, "alice").await;
-    assert!(logout_common::session(&one.gw, &b).await.is_some());
-    let sid = logout_common::session(&two.gw, &b)
+    assert!(support::setup::session(&one.gw, &b).await.is_some());
+    let sid = support::setup::session(&two.gw, &b)
         .await
         .expect("the other instance sees the session")["sid"]
         .as_str()
@@ -509,7 +509,7 @@ async fn redis_fleet_shares_logouts_and_replay_cache() {
     assert_eq!(post_token(&two.gw, &token).await.status(), 200);
     // Well inside cache_ttl: only the broadcast can have reached instance one.
     let deadline = std::time::Instant::now() + Duration::from_millis(500);
-    while logout_common::session(&one.gw, &b).await.is_some() {
+    while support::setup::session(&one.gw, &b).await.is_some() {
         assert!(
             std::time::Instant::now() < deadline,
             "instance one still serves the session: the revocation was not broadcast"
@@ -770,7 +770,7 @@ async fn a_flood_from_one_address_does_not_block_another() {
 /// a flood through the balancer does not cut off the IdP behind it either.
 #[tokio::test(flavor = "multi_thread")]
 async fn behind_a_trusted_proxy_the_limit_counts_the_forwarded_client() {
-    let setup = logout_common::start_gateway_with_server("trusted_proxies = [\"127.0.0.0/8\"]");
+    let setup = support::setup::start_gateway_with_server("trusted_proxies = [\"127.0.0.0/8\"]");
     let idp = start_idp(&setup, vec![]).await;
     let gw = &setup.gw;
     let url = gw.url("/.portcullis/backchannel-logout");

@@ -2,17 +2,16 @@
 //! `oidc-provider@6.31.1` (which renders the iframes), plus the receiver's
 //! own rules checked against a gateway wired to the 9.x test IdP.
 
-mod logout_common;
 mod support;
 
 use std::time::Duration;
 
 use url::Url;
 
-use logout_common::*;
 use support::TEST_CLIENT_SECRET;
 use support::idp::browser;
 use support::idp_legacy::{self, LegacyIdp, iframe_srcs};
+use support::setup::*;
 
 /// Logs in through the gateway with the legacy IdP's login form.
 async fn legacy_login(gw: &support::Gateway, idp: &LegacyIdp, b: &reqwest::Client, user: &str) {

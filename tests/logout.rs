@@ -712,6 +712,44 @@ async fn local_mode_keeps_the_idp_session() {
     );
 }
 
+/// The form body counts only when `Content-Type` is the form media type
+/// (parameters allowed): a type that merely starts with it is another type,
+/// and its body is ignored like any other non-form body.
+#[tokio::test]
+async fn only_the_exact_form_media_type_is_read_as_a_form() {
+    let stack = stack();
+    let browser = new_browser();
+    let post = |content_type: &'static str| {
+        browser
+            .post(stack.gateway.url("/logout?mode=local"))
+            .header("origin", stack.gateway.public_url())
+            .header("sec-fetch-site", "same-origin")
+            .header("sec-fetch-mode", "navigate")
+            .header(ACCEPT, "text/html")
+            .header("content-type", content_type)
+            .body("return_to=%2Fbye")
+            .send()
+    };
+
+    stack.login(&browser, "alice", "/").await;
+    let resp = post("application/x-www-form-urlencodedXYZ").await.unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        resp.headers()[LOCATION],
+        "/goodbye",
+        "a near-miss content type's body is not a form"
+    );
+    assert!(!has_access(&stack, &browser).await);
+
+    stack.login(&browser, "alice", "/").await;
+    let resp = post("Application/X-WWW-Form-URLEncoded; charset=UTF-8")
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()[LOCATION], "/bye", "the form's return_to");
+    assert!(!has_access(&stack, &browser).await);
+}
+
 #[tokio::test]
 async fn json_clients_get_a_continue_url_and_never_the_id_token() {
     let stack = stack();

@@ -2,18 +2,17 @@
 //! tests/idp): discovery and readiness, a full login over HTTP, the
 //! callback's state/nonce/iss/PKCE checks, refresh, and revocation.
 
-mod logout_common;
 mod support;
 
 use std::time::Duration;
 
-use logout_common::{TEST_KID, idp_key_pem, other_key_pem, sign_with, unsigned};
 use portcullis::config::{OidcConfig, Secret};
 use portcullis::oidc::{
     CallbackQuery, LoginResult, LoginState, OidcClient, OidcError, OidcOptions, ProviderOptions,
     RefreshError,
 };
 use support::idp::{Idp, IdpClient, IdpOptions, browser, free_port};
+use support::signing::{TEST_KID, idp_jwks, idp_key_pem, other_key_pem, sign_with, unsigned};
 use url::Url;
 
 const CLIENT_ID: &str = "portcullis";
@@ -799,7 +798,7 @@ async fn forged_id_tokens_are_refused_claim_by_claim() {
     let origin = gateway_origin();
     let s = setup(
         IdpOptions {
-            signing_jwks: Some(logout_common::idp_jwks()),
+            signing_jwks: Some(idp_jwks()),
             ..IdpOptions::with_client(IdpClient::gateway(CLIENT_ID, CLIENT_SECRET, &origin))
         },
         origin,
@@ -808,7 +807,7 @@ async fn forged_id_tokens_are_refused_claim_by_claim() {
     let idp_key = jsonwebtoken::EncodingKey::from_rsa_pem(&idp_key_pem()).unwrap();
     let other_key = jsonwebtoken::EncodingKey::from_rsa_pem(&other_key_pem()).unwrap();
     let rs256 = serde_json::json!({"alg": "RS256", "kid": TEST_KID, "typ": "JWT"});
-    let now = logout_common::now();
+    let now = support::setup::now();
     let claims = |edit: &dyn Fn(&mut serde_json::Value)| {
         let mut c = serde_json::json!({
             "iss": s.idp.issuer(),

@@ -5,6 +5,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use portcullis::config::{RedisConfig, SameSite, Secret, SessionConfig, StoreConfig};
+use portcullis::oidc::IdentityClaims;
 use portcullis::session::store::{MemoryStore, Store};
 use portcullis::session::{NewSession, Revoke, SessionError, Sessions, StoreKey};
 use tokio::sync::broadcast;
@@ -48,17 +49,19 @@ fn redis_store(r: &Redis, cache_ttl: Duration) -> StoreConfig {
 
 fn login(sub: &str, sid: Option<&str>) -> NewSession {
     NewSession {
-        iss: ISS.into(),
-        sub: sub.into(),
-        sid: sid.map(Into::into),
-        email: Some(format!("{sub}@example.com")),
-        email_verified: true,
-        preferred_username: Some(sub.into()),
-        groups: vec!["staff".into()],
-        id_token: format!("id-token-of-{sub}"),
-        access_token: format!("access-token-of-{sub}"),
+        claims: IdentityClaims {
+            iss: ISS.into(),
+            sub: sub.into(),
+            sid: sid.map(Into::into),
+            email: Some(format!("{sub}@example.com")),
+            email_verified: true,
+            preferred_username: Some(sub.into()),
+            groups: vec!["staff".into()],
+        },
+        id_token: Secret::new(format!("id-token-of-{sub}")),
+        access_token: Secret::new(format!("access-token-of-{sub}")),
         access_token_expires_at: Some(SystemTime::now() + Duration::from_secs(300)),
-        refresh_token: Some("refresh".into()),
+        refresh_token: Some(Secret::new("refresh")),
     }
 }
 
@@ -93,9 +96,9 @@ async fn create_load_delete(s: Sessions) {
     let (id, created) = s.create(login("alice", Some("sid-1"))).await.unwrap();
     let cookie = id.to_cookie_value();
     let loaded = s.load(&cookie).await.unwrap().expect("session loads");
-    assert_eq!(loaded.record.sub, "alice");
-    assert_eq!(loaded.record.sid.as_deref(), Some("sid-1"));
-    assert_eq!(loaded.record.id_token, "id-token-of-alice");
+    assert_eq!(loaded.record.claims.sub, "alice");
+    assert_eq!(loaded.record.claims.sid.as_deref(), Some("sid-1"));
+    assert_eq!(loaded.record.id_token.expose(), "id-token-of-alice");
     assert_eq!(loaded.key(), created.key());
     assert_eq!(
         loaded
@@ -514,10 +517,10 @@ async fn memory_rotation_and_update() {
         .expect("old key opens");
     // The refresh writes it under the new key; the old key alone can no
     // longer read it, the new list can.
-    std::sync::Arc::make_mut(&mut s.record).access_token = "refreshed".into();
+    std::sync::Arc::make_mut(&mut s.record).access_token = Secret::new("refreshed");
     assert!(rotated.update(&s).await.unwrap());
     let again = rotated.load(&id.to_cookie_value()).await.unwrap().unwrap();
-    assert_eq!(again.record.access_token, "refreshed");
+    assert_eq!(again.record.access_token.expose(), "refreshed");
     assert!(old.load(&id.to_cookie_value()).await.unwrap().is_none());
 
     let mut cfg_b = cfg_a.clone();
@@ -604,12 +607,12 @@ async fn redis_revocation_reaches_other_instance_within_cache_ttl() {
 
     // A token refresh on A is seen by B at once, despite B's cached copy.
     let mut s = a.load(&c).await.unwrap().unwrap();
-    std::sync::Arc::make_mut(&mut s.record).access_token = "refreshed-on-a".into();
+    std::sync::Arc::make_mut(&mut s.record).access_token = Secret::new("refreshed-on-a");
     assert!(a.update(&s).await.unwrap());
     let deadline = Instant::now() + Duration::from_millis(500);
     loop {
         let t = b.load_without_slide(&c).await.unwrap().unwrap();
-        if t.record.access_token == "refreshed-on-a" {
+        if t.record.access_token.expose() == "refreshed-on-a" {
             break;
         }
         assert!(Instant::now() < deadline, "B kept a stale copy");
@@ -1091,7 +1094,7 @@ async fn slides_never_undo_a_refresh(s: Sessions) {
         let mut session = s.load_fresh(&cookie).await.unwrap().unwrap();
         tokio::time::sleep(Duration::from_millis(15)).await;
         let token = format!("rotated-{round}");
-        Arc::make_mut(&mut session.record).refresh_token = Some(token.clone());
+        Arc::make_mut(&mut session.record).refresh_token = Some(Secret::new(token.clone()));
         assert!(s.update(&session).await.unwrap());
         tokio::time::sleep(Duration::from_millis(25)).await;
         stop.store(true, Ordering::Relaxed);
@@ -1101,7 +1104,7 @@ async fn slides_never_undo_a_refresh(s: Sessions) {
         }
         let stored = s.load_fresh(&cookie).await.unwrap().unwrap();
         assert_eq!(
-            stored.record.refresh_token.as_deref(),
+            stored.record.refresh_token.as_ref().map(Secret::expose),
             Some(token.as_str()),
             "round {round}: a slide wrote the old refresh token back"
         );
@@ -1173,7 +1176,7 @@ async fn redis_load_fresh_sees_a_write_the_cache_missed() {
     let v1 = blob(&mut raw).await;
     // Another instance refreshes: the record in Redis is v2.
     let mut refreshed = other.load_fresh(&c).await.unwrap().unwrap();
-    std::sync::Arc::make_mut(&mut refreshed.record).refresh_token = Some("rotated".into());
+    std::sync::Arc::make_mut(&mut refreshed.record).refresh_token = Some(Secret::new("rotated"));
     assert!(other.update(&refreshed).await.unwrap());
     let v2 = blob(&mut raw).await;
     // Behind the gateway's back (no invalidation message): this instance
@@ -1181,16 +1184,22 @@ async fn redis_load_fresh_sees_a_write_the_cache_missed() {
     set(&mut raw, v1).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let cached = s.load_without_slide(&c).await.unwrap().unwrap();
-    assert_eq!(cached.record.refresh_token.as_deref(), Some("refresh"));
+    assert_eq!(
+        cached.record.refresh_token.as_ref().map(Secret::expose),
+        Some("refresh")
+    );
     set(&mut raw, v2).await;
     let stale = s.load_without_slide(&c).await.unwrap().unwrap();
     assert_eq!(
-        stale.record.refresh_token.as_deref(),
+        stale.record.refresh_token.as_ref().map(Secret::expose),
         Some("refresh"),
         "the setup: the cache is stale"
     );
     let fresh = s.load_fresh(&c).await.unwrap().unwrap();
-    assert_eq!(fresh.record.refresh_token.as_deref(), Some("rotated"));
+    assert_eq!(
+        fresh.record.refresh_token.as_ref().map(Secret::expose),
+        Some("rotated")
+    );
 }
 
 /// moka serialises a key only among its compute calls: a plain `remove`

@@ -1,22 +1,21 @@
-//! The admin API on the admin listener (SPEC "Paths"):
+//! The admin API on the admin listener (README "Admin API"):
 //! `POST /admin/sessions/revoke` with `{"sub": …}` or `{"sid": …}` →
 //! `{"revoked": n}`, and `GET /admin/sessions?sub=…` → that user's sessions
 //! (hashed ids, created, last seen). Every call needs `Authorization:
 //! Bearer <server.admin_token>`, compared in constant time; without a
 //! configured token the API does not exist (404).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{ALLOW, AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
+use crate::clock::unix_secs;
 use crate::gateway::{App, Gateway};
 use crate::logout::events::{self, Kind};
 use crate::pages::{self, Body};
+use crate::request::body::{self, BodyError};
 use crate::session::SessionSummary;
 
 /// Largest revoke request body.
@@ -209,22 +208,16 @@ fn parse_target(body: &[u8]) -> Result<Target, AdminError> {
 }
 
 async fn parse_revoke(req: Request<Incoming>) -> Result<Target, AdminError> {
-    let is_json = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_none_or(|m| m.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(AdminError::BadRequest(
-            "content type must be application/json",
-        ));
-    }
-    let body = Limited::new(req.into_body(), MAX_BODY_BYTES)
-        .collect()
+    let body = body::read(req, body::JSON, MAX_BODY_BYTES)
         .await
-        .map_err(|_| AdminError::BadRequest("body unreadable or too large"))?
-        .to_bytes();
+        .map_err(|e| match e {
+            BodyError::ContentType(_) => {
+                AdminError::BadRequest("content type must be application/json")
+            }
+            BodyError::TooLarge | BodyError::Unreadable => {
+                AdminError::BadRequest("body unreadable or too large")
+            }
+        })?;
     parse_target(&body)
 }
 
@@ -244,17 +237,11 @@ fn sub_param(query: &str) -> Result<String, AdminError> {
         .ok_or(AdminError::BadRequest("sub query parameter required"))
 }
 
-fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn summary_json(s: &SessionSummary) -> Value {
     json!({
         "id_hash": s.id_hash,
-        "created": unix(s.created_at),
-        "last_seen": unix(s.last_seen),
+        "created": unix_secs(s.created_at),
+        "last_seen": unix_secs(s.last_seen),
     })
 }
 

@@ -68,9 +68,10 @@ impl HeaderCache {
 /// The verified email, lower-cased, if the IdP vouched for it.
 fn verified_email(record: &SessionRecord) -> Option<String> {
     record
+        .claims
         .email
         .as_deref()
-        .filter(|_| record.email_verified)
+        .filter(|_| record.claims.email_verified)
         .map(str::to_ascii_lowercase)
 }
 
@@ -81,7 +82,12 @@ pub fn allowed(route: &Route, record: &SessionRecord) -> bool {
     if !route.has_authorisation_rules() {
         return true;
     }
-    if record.groups.iter().any(|g| route.allow_groups.contains(g)) {
+    if record
+        .claims
+        .groups
+        .iter()
+        .any(|g| route.allow_groups.contains(g))
+    {
         return true;
     }
     let Some(email) = verified_email(record) else {
@@ -115,36 +121,37 @@ pub fn headers(cfg: &HeadersConfig, record: &SessionRecord) -> Vec<(HeaderName, 
             tracing::warn!(header = %name, "identity claim is not a valid header value; header left out")
         }
     };
+    let claims = &record.claims;
     if let Some(name) = &cfg.user {
-        push(name, &record.sub);
+        push(name, &claims.sub);
     }
     if let Some(name) = &cfg.email
-        && let Some(email) = &record.email
-        && (record.email_verified || !cfg.require_verified_email)
+        && let Some(email) = &claims.email
+        && (claims.email_verified || !cfg.require_verified_email)
     {
         push(name, email);
     }
     if let Some(name) = &cfg.preferred_username
-        && let Some(username) = &record.preferred_username
+        && let Some(username) = &claims.preferred_username
     {
         push(name, username);
     }
     if let Some(name) = &cfg.groups
-        && !record.groups.is_empty()
+        && !claims.groups.is_empty()
     {
-        let joined: Vec<_> = record.groups.iter().map(|g| encode_group(g)).collect();
+        let joined: Vec<_> = claims.groups.iter().map(|g| encode_group(g)).collect();
         push(name, &joined.join(","));
     }
     if cfg.access_token {
         push(
             &HeaderName::from_static("x-forwarded-access-token"),
-            &record.access_token,
+            record.access_token.expose(),
         );
     }
     if cfg.authorization {
         push(
             &http::header::AUTHORIZATION,
-            &format!("Bearer {}", record.access_token),
+            &format!("Bearer {}", record.access_token.expose()),
         );
     }
     out
@@ -153,15 +160,23 @@ pub fn headers(cfg: &HeadersConfig, record: &SessionRecord) -> Vec<(HeaderName, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Secret;
+    use crate::oidc::IdentityClaims;
     use crate::session::NewSession;
 
     fn record(groups: &[&str]) -> Arc<SessionRecord> {
         Arc::new(SessionRecord::new(
             NewSession {
-                iss: "https://idp".into(),
-                sub: "alice".into(),
-                groups: groups.iter().map(|g| g.to_string()).collect(),
-                ..Default::default()
+                claims: IdentityClaims {
+                    iss: "https://idp".into(),
+                    sub: "alice".into(),
+                    groups: groups.iter().map(|g| g.to_string()).collect(),
+                    ..Default::default()
+                },
+                id_token: Secret::new("id"),
+                access_token: Secret::new("at"),
+                access_token_expires_at: None,
+                refresh_token: None,
             },
             std::time::SystemTime::now(),
             std::time::Duration::from_secs(60),
@@ -197,12 +212,12 @@ mod tests {
 
         // Changed through make_mut while the cache holds a Weak: the record
         // moves, so the old headers are not served for it.
-        Arc::make_mut(&mut rec).groups = vec!["b".into()];
+        Arc::make_mut(&mut rec).claims.groups = vec!["b".into()];
         assert_eq!(groups_of(&cache.get(&cfg, &rec)), Some("b"));
 
         // Shared (as the gateway's record cache shares it): make_mut copies.
         let shared = rec.clone();
-        Arc::make_mut(&mut rec).groups = vec!["c".into()];
+        Arc::make_mut(&mut rec).claims.groups = vec!["c".into()];
         assert_eq!(groups_of(&cache.get(&cfg, &rec)), Some("c"));
         assert_eq!(groups_of(&cache.get(&cfg, &shared)), Some("b"));
     }

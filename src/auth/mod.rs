@@ -1,14 +1,10 @@
-//! Who gets through a `auth = "session"` route: the session behind the
+//! Who gets through an `auth = "session"` route: the session behind the
 //! cookie (refreshed when its access token has expired), the route's
-//! authorisation rules, and the identity headers for the upstream. Also the
-//! login endpoints: start, callback, and the session's own JSON.
+//! authorisation rules, and the identity headers for the upstream. A
+//! request without a session is sent to [`crate::login`].
 
-pub mod callback;
 pub mod identity;
-pub mod login;
-pub mod login_state;
 pub mod refresh;
-pub mod session_info;
 
 use std::time::SystemTime;
 
@@ -17,13 +13,11 @@ use http::{HeaderValue, Request, Response, StatusCode};
 
 use crate::config::Route;
 use crate::context::Ctx;
+use crate::login;
 use crate::pages::{self, Body};
 use crate::proxy::upgrade::{self, Deadline};
 use crate::session::cookie::{expired_session_cookie, read_session_cookie};
 use crate::session::{Sessions, StoreKey};
-
-/// Login-state cookie names are `<session cookie name>-login-<tag>`.
-pub const LOGIN_COOKIE_INFIX: &str = "-login-";
 
 /// The outcome of checking a request on a session route.
 pub enum Admission {
@@ -40,12 +34,9 @@ pub enum Admission {
 }
 
 fn store_unavailable(ctx: &Ctx<'_>) -> Admission {
-    // Never a redirect to login (the session may be fine) and never a pass.
     Admission::Answer(
-        pages::error(
+        pages::store_unavailable(
             ctx.kind,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
             "Sessions cannot be checked right now. Try again shortly.",
         ),
         "store_unavailable",
@@ -62,7 +53,7 @@ pub async fn admit<B>(
     path: &str,
     identity_cache: &identity::HeaderCache,
 ) -> Admission {
-    let cfg = ctx.session;
+    let cfg = ctx.session_config;
     let cookie = read_session_cookie(req.headers(), &cfg.cookie_name);
     let loaded = match &cookie {
         None => None,
@@ -90,7 +81,7 @@ pub async fn admit<B>(
             Some(q) => format!("{path}?{q}"),
             None => path.to_owned(),
         };
-        let mut resp = login::unauthenticated(ctx, req, &path_and_query);
+        let mut resp = login::start::unauthenticated(ctx, req, &path_and_query);
         if cookie.is_some()
             && let Ok(v) = HeaderValue::from_str(&expired_session_cookie(cfg, ctx.secure()))
         {

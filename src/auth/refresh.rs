@@ -36,20 +36,9 @@ fn needs_refresh(record: &SessionRecord) -> bool {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    // SPEC: the first request after the token has expired refreshes it.
+    // README "Sessions": the first request after the token has expired
+    // refreshes it.
     u128::from(expires) <= now
-}
-
-fn claims(record: &SessionRecord) -> IdentityClaims {
-    IdentityClaims {
-        iss: record.iss.clone(),
-        sub: record.sub.clone(),
-        sid: record.sid.clone(),
-        email: record.email.clone(),
-        email_verified: record.email_verified,
-        preferred_username: record.preferred_username.clone(),
-        groups: record.groups.clone(),
-    }
 }
 
 /// Refreshes the session's tokens if the access token has expired.
@@ -102,28 +91,27 @@ async fn refresh_now(ctx: &Ctx<'_>, mut session: Session) -> Result<Outcome, Ses
     };
     match ctx
         .oidc
-        .refresh(&refresh_token, &claims(&session.record))
+        .refresh(refresh_token.expose(), &session.record.claims)
         .await
     {
         Ok(r) => {
             let record = std::sync::Arc::make_mut(&mut session.record);
-            record.access_token = r.access_token.expose().to_owned();
+            record.access_token = r.access_token;
             record.access_token_expires_at =
                 r.access_token_expires_at.map(|s| s.saturating_mul(1000));
             if let Some(rt) = r.refresh_token {
-                record.refresh_token = Some(rt.expose().to_owned());
+                record.refresh_token = Some(rt);
             }
             if let Some(id_token) = r.id_token {
-                record.id_token = id_token.expose().to_owned();
+                record.id_token = id_token;
             }
             if let Some(c) = r.claims {
                 // The sid stays as at login: it keys the session's index
                 // entry for IdP-initiated logout, which an update does not
                 // rewrite (and a refresh does not change the IdP session).
-                record.email = c.email;
-                record.email_verified = c.email_verified;
-                record.preferred_username = c.preferred_username;
-                record.groups = c.groups;
+                // (The grant has checked that iss and sub are unchanged.)
+                let sid = record.claims.sid.take();
+                record.claims = IdentityClaims { sid, ..c };
             }
             if !ctx.sessions.update(&session).await? {
                 // Deleted meanwhile (logout elsewhere): never bring it back.

@@ -12,23 +12,24 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::LazyLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{ALLOW, RETRY_AFTER};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
 
+use crate::clock::unix_now;
 use crate::context::Ctx;
 use crate::logout::events::{self, Kind};
 use crate::logout::rate_limit::PeerLimiter;
 use crate::pages::{self, Body};
+use crate::request::body::{self, BodyError};
 use crate::session::Revoke;
 
-/// Largest request body accepted (SPEC: 16 KiB).
+/// Largest request body accepted (README "IdP-initiated logout": 16 KiB).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// How far in the future `iat` may be (clock skew).
 pub const MAX_IAT_AHEAD: Duration = Duration::from_secs(60);
@@ -306,7 +307,8 @@ fn non_empty_string(v: Option<&Value>) -> Result<Option<String>, ()> {
     }
 }
 
-/// Every claim rule of Back-Channel Logout 1.0 §2.6 (errata 1) and SPEC,
+/// Every claim rule of Back-Channel Logout 1.0 §2.6 (errata 1) and of
+/// README "IdP-initiated logout",
 /// on a payload whose signature has been verified. `now` is seconds since
 /// the epoch. Pure: no clock, no I/O, no panic on any input.
 pub fn validate_claims(
@@ -398,33 +400,13 @@ fn rate_ok(peer: IpAddr) -> bool {
     LIMITER.allow(peer, Instant::now())
 }
 
-fn is_form(req: &Request<Incoming>) -> bool {
-    req.headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| {
-            m.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
-}
-
-async fn read_body(req: Request<Incoming>) -> Result<bytes::Bytes, BackchannelError> {
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(BackchannelError::BodyTooLarge);
-    }
-    match Limited::new(req.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BackchannelError::BodyTooLarge),
-        Err(_) => Err(BackchannelError::BodyRead),
+impl From<BodyError> for BackchannelError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::ContentType(_) => BackchannelError::ContentType,
+            BodyError::TooLarge => BackchannelError::BodyTooLarge,
+            BodyError::Unreadable => BackchannelError::BodyRead,
+        }
     }
 }
 
@@ -460,13 +442,6 @@ async fn verify(
             jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => BackchannelError::Alg,
             _ => BackchannelError::Malformed("token does not decode"),
         })
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Records the token's `jti` and ends the sessions it names, as one store
@@ -512,10 +487,7 @@ async fn process(ctx: &Ctx<'_>, req: Request<Incoming>) -> Result<usize, Backcha
     if !rate_ok(ctx.peer) {
         return Err(BackchannelError::RateLimited);
     }
-    if !is_form(&req) {
-        return Err(BackchannelError::ContentType);
-    }
-    let body = read_body(req).await?;
+    let body = body::read(req, body::FORM, MAX_BODY_BYTES).await?;
     let token = parse_form(&body)?;
     let header = parse_header(&token)?;
     let meta = ctx

@@ -4,7 +4,7 @@
 pub mod backchannel;
 pub mod events;
 pub mod frontchannel;
-pub mod pages;
+pub mod html;
 pub mod rate_limit;
 pub mod rp_initiated;
 pub mod state;

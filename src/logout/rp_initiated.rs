@@ -18,26 +18,27 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, SET_COOKIE};
+use http::header::{CONTENT_SECURITY_POLICY, SET_COOKIE};
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use url::Url;
 
 use super::events::{self, Kind};
-use super::pages::{self as logout_pages, ConfirmFields, DoneTarget};
+use super::html::{self, ConfirmFields, ContinueMode, DoneTarget};
 use super::state::{self, LogoutState};
 use super::trigger::{self, Decision};
 use crate::config::{ClearSiteData, LogoutMode};
 use crate::context::Ctx;
 use crate::destination;
 use crate::pages::{self, Body};
+use crate::paths;
 use crate::request::ClientKind;
+use crate::request::body;
 use crate::session::Session;
 use crate::session::cookie::{expired_session_cookie, read_session_cookie};
 
-/// The Content-Security-Policy of `/logout/done`'s redirects: SPEC's
-/// policy for that path, less the script nonce (a redirect has no script).
+/// The Content-Security-Policy of `/logout/done`'s redirects: the README's
+/// policy for that path ("Where the user goes"), less the script nonce (a redirect has no script).
 const DONE_REDIRECT_CSP: &str = "default-src 'none'; frame-ancestors 'self'";
 
 /// Largest logout form body read.
@@ -87,21 +88,12 @@ async fn read_params(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
     }
-    let is_form = parts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim()
-                .to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        });
-    if parts.method == Method::POST && is_form {
-        let bytes = Limited::new(body, MAX_FORM)
-            .collect()
+    // Only a form body is read; another type's body is ignored, as it
+    // always was, so the request counts as one without form fields.
+    if parts.method == Method::POST && body::has_media_type(&parts.headers, body::FORM) {
+        let bytes = body::read_checked(&parts.headers, body, MAX_FORM)
             .await
-            .map_err(|_| "logout form too large or unreadable")?
-            .to_bytes();
+            .map_err(|_| "logout form too large or unreadable")?;
         params.absorb(&bytes);
     }
     Ok((parts, params))
@@ -157,16 +149,14 @@ fn finish(ctx: &Ctx<'_>, mode: LogoutMode, destination: &str) -> Response<Body> 
 /// The session store could not end the session: 503, and the cookie is
 /// expired anyway so this browser at least stops sending it.
 fn store_unavailable(ctx: &Ctx<'_>) -> Response<Body> {
-    let mut resp = pages::error(
+    let mut resp = pages::store_unavailable(
         ctx.kind,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "store_unavailable",
         "Sign-out could not be completed right now. Try again shortly.",
     );
     add(
         &mut resp,
         SET_COOKIE,
-        &expired_session_cookie(ctx.session, ctx.secure()),
+        &expired_session_cookie(ctx.session_config, ctx.secure()),
     );
     resp
 }
@@ -190,14 +180,8 @@ async fn idp_reachable(url: &Url) -> bool {
 /// A session's refresh and access tokens, for revocation.
 fn tokens_of(session: &Session) -> crate::oidc::revoke::SessionTokens {
     (
-        session
-            .record
-            .refresh_token
-            .clone()
-            .map(crate::config::Secret::new),
-        Some(crate::config::Secret::new(
-            session.record.access_token.clone(),
-        )),
+        session.record.refresh_token.clone(),
+        Some(session.record.access_token.clone()),
     )
 }
 
@@ -210,7 +194,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::POST && req.method() != Method::HEAD {
         return pages::method_not_allowed(ctx.kind, "GET, HEAD, POST");
     }
-    let session_cfg = ctx.session;
+    let session_cfg = ctx.session_config;
     let (parts, params) = match read_params(req).await {
         Ok(p) => p,
         Err(why) => return pages::error(ctx.kind, StatusCode::BAD_REQUEST, "bad_request", why),
@@ -249,7 +233,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
                 Ok(Some(s)) => Some(ctx.sessions.csrf_token(s)),
                 _ => None,
             };
-            return logout_pages::confirm(&ConfirmFields {
+            return html::confirm(&ConfirmFields {
                 action: &logout_cfg.path,
                 csrf: token.as_deref(),
                 mode: params.mode.as_deref(),
@@ -302,8 +286,8 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         let result = if params.scope.as_deref() == Some("all") {
             ctx.sessions
                 .take_by_sub(
-                    &s.record.iss,
-                    &s.record.sub,
+                    &s.record.claims.iss,
+                    &s.record.claims.sub,
                     crate::oidc::revoke::MAX_SESSIONS_REVOKED,
                 )
                 .await
@@ -357,7 +341,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         None => (finish(ctx, mode, &destination), outcome),
         Some(IdpLeg::Unreachable) => (finish(ctx, mode, &destination), "idp_unreachable"),
         Some(IdpLeg::Continue { state, url }) => {
-            let continue_url = ctx.url(&format!("/.portcullis/logout/continue?state={state}"));
+            let continue_url = ctx.url(&format!("{}?state={state}", paths::LOGOUT_CONTINUE));
             let idp_origin = Url::parse(&url)
                 .map(|u| u.origin().ascii_serialization())
                 .unwrap_or_default();
@@ -368,12 +352,18 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
                 )
             } else {
                 match mode {
-                    LogoutMode::Silent => {
-                        logout_pages::continue_page(false, &continue_url, &destination, &idp_origin)
-                    }
-                    LogoutMode::Popup => {
-                        logout_pages::continue_page(true, &continue_url, &destination, &idp_origin)
-                    }
+                    LogoutMode::Silent => html::continue_page(
+                        ContinueMode::Silent,
+                        &continue_url,
+                        &destination,
+                        &idp_origin,
+                    ),
+                    LogoutMode::Popup => html::continue_page(
+                        ContinueMode::Popup,
+                        &continue_url,
+                        &destination,
+                        &idp_origin,
+                    ),
                     _ => redirect(&url),
                 }
             };
@@ -402,7 +392,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
 /// entries (the confirmation page lists them in `form-action`).
 fn redirect_origins(ctx: &Ctx<'_>) -> Vec<String> {
     let mut origins = Vec::new();
-    if let Some(url) = Url::parse(&ctx.url("/.portcullis/logout/done"))
+    if let Some(url) = Url::parse(&ctx.url(paths::LOGOUT_DONE))
         .ok()
         .and_then(|done| ctx.oidc.end_session_url(None, &done, ""))
     {
@@ -436,8 +426,8 @@ async fn idp_leg(
     destination: &str,
 ) -> Option<IdpLeg> {
     let state = state::new_state(ctx.sessions.keys())?;
-    let post_logout = Url::parse(&ctx.url("/.portcullis/logout/done")).ok()?;
-    let hint = session.map(|s| s.record.id_token.as_str());
+    let post_logout = Url::parse(&ctx.url(paths::LOGOUT_DONE)).ok()?;
+    let hint = session.map(|s| s.record.id_token.expose());
     let url = ctx.oidc.end_session_url(hint, &post_logout, &state)?;
     if !idp_reachable(&url).await {
         tracing::warn!(
@@ -530,14 +520,14 @@ pub async fn continue_(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> 
 /// destination, never elsewhere.
 pub async fn done(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     let mut resp = done_response(ctx, req).await;
-    // SPEC's headers for /logout/done hold for its redirects too: the state
+    // The README's headers for /logout/done hold for its redirects too: the state
     // in this URL must not leak to the destination as a Referer.
     resp.headers_mut().insert(
         http::header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
     // The pages bring their own nonce-bearing policy; a redirect runs no
-    // script, so it gets SPEC's policy without a script source.
+    // script, so it gets that policy without a script source.
     if !resp.headers().contains_key(CONTENT_SECURITY_POLICY) {
         resp.headers_mut().insert(
             CONTENT_SECURITY_POLICY,
@@ -575,13 +565,13 @@ async fn done_response(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> 
         .get("sec-fetch-dest")
         .is_some_and(|d| d.as_bytes() != b"document");
     let mut resp = match (record.mode(), state) {
-        (LogoutMode::Silent, Some(s)) if framed => logout_pages::done(
+        (LogoutMode::Silent, Some(s)) if framed => html::done(
             DoneTarget::Parent,
             &s,
             &ctx.origin.origin,
             &record.destination,
         ),
-        (LogoutMode::Popup, Some(s)) => logout_pages::done(
+        (LogoutMode::Popup, Some(s)) => html::done(
             DoneTarget::Opener,
             &s,
             &ctx.origin.origin,
@@ -602,7 +592,7 @@ pub async fn flow(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET {
         return pages::method_not_allowed(ctx.kind, "GET");
     }
-    let session = match read_session_cookie(req.headers(), &ctx.session.cookie_name) {
+    let session = match read_session_cookie(req.headers(), &ctx.session_config.cookie_name) {
         Some(cookie) => ctx.sessions.load_without_slide(&cookie).await,
         None => Ok(None),
     };

@@ -9,6 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::unix_now;
 use crate::config::LogoutMode;
 use crate::session::crypto::{self, KeyRing};
 use crate::session::{SessionError, Sessions};
@@ -29,12 +30,6 @@ pub struct LogoutState {
     /// first saved: visiting `/logout/continue` again never extends it.
     #[serde(default)]
     pub expires_at: u64,
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl LogoutState {

@@ -1,4 +1,4 @@
-//! Who may trigger a logout (SPEC "Logout: who may trigger it").
+//! Who may trigger a logout (README "Who may trigger `/logout`").
 //!
 //! A logout is a state change a cross-site page must not cause (logout
 //! CSRF lets an attacker sign the victim out, or into the attacker's
@@ -44,8 +44,8 @@ fn is_prefetch(headers: &HeaderMap) -> bool {
 }
 
 /// Decides. `csrf_valid` is whether the request carried this session's
-/// valid CSRF token; `navigation` whether it is a navigation (SPEC's
-/// definition); `route_origin` is `scheme://host[:port]`.
+/// valid CSRF token; `navigation` whether it is a navigation (as
+/// [`crate::request::ClientKind`] defines it); `route_origin` is `scheme://host[:port]`.
 pub fn decide(
     method: &Method,
     headers: &HeaderMap,

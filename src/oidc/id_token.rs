@@ -16,9 +16,9 @@ use openidconnect::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::callback::IdentityClaims;
 use super::provider::{IdpMetadata, KeySet};
-use super::{OidcClient, OidcError, unix_now};
+use super::{OidcClient, OidcError};
+use crate::clock::unix_now;
 
 /// Claims the gateway reads beyond the standard ones. Kept as raw JSON so
 /// an IdP that sends an odd shape (a single group as a string, numbers in
@@ -211,6 +211,36 @@ impl OidcClient {
         let claims = self.verify_id_token(&token, &meta, check, None).await?;
         Ok(IdentityClaims::from_id_token(&claims))
     }
+}
+
+/// Who logged in, from the validated ID token. This is what sessions store
+/// and what identity headers and `allow_*` rules read.
+///
+/// Session records embed it with `#[serde(flatten)]`; the optional claims
+/// default when absent so records written before a claim existed still
+/// open.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IdentityClaims {
+    /// Issuer, exactly as in the token.
+    pub iss: String,
+    /// Subject.
+    pub sub: String,
+    /// The IdP's session id, when the IdP sends one (needed for
+    /// back-channel and front-channel logout by `sid`).
+    #[serde(default)]
+    pub sid: Option<String>,
+    /// Email address.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Whether the IdP verified the email (absent means false).
+    #[serde(default)]
+    pub email_verified: bool,
+    /// Preferred user name.
+    #[serde(default)]
+    pub preferred_username: Option<String>,
+    /// Group names from the `groups` claim.
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 impl IdentityClaims {

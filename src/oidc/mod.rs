@@ -1,4 +1,7 @@
-//! The OpenID Connect client: discovery, login, callback, refresh, revocation.
+//! The OpenID Connect client, protocol only: discovery, the authorization
+//! request, the code and refresh grants, ID-token validation, revocation,
+//! the end-session URL. The gateway's endpoints live in [`crate::login`]
+//! and [`crate::logout`].
 //!
 //! [`OidcClient`] is the one entry point the gateway holds. It knows nothing
 //! of cookies or sessions: [`OidcClient::start_login`] returns the IdP URL
@@ -10,17 +13,17 @@
 //! logout token validation. Redirect URIs are per public origin
 //! (`<origin>/.portcullis/callback`), so callers pass them in.
 
-pub mod callback;
+pub mod authorization;
+pub mod code_grant;
 pub mod end_session;
 pub mod http;
 pub mod id_token;
-pub mod login;
 pub mod provider;
-pub mod refresh;
+pub mod refresh_grant;
 pub mod revoke;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreErrorResponseType, CoreGenderClaim, CoreJsonWebKey,
@@ -34,12 +37,12 @@ use openidconnect::{
 
 use crate::config::OidcConfig;
 
-pub use callback::{CallbackQuery, IdentityClaims, LoginResult};
+pub use authorization::{LoginStart, LoginState};
+pub use code_grant::{CallbackQuery, LoginResult};
 pub use http::{HttpClient, HttpError};
-pub use id_token::GatewayClaims;
-pub use login::{LoginStart, LoginState};
+pub use id_token::{GatewayClaims, IdentityClaims};
 pub use provider::{IdpMetadata, KeySet, Provider, ProviderOptions};
-pub use refresh::{RefreshError, Refreshed};
+pub use refresh_grant::{RefreshError, Refreshed};
 
 /// Why an OIDC operation failed. Messages name what went wrong, never a
 /// token, code, secret or response body.
@@ -346,14 +349,6 @@ impl OidcClient {
             }
         }
     }
-}
-
-/// Seconds since the Unix epoch.
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// A token-endpoint failure as an [`OidcError`], without the response body

@@ -1,4 +1,4 @@
-//! Static assets the gateway serves: `/.portcullis/logout.js`.
+//! Static assets the gateway serves: `logout.js` (at [`crate::paths::LOGOUT_JS`]).
 //!
 //! An asset's bytes are fixed for a given version and configuration, so an
 //! app may pin it with Subresource Integrity; it is cacheable (a day, then
@@ -14,9 +14,6 @@ use http::{Request, Response, StatusCode};
 
 use super::{Body, empty, full};
 use crate::config::LogoutConfig;
-
-/// Where `logout.js` is served.
-pub const LOGOUT_JS_PATH: &str = "/.portcullis/logout.js";
 
 const LOGOUT_JS: &str = include_str!("assets/logout.js");
 

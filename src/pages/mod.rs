@@ -1,8 +1,8 @@
 //! Responses the gateway generates itself: the body type, HTML pages with a
 //! per-response CSP nonce, JSON bodies, and error answers shaped by the
 //! client kind. Every response built here carries `Cache-Control: no-store`
-//! and no `Access-Control-Allow-*` header (SPEC "Responses the gateway
-//! makes").
+//! and no `Access-Control-Allow-*` header (README "The request path: what
+//! the gateway guarantees", Errors).
 
 pub mod assets;
 
@@ -17,7 +17,7 @@ use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 
 use crate::request::ClientKind;
-pub use assets::{Asset, LOGOUT_JS_PATH, logout_js};
+pub use assets::{Asset, logout_js};
 
 /// The error type of response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -146,7 +146,7 @@ impl Page<'_> {
     }
 }
 
-/// A JSON response with the headers SPEC requires of JSON endpoints.
+/// A JSON response with the headers every JSON endpoint gets.
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut resp = Response::new(full(value.to_string()));
     *resp.status_mut() = status;
@@ -202,7 +202,7 @@ pub fn method_not_allowed(kind: ClientKind, allow: &'static str) -> Response<Bod
 /// `{"error", "error_description"}`. `message` is shown to the user, so
 /// it must never hold a secret or internal detail.
 pub fn error(kind: ClientKind, status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    // SPEC: "HTML for navigations, JSON otherwise" — curl, scripts and
+    // README (Errors): HTML for navigations, JSON otherwise — curl, scripts and
     // API clients get a body they can parse.
     if kind != ClientKind::Navigation {
         return json(
@@ -225,6 +225,18 @@ pub fn error(kind: ClientKind, status: StatusCode, code: &str, message: &str) ->
         framing: Framing::Deny,
     }
     .render()
+}
+
+/// 503 `store_unavailable`: the session store cannot answer. Never a
+/// redirect to login (the session may be fine) and never a pass; `message`
+/// says what could not be done.
+pub fn store_unavailable(kind: ClientKind, message: &str) -> Response<Body> {
+    error(
+        kind,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        message,
+    )
 }
 
 #[cfg(test)]

@@ -124,7 +124,7 @@ impl Upstream {
     /// The calling serving thread's client: its pooled connections belong
     /// to this thread's runtime, so the request stays on one thread.
     fn client(&self) -> &UpstreamClient {
-        &self.clients[crate::server::workers::index() % self.clients.len()]
+        &self.clients[crate::threads::index() % self.clients.len()]
     }
 
     /// The request target sent upstream, in origin form (RFC 9112 §3.2.1):
@@ -164,8 +164,9 @@ pub struct Forward<'a> {
     pub set_headers: &'a [(HeaderName, HeaderValue)],
     /// Whether a cookie name is one of the gateway's own.
     pub is_gateway_cookie: &'a (dyn Fn(&str) -> bool + Sync),
-    /// Add `Cache-Control: private` when the upstream sends none.
-    pub private_cache: bool,
+    /// The route is an `auth = "session"` one: its responses are per user,
+    /// so one without `Cache-Control` gets `private`.
+    pub session_route: bool,
     /// Request id, sent upstream as `X-Request-Id`.
     pub request_id: &'a str,
     /// Resolves when an upgraded connection must close (session revoked or
@@ -245,7 +246,7 @@ pub async fn forward(
     if switching {
         upgrade::set_upgrade_headers(h);
     }
-    if f.private_cache && !h.contains_key(CACHE_CONTROL) {
+    if f.session_route && !h.contains_key(CACHE_CONTROL) {
         h.insert(CACHE_CONTROL, HeaderValue::from_static("private"));
     }
     Ok(Response::from_parts(

@@ -1,12 +1,12 @@
-//! Request framing and header hygiene: the request-smuggling shapes SPEC
-//! lists, and header values no upstream should see.
+//! Request framing and header hygiene: the request-smuggling shapes the
+//! README lists ("The request path: what the gateway guarantees"), and header values no upstream should see.
 //!
 //! hyper's HTTP/1 parser already answers 400 and closes the connection for
 //! obs-fold, CR/LF/NUL in values, conflicting `Content-Length` values and a
 //! transfer coding whose last member is not `chunked`. Two shapes pass it:
 //! `Content-Length` together with `Transfer-Encoding` (hyper drops the length
 //! and stops keep-alive; RFC 9112 §6.1 says a server "MAY reject" such a
-//! request, and SPEC says it must), which [`crate::server::framing`] detects
+//! request, and the gateway does), which [`super::framing`] detects
 //! on the wire, and codings such as `gzip, chunked`, refused here.
 
 use http::header::TRANSFER_ENCODING;

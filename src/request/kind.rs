@@ -1,4 +1,5 @@
-//! What kind of client sent a request, per SPEC's definitions: it decides
+//! What kind of client sent a request (README "Paths" says what each kind
+//! gets): it decides
 //! whether the gateway answers with a redirect, an HTML page or JSON.
 
 use http::HeaderMap;

@@ -3,40 +3,27 @@
 //!
 //! A connection lives its whole life on the thread that accepted it, and a
 //! request is proxied with that thread's own upstream pool (see
-//! [`index`]), so no request hands work to another thread: nginx's worker
+//! [`crate::threads::index`]), so no request hands work to another thread: nginx's worker
 //! model. With tokio's work-stealing runtime, the wake-ups between the
 //! server connection, the pooled upstream connection and the worker that
 //! stole either cost a measurable share of every request (`bench/run.sh`
 //! records CPU time per request). The control plane (signals, admin
 //! listener, IdP discovery, Redis subscriptions) stays on the main runtime.
 
-use std::cell::Cell;
 use std::sync::Arc;
 
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use super::{ServerError, accept_loop};
+use super::connection::accept_loop;
 use crate::gateway::App;
+use crate::threads;
 
-thread_local! {
-    static INDEX: Cell<usize> = const { Cell::new(0) };
-}
-
-/// The number of serving threads for `server.workers` (0: one per core).
-pub fn count(configured: usize) -> usize {
-    if configured > 0 {
-        return configured;
-    }
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// The serving thread this code runs on (0 on any other thread), for
-/// choosing per-thread resources such as upstream pools.
-pub fn index() -> usize {
-    INDEX.with(Cell::get)
-}
+/// A serving thread could not be started.
+#[derive(Debug, thiserror::Error)]
+#[error("serving threads: {0}")]
+pub struct WorkerError(pub(super) String);
 
 /// The running serving threads.
 pub struct Workers {
@@ -59,7 +46,7 @@ impl Workers {
         app: &Arc<App>,
         graceful: &Arc<GracefulShutdown>,
         stop: &watch::Receiver<bool>,
-    ) -> Result<Workers, ServerError> {
+    ) -> Result<Workers, WorkerError> {
         let (stopped_tx, stopped_accepting) = mpsc::channel(n.max(1));
         let (release, release_rx) = watch::channel(false);
         let mut threads = Vec::with_capacity(n);
@@ -68,18 +55,18 @@ impl Workers {
                 .iter()
                 .map(std::net::TcpListener::try_clone)
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ServerError::Worker(format!("cannot share a listener: {e}")))?;
+                .map_err(|e| WorkerError(format!("cannot share a listener: {e}")))?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| ServerError::Worker(format!("cannot start a runtime: {e}")))?;
+                .map_err(|e| WorkerError(format!("cannot start a runtime: {e}")))?;
             let (tls, app, graceful, stop) =
                 (tls.clone(), app.clone(), graceful.clone(), stop.clone());
             let (stopped_tx, mut release_rx) = (stopped_tx.clone(), release_rx.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("portcullis-w{index}"))
                 .spawn(move || {
-                    INDEX.with(|i| i.set(index));
+                    threads::set_index(index);
                     runtime.block_on(async move {
                         let mut loops = Vec::with_capacity(mine.len());
                         for listener in mine {
@@ -106,7 +93,7 @@ impl Workers {
                         let _ = release_rx.wait_for(|r| *r).await;
                     });
                 })
-                .map_err(|e| ServerError::Worker(format!("cannot start a thread: {e}")))?;
+                .map_err(|e| WorkerError(format!("cannot start a thread: {e}")))?;
             threads.push(thread);
         }
         Ok(Workers {

@@ -186,10 +186,11 @@ impl Sessions {
         let first = |v: Vec<String>| v.into_iter().next().unwrap_or_default();
         IndexRefs {
             sid: r
+                .claims
                 .sid
                 .as_ref()
-                .map(|sid| first(self.index_hashes("sid", &r.iss, sid))),
-            sub: first(self.index_hashes("sub", &r.iss, &r.sub)),
+                .map(|sid| first(self.index_hashes("sid", &r.claims.iss, sid))),
+            sub: first(self.index_hashes("sub", &r.claims.iss, &r.claims.sub)),
             created_at_ms: r.created_at,
         }
     }

@@ -6,66 +6,45 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::id::StoreKey;
+use crate::config::Secret;
+use crate::oidc::IdentityClaims;
 
 /// What a login hands over to create a session.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSession {
-    /// Issuer of the ID token.
-    pub iss: String,
-    /// Subject.
-    pub sub: String,
-    /// The IdP's session id (`sid` claim), when sent.
-    pub sid: Option<String>,
-    /// `email` claim.
-    pub email: Option<String>,
-    /// `email_verified` claim (false when absent).
-    pub email_verified: bool,
-    /// `preferred_username` claim.
-    pub preferred_username: Option<String>,
-    /// `groups` claim.
-    pub groups: Vec<String>,
-    /// The raw ID token, kept for `id_token_hint`. Never logged.
-    pub id_token: String,
-    /// Access token. Never logged.
-    pub access_token: String,
+    /// Who logged in.
+    pub claims: IdentityClaims,
+    /// The raw ID token, kept for `id_token_hint`.
+    pub id_token: Secret,
+    /// Access token.
+    pub access_token: Secret,
     /// When the access token expires, if the IdP said.
     pub access_token_expires_at: Option<SystemTime>,
-    /// Refresh token, when granted. Never logged.
-    pub refresh_token: Option<String>,
+    /// Refresh token, when granted.
+    pub refresh_token: Option<Secret>,
 }
 
-/// The stored session: sealed as JSON, the store key as AAD.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The stored session: sealed as JSON, the store key as AAD. The claims
+/// are flattened into the record's JSON, so the stored shape is the one
+/// records have always had (`{"iss":…,"sub":…,…,"id_token":…}`). Tokens
+/// are [`Secret`]s: `Debug` never shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionRecord {
-    /// Issuer of the ID token.
-    pub iss: String,
-    /// Subject.
-    pub sub: String,
-    /// The IdP's session id (`sid` claim), when sent.
-    #[serde(default)]
-    pub sid: Option<String>,
-    /// `email` claim.
-    #[serde(default)]
-    pub email: Option<String>,
-    /// `email_verified` claim.
-    #[serde(default)]
-    pub email_verified: bool,
-    /// `preferred_username` claim.
-    #[serde(default)]
-    pub preferred_username: Option<String>,
-    /// `groups` claim.
-    #[serde(default)]
-    pub groups: Vec<String>,
+    /// Who the session is for.
+    #[serde(flatten)]
+    pub claims: IdentityClaims,
     /// The raw ID token, for `id_token_hint`. Never logged or shown.
-    pub id_token: String,
+    #[serde(with = "secret_text")]
+    pub id_token: Secret,
     /// Access token. Never logged.
-    pub access_token: String,
+    #[serde(with = "secret_text")]
+    pub access_token: Secret,
     /// When the access token expires (Unix ms), if known.
     #[serde(default)]
     pub access_token_expires_at: Option<u64>,
     /// Refresh token. Never logged.
-    #[serde(default)]
-    pub refresh_token: Option<String>,
+    #[serde(default, with = "secret_text::option")]
+    pub refresh_token: Option<Secret>,
     /// Creation time (Unix ms).
     pub created_at: u64,
     /// Last activity written to the store (Unix ms); drives the idle timeout.
@@ -74,46 +53,37 @@ pub struct SessionRecord {
     pub expires_at: u64,
 }
 
-fn redact(o: &Option<String>) -> &'static str {
-    if o.is_some() { "<redacted>" } else { "None" }
-}
+/// A [`Secret`] stored as its plain text: the record is sealed as a whole,
+/// and this is the one place a token is written out on purpose.
+mod secret_text {
+    use serde::{Deserialize, Deserializer, Serializer};
 
-impl std::fmt::Debug for NewSession {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewSession")
-            .field("iss", &self.iss)
-            .field("sub", &self.sub)
-            .field("sid", &self.sid)
-            .field("email", &self.email)
-            .field("email_verified", &self.email_verified)
-            .field("preferred_username", &self.preferred_username)
-            .field("groups", &self.groups)
-            .field("id_token", &"<redacted>")
-            .field("access_token", &"<redacted>")
-            .field("access_token_expires_at", &self.access_token_expires_at)
-            .field("refresh_token", &redact(&self.refresh_token))
-            .finish()
+    use crate::config::Secret;
+
+    pub fn serialize<S: Serializer>(secret: &Secret, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(secret.expose())
     }
-}
 
-impl std::fmt::Debug for SessionRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionRecord")
-            .field("iss", &self.iss)
-            .field("sub", &self.sub)
-            .field("sid", &self.sid)
-            .field("email", &self.email)
-            .field("email_verified", &self.email_verified)
-            .field("preferred_username", &self.preferred_username)
-            .field("groups", &self.groups)
-            .field("id_token", &"<redacted>")
-            .field("access_token", &"<redacted>")
-            .field("access_token_expires_at", &self.access_token_expires_at)
-            .field("refresh_token", &redact(&self.refresh_token))
-            .field("created_at", &self.created_at)
-            .field("last_seen", &self.last_seen)
-            .field("expires_at", &self.expires_at)
-            .finish()
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        String::deserialize(d).map(Secret::new)
+    }
+
+    /// The same for an optional secret (`null` when absent).
+    pub mod option {
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        use crate::config::Secret;
+
+        pub fn serialize<S: Serializer>(secret: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
+            match secret {
+                Some(secret) => s.serialize_some(secret.expose()),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+            Option::<String>::deserialize(d).map(|o| o.map(Secret::new))
+        }
     }
 }
 
@@ -135,13 +105,7 @@ impl SessionRecord {
         let created = to_ms(now);
         let life = u64::try_from(max_lifetime.as_millis()).unwrap_or(u64::MAX);
         SessionRecord {
-            iss: n.iss,
-            sub: n.sub,
-            sid: n.sid,
-            email: n.email,
-            email_verified: n.email_verified,
-            preferred_username: n.preferred_username,
-            groups: n.groups,
+            claims: n.claims,
             id_token: n.id_token,
             access_token: n.access_token,
             access_token_expires_at: n.access_token_expires_at.map(to_ms),
@@ -229,12 +193,15 @@ mod tests {
     fn debug_redacts_tokens() {
         let r = SessionRecord::new(
             NewSession {
-                iss: "https://idp".into(),
-                sub: "alice".into(),
-                id_token: "IDTOKEN-SECRET".into(),
-                access_token: "ACCESS-SECRET".into(),
-                refresh_token: Some("REFRESH-SECRET".into()),
-                ..Default::default()
+                claims: IdentityClaims {
+                    iss: "https://idp".into(),
+                    sub: "alice".into(),
+                    ..Default::default()
+                },
+                id_token: Secret::new("IDTOKEN-SECRET"),
+                access_token: Secret::new("ACCESS-SECRET"),
+                access_token_expires_at: None,
+                refresh_token: Some(Secret::new("REFRESH-SECRET")),
             },
             SystemTime::now(),
             Duration::from_secs(60),
@@ -245,5 +212,22 @@ mod tests {
             assert!(!shown.contains(secret), "{secret} leaked in {shown}");
         }
         assert_eq!(r.expires_at - r.created_at, 60_000);
+    }
+
+    /// Records are sealed JSON in the stores (memory and Redis); embedding
+    /// the claims must not change that JSON, or stored sessions would not
+    /// open after an upgrade.
+    #[test]
+    fn the_stored_json_shape_is_unchanged() {
+        let stored = r#"{"iss":"https://idp","sub":"alice","sid":"s1","email":"a@x","email_verified":true,"preferred_username":"al","groups":["g"],"id_token":"i","access_token":"a","access_token_expires_at":5,"refresh_token":"r","created_at":1,"last_seen":2,"expires_at":3}"#;
+        let r: SessionRecord = serde_json::from_str(stored).expect("opens");
+        assert_eq!(r.claims.sid.as_deref(), Some("s1"));
+        assert_eq!(r.refresh_token.as_ref().map(Secret::expose), Some("r"));
+        assert_eq!(serde_json::to_string(&r).expect("encodes"), stored);
+        // Optional fields may be absent, as in records of older versions.
+        let minimal = r#"{"iss":"https://idp","sub":"bob","id_token":"i","access_token":"a","created_at":1,"last_seen":2,"expires_at":3}"#;
+        let r: SessionRecord = serde_json::from_str(minimal).expect("opens");
+        assert_eq!((r.claims.sid, r.refresh_token), (None, None));
+        assert!(r.claims.groups.is_empty() && !r.claims.email_verified);
     }
 }

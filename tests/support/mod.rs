@@ -12,6 +12,8 @@ pub mod idp;
 pub mod idp_legacy;
 pub mod partition;
 pub mod redis;
+pub mod setup;
+pub mod signing;
 pub mod stack;
 pub mod upstream;
 

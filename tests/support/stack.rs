@@ -39,6 +39,59 @@ pub struct Stack {
     pub gateway: Gateway,
 }
 
+/// The gateway configuration of every stack: listeners, `[oidc]` with the
+/// test client secret, `[session]` with the test secret, and routes. The
+/// `{listen}`, `{public_url}`, `{admin_listen}` placeholders and `${…}`
+/// variables are filled in by [`Gateway::builder`].
+pub struct GatewayConfig<'a> {
+    /// Lines appended to `[server]` (e.g. `admin_token = …`).
+    pub server: &'a str,
+    /// `[oidc] issuer` (a URL, or a `{var}` placeholder).
+    pub issuer: &'a str,
+    /// `[oidc] client_id`.
+    pub client_id: &'a str,
+    /// Lines appended to `[oidc]`.
+    pub oidc: &'a str,
+    /// Lines appended to `[session]`.
+    pub session: &'a str,
+    /// Everything after `[session]`: routes, `[headers]`, `[logout]`.
+    pub rest: &'a str,
+}
+
+impl GatewayConfig<'_> {
+    /// The TOML text.
+    pub fn render(&self) -> String {
+        let GatewayConfig {
+            server,
+            issuer,
+            client_id,
+            oidc,
+            session,
+            rest,
+        } = self;
+        format!(
+            r#"
+[server]
+listen = "{{listen}}"
+public_url = "{{public_url}}"
+admin_listen = "{{admin_listen}}"
+{server}
+
+[oidc]
+issuer = "{issuer}"
+client_id = "{client_id}"
+client_secret = "${{PORTCULLIS_CLIENT_SECRET}}"
+{oidc}
+
+[session]
+secret = "${{PORTCULLIS_SECRET}}"
+{session}
+{rest}
+"#
+        )
+    }
+}
+
 /// Default routes for [`StackOptions::rest`].
 pub const DEFAULT_ROUTES: &str = r#"
 [[route]]
@@ -86,34 +139,23 @@ impl Stack {
         );
         let idp = Idp::start(idp_options);
         let app = Upstream::start();
-        let config = format!(
-            r#"
-[server]
-listen = "{{listen}}"
-public_url = "{{public_url}}"
-admin_listen = "{{admin_listen}}"
-admin_token = "${{PORTCULLIS_ADMIN_TOKEN}}"
-
-[oidc]
-issuer = "{{issuer}}"
-client_id = "portcullis"
-client_secret = "${{PORTCULLIS_CLIENT_SECRET}}"
-scopes = {scopes}
-{oidc}
-
-[session]
-secret = "${{PORTCULLIS_SECRET}}"
-{session}
-{rest}
-"#,
-            scopes = options
+        let scopes = format!(
+            "scopes = {}\n{}",
+            options
                 .scopes
                 .as_deref()
                 .unwrap_or(r#"["openid", "email", "profile", "offline_access"]"#),
-            oidc = options.oidc,
-            session = options.session,
-            rest = options.rest.as_deref().unwrap_or(DEFAULT_ROUTES),
+            options.oidc
         );
+        let config = GatewayConfig {
+            server: "admin_token = \"${PORTCULLIS_ADMIN_TOKEN}\"",
+            issuer: "{issuer}",
+            client_id: "portcullis",
+            oidc: &scopes,
+            session: &options.session,
+            rest: options.rest.as_deref().unwrap_or(DEFAULT_ROUTES),
+        }
+        .render();
         let gateway = Gateway::builder(&config)
             .port(port)
             .var("issuer", idp.issuer())

@@ -16,10 +16,10 @@ use http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, SET_C
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::{login, login_state};
+use super::{start, state_cookie};
 use crate::config::SameSite;
 use crate::context::Ctx;
-use crate::oidc::callback::MAX_EXPIRES_AT;
+use crate::oidc::code_grant::MAX_EXPIRES_AT;
 use crate::oidc::{CallbackQuery, LoginResult, OidcError};
 use crate::pages::{self, Body, Framing, Page};
 use crate::session::cookie as session_cookie;
@@ -35,7 +35,7 @@ fn start_again(
     let body = format!(
         "<h1>Sign-in could not be completed</h1><p>{}</p><p><a href=\"{}\">Start again</a></p>",
         pages::escape(message),
-        pages::escape(&login::login_url(ctx, return_to))
+        pages::escape(&start::login_url(ctx, return_to))
     );
     let mut resp = Page {
         status: StatusCode::BAD_REQUEST,
@@ -49,11 +49,11 @@ fn start_again(
         resp = pages::json(
             StatusCode::BAD_REQUEST,
             &serde_json::json!({"error": "invalid_callback", "error_description": message,
-                                 "login_url": login::login_url(ctx, return_to)}),
+                                 "login_url": start::login_url(ctx, return_to)}),
         );
     }
     if let Some(name) = expire
-        && let Ok(v) = HeaderValue::from_str(&login_state::expire_cookie(name, ctx.secure()))
+        && let Ok(v) = HeaderValue::from_str(&state_cookie::expire_cookie(name, ctx.secure()))
     {
         resp.headers_mut().append(SET_COOKIE, v);
     }
@@ -71,26 +71,18 @@ fn unix_time(secs: u64) -> SystemTime {
 
 fn new_session(result: LoginResult) -> NewSession {
     NewSession {
-        iss: result.claims.iss,
-        sub: result.claims.sub,
-        sid: result.claims.sid,
-        email: result.claims.email,
-        email_verified: result.claims.email_verified,
-        preferred_username: result.claims.preferred_username,
-        groups: result.claims.groups,
-        id_token: result.id_token.expose().to_owned(),
-        access_token: result.access_token.expose().to_owned(),
+        claims: result.claims,
+        id_token: result.id_token,
+        access_token: result.access_token,
         access_token_expires_at: result.access_token_expires_at.map(unix_time),
-        refresh_token: result.refresh_token.map(|t| t.expose().to_owned()),
+        refresh_token: result.refresh_token,
     }
 }
 
 fn store_unavailable(ctx: &Ctx<'_>, err: &SessionError) -> Response<Body> {
     tracing::error!(request_id = ctx.request_id, error = %err, "session store unavailable at callback");
-    pages::error(
+    pages::store_unavailable(
         ctx.kind,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "store_unavailable",
         "Sessions cannot be stored right now. Try again shortly.",
     )
 }
@@ -129,7 +121,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET {
         return pages::method_not_allowed(ctx.kind, "GET");
     }
-    let session_cfg = ctx.session;
+    let session_cfg = ctx.session_config;
     let query = match CallbackQuery::parse(req.uri().query().unwrap_or("")) {
         Ok(q) => q,
         Err(err) => {
@@ -140,10 +132,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     let Some(state) = query.state.as_deref() else {
         return start_again(ctx, "The sign-in response carried no state.", "/", None);
     };
-    let name = login_state::cookie_name(session_cfg, state);
+    let name = state_cookie::cookie_name(session_cfg, state);
     let keys = ctx.sessions.keys();
     let login_cookie = session_cookie::read_session_cookie(req.headers(), &name);
-    let Some(login) = login_cookie.and_then(|v| login_state::open(keys, &name, &v)) else {
+    let Some(login) = login_cookie.and_then(|v| state_cookie::open(keys, &name, &v)) else {
         tracing::warn!(
             request_id = ctx.request_id,
             "callback without a matching login state (expired, used or forged)"
@@ -158,7 +150,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
 
     // A state is good for one callback, across the fleet.
     let claim = format!("login-state:{name}");
-    match ctx.sessions.claim_once(&claim, login_state::MAX_AGE).await {
+    match ctx.sessions.claim_once(&claim, state_cookie::MAX_AGE).await {
         Ok(true) => {}
         Ok(false) => {
             tracing::warn!(request_id = ctx.request_id, "callback replayed");
@@ -172,7 +164,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         Err(err) => return store_unavailable(ctx, &err),
     }
 
-    let Some(redirect_uri) = login::redirect_uri(ctx) else {
+    let Some(redirect_uri) = start::redirect_uri(ctx) else {
         return pages::error(
             ctx.kind,
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -218,7 +210,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     };
     tracing::info!(request_id = ctx.request_id, "login completed");
 
-    let destination = login::destination(ctx, Some(&login.return_to));
+    let destination = start::destination(ctx, Some(&login.return_to));
     let mut resp = if session_cfg.cookie_samesite == SameSite::Strict {
         strict_hop(&destination)
     } else {
@@ -233,7 +225,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     )) {
         h.append(SET_COOKIE, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&login_state::expire_cookie(&name, ctx.secure())) {
+    if let Ok(v) = HeaderValue::from_str(&state_cookie::expire_cookie(&name, ctx.secure())) {
         h.append(SET_COOKIE, v);
     }
     resp

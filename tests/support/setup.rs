@@ -1,8 +1,10 @@
-//! Shared by the IdP-initiated logout tests (`backchannel.rs`,
-//! `frontchannel.rs`, `admin.rs`): a gateway wired to a real test IdP, a
-//! browser-like login through the gateway, the session probe, and signing
-//! of hand-made logout tokens with the test IdP's key.
-#![allow(dead_code)]
+//! A gateway started before its IdP, for the IdP-initiated logout tests
+//! (`backchannel.rs`, `frontchannel.rs`) and the admin API tests: the IdP
+//! must know the gateway's back-channel URL and signs with the fixture key
+//! of [`super::signing`], so the gateway picks the IdP's port first. Also a
+//! browser-like login through the gateway, the session probe, and
+//! hand-made logout tokens. The configuration is the one
+//! [`super::stack`] renders.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -11,40 +13,15 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use url::Url;
 
-use crate::support::idp::{Idp, IdpClient, IdpOptions};
-use crate::support::{Gateway, TEST_CLIENT_SECRET, Upstream, free_port};
+use super::idp::{Idp, IdpClient, IdpOptions};
+use super::signing::{TEST_KID, idp_jwks};
+use super::stack::{GatewayConfig, readyz_status};
+use super::{Gateway, TEST_CLIENT_SECRET, Upstream, free_port};
 
 /// The gateway's client id at the test IdP.
 pub const CLIENT_ID: &str = "gateway";
-/// The `kid` of the fixture signing key.
-pub const TEST_KID: &str = "portcullis-test-key";
 /// The back-channel logout event member.
 pub const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
-
-/// The fixture key the test IdP signs with (PEM, for forging tokens).
-pub fn idp_key_pem() -> Vec<u8> {
-    std::fs::read(fixture("bcl-idp-key.pem")).expect("read fixture key")
-}
-
-/// An unrelated RSA key.
-pub fn other_key_pem() -> Vec<u8> {
-    std::fs::read(fixture("bcl-other-key.pem")).expect("read fixture key")
-}
-
-/// The JWKS the test IdP signs with (private).
-pub fn idp_jwks() -> Value {
-    let jwk: Value = serde_json::from_slice(
-        &std::fs::read(fixture("bcl-idp-key.jwk.json")).expect("read fixture JWK"),
-    )
-    .expect("fixture JWK is JSON");
-    json!({ "keys": [jwk] })
-}
-
-fn fixture(name: &str) -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
 
 /// Seconds since the epoch.
 pub fn now() -> u64 {
@@ -96,29 +73,16 @@ pub fn start_gateway_with_server(server_extra: &str) -> Setup {
 
 fn start_gateway_full(idp_port: u16, admin: &str, oidc_extra: &str, session_extra: &str) -> Setup {
     let upstream = Upstream::start();
-    let config = format!(
-        r#"
-[server]
-listen = "{{listen}}"
-public_url = "{{public_url}}"
-admin_listen = "{{admin_listen}}"
-{admin}
-
-[oidc]
-issuer = "http://127.0.0.1:{idp_port}"
-client_id = "{CLIENT_ID}"
-client_secret = "${{PORTCULLIS_CLIENT_SECRET}}"
-{oidc_extra}
-
-[session]
-secret = "${{PORTCULLIS_SECRET}}"
-{session_extra}
-
-[[route]]
-prefix = "/"
-upstream = "{{upstream}}"
-"#
-    );
+    let issuer = format!("http://127.0.0.1:{idp_port}");
+    let config = GatewayConfig {
+        server: admin,
+        issuer: &issuer,
+        client_id: CLIENT_ID,
+        oidc: oidc_extra,
+        session: session_extra,
+        rest: "[[route]]\nprefix = \"/\"\nupstream = \"{upstream}\"\n",
+    }
+    .render();
     let gw = Gateway::builder(&config)
         .var("upstream", upstream.url())
         .start();
@@ -150,16 +114,11 @@ pub async fn start_idp(setup: &Setup, more: Vec<IdpClient>) -> Idp {
     idp
 }
 
-/// Waits until `/readyz` answers 200 (IdP metadata and keys loaded).
+/// Waits until `/readyz` answers 200 (IdP metadata and keys loaded),
+/// without blocking the test's runtime between polls.
 pub async fn wait_ready(gw: &Gateway) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let http = reqwest::Client::new();
-    loop {
-        if let Ok(r) = http.get(gw.admin_url("/readyz")).send().await
-            && r.status() == 200
-        {
-            return;
-        }
+    while readyz_status(gw) != Some(200) {
         assert!(
             Instant::now() < deadline,
             "gateway not ready within 30 s:\n{}",
@@ -231,34 +190,6 @@ pub async fn reaches_upstream(gw: &Gateway, browser: &reqwest::Client) -> bool {
         302 => false,
         other => panic!("protected page answered {other}"),
     }
-}
-
-/// A compact JWS of `header` and `claims` signed with RS256 and `pem`.
-pub fn sign_rs256(header: &Value, claims: &Value, pem: &[u8]) -> String {
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem).expect("RSA PEM");
-    sign_with(header, claims, &key, jsonwebtoken::Algorithm::RS256)
-}
-
-/// `header.payload` in compact form, unsigned (add `.` for `alg: none`,
-/// or splice the payload into another token).
-pub fn unsigned(header: &Value, claims: &Value) -> String {
-    format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    )
-}
-
-/// A compact JWS signed with `key` under `alg` (whatever `header` says).
-pub fn sign_with(
-    header: &Value,
-    claims: &Value,
-    key: &jsonwebtoken::EncodingKey,
-    alg: jsonwebtoken::Algorithm,
-) -> String {
-    let message = unsigned(header, claims);
-    let sig = jsonwebtoken::crypto::sign(message.as_bytes(), key, alg).expect("sign");
-    format!("{message}.{sig}")
 }
 
 /// The header the IdP's own logout tokens carry.

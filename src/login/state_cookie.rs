@@ -8,19 +8,21 @@
 //! cookie name (AEAD associated data), so a value cannot be moved to
 //! another state's cookie.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderMap;
 use http::header::COOKIE;
 
-use super::LOGIN_COOKIE_INFIX;
 use crate::config::SessionConfig;
 use crate::oidc::LoginState;
 use crate::session::crypto::{self, KeyRing};
 
-/// How long a login may take (SPEC: at most 10 minutes).
+/// Login-state cookie names are `<session cookie name>-login-<tag>`.
+pub const COOKIE_INFIX: &str = "-login-";
+
+/// How long a login may take (README "Sessions": at most 10 minutes).
 pub const MAX_AGE: Duration = Duration::from_secs(600);
 /// How many logins may be in flight in one browser.
 pub const MAX_IN_FLIGHT: usize = 4;
@@ -29,7 +31,7 @@ pub const MAX_IN_FLIGHT: usize = 4;
 pub fn cookie_name(cfg: &SessionConfig, state: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, state.as_bytes());
     let tag = URL_SAFE_NO_PAD.encode(&digest.as_ref()[..12]);
-    format!("{}{LOGIN_COOKIE_INFIX}{tag}", cfg.cookie_name)
+    format!("{}{COOKIE_INFIX}{tag}", cfg.cookie_name)
 }
 
 /// Seals a login state into a cookie value.
@@ -77,7 +79,7 @@ pub fn expire_cookie(name: &str, secure: bool) -> String {
 
 /// The login-state cookies the browser sent: `(name, value)`.
 pub fn present(cfg: &SessionConfig, headers: &HeaderMap) -> Vec<(String, String)> {
-    let prefix = format!("{}{LOGIN_COOKIE_INFIX}", cfg.cookie_name);
+    let prefix = format!("{}{COOKIE_INFIX}", cfg.cookie_name);
     headers
         .get_all(COOKIE)
         .iter()
@@ -110,11 +112,4 @@ pub fn to_evict(keys: &KeyRing, present: &[(String, String)]) -> Vec<String> {
         .take(excess)
         .map(|(_, n)| n.to_owned())
         .collect()
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

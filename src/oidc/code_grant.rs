@@ -1,6 +1,8 @@
-//! Finishing a login at `/.portcullis/callback`: check `state` and `iss`
-//! (RFC 9207), exchange the code with the PKCE verifier, validate the ID
-//! token, and return the identity and tokens for the caller's new session.
+//! The authorization-code grant that finishes a login: check the
+//! authorization response's `state` and `iss` (RFC 9207), exchange the code
+//! with the PKCE verifier, validate the ID token, and return the identity
+//! and tokens for the caller's new session. The gateway's endpoint that
+//! calls it is [`crate::login::callback`].
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -8,13 +10,14 @@ use std::time::Duration;
 use openidconnect::{
     AuthorizationCode, Nonce, OAuth2TokenResponse, PkceCodeVerifier, RedirectUrl, TokenResponse,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use url::Url;
 
-use super::id_token::NonceCheck;
-use super::login::LoginState;
-use super::{OidcClient, OidcError, token_error, unix_now};
+use super::authorization::LoginState;
+use super::id_token::{IdentityClaims, NonceCheck};
+use super::{OidcClient, OidcError, token_error};
+use crate::clock::unix_now;
 use crate::config::Secret;
 
 /// Longest IdP `error_description` kept (it ends up in a log line).
@@ -67,27 +70,6 @@ impl CallbackQuery {
         }
         Ok(out)
     }
-}
-
-/// Who logged in, from the validated ID token. This is what sessions store
-/// and what identity headers and `allow_*` rules read.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct IdentityClaims {
-    /// Issuer, exactly as in the token.
-    pub iss: String,
-    /// Subject.
-    pub sub: String,
-    /// The IdP's session id, when the IdP sends one (needed for
-    /// back-channel and front-channel logout by `sid`).
-    pub sid: Option<String>,
-    /// Email address.
-    pub email: Option<String>,
-    /// Whether the IdP verified the email (absent means false).
-    pub email_verified: bool,
-    /// Preferred user name.
-    pub preferred_username: Option<String>,
-    /// Group names from the `groups` claim.
-    pub groups: Vec<String>,
 }
 
 /// A finished login: identity and tokens. Token values are [`Secret`]s so

@@ -1,5 +1,6 @@
-//! Starting a login: the authorization request URL (code flow, PKCE S256,
-//! nonce, state, `response_mode=query`) and the state the callback needs.
+//! The OIDC authorization request that starts a login: its URL (code flow,
+//! PKCE S256, nonce, state, `response_mode=query`) and the state the
+//! callback needs. The gateway's login endpoint is [`crate::login::start`].
 
 use openidconnect::core::CoreAuthenticationFlow;
 use openidconnect::{CsrfToken, Nonce, PkceCodeChallenge, RedirectUrl, Scope};
@@ -7,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use url::Url;
 
-use super::{OidcClient, OidcError, unix_now};
+use super::{OidcClient, OidcError};
+use crate::clock::unix_now;
 
 /// Bytes of randomness in `state` and `nonce` (256 bits).
 const RANDOM_BYTES: u32 = 32;

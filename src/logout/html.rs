@@ -88,6 +88,15 @@ pub fn confirm(f: &ConfirmFields<'_>) -> Response<Body> {
     resp
 }
 
+/// Which page [`continue_page`] shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContinueMode {
+    /// The IdP leg runs in a hidden iframe, without a click.
+    Silent,
+    /// The IdP leg runs in a popup the user opens with a button.
+    Popup,
+}
+
 /// The silent or popup page: the gateway session has ended; the IdP leg
 /// runs through `logout.js` (hidden iframe, or a popup opened from the
 /// button's click handler, as browsers require). `idp_origin` is the
@@ -95,7 +104,7 @@ pub fn confirm(f: &ConfirmFields<'_>) -> Response<Body> {
 /// origin's `/logout/continue` and is redirected there, and a frame's
 /// redirect target must be allowed by `frame-src` too.
 pub fn continue_page(
-    mode_popup: bool,
+    mode: ContinueMode,
     continue_url: &str,
     destination: &str,
     idp_origin: &str,
@@ -105,7 +114,7 @@ pub fn continue_page(
         js_string(continue_url),
         js_string(destination)
     );
-    let (body, script) = if mode_popup {
+    let (body, script) = if mode == ContinueMode::Popup {
         (
             "<h1>Signed out of this application</h1>\
              <p>Finish signing out at your identity provider.</p>\
@@ -127,7 +136,7 @@ pub fn continue_page(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Signing out</title>\
          <script nonce=\"{nonce}\" src=\"{}\"></script></head><body><main>{body}</main>\
          <script nonce=\"{nonce}\">{script}</script></body></html>",
-        pages::LOGOUT_JS_PATH
+        crate::paths::LOGOUT_JS
     );
     // Only a serialised origin (scheme://host[:port]) goes into the policy;
     // anything else would let a value add directives.
@@ -164,7 +173,7 @@ pub enum DoneTarget {
 }
 
 /// The `/logout/done` page for silent and popup logouts. Its CSP is
-/// exactly SPEC's: `default-src 'none'; script-src 'nonce-…';
+/// exactly the README's ("Where the user goes"): `default-src 'none'; script-src 'nonce-…';
 /// frame-ancestors 'self'` — the gateway's own pages may frame it, nothing
 /// else may.
 pub fn done(target: DoneTarget, state: &str, origin: &str, destination: &str) -> Response<Body> {
@@ -246,7 +255,7 @@ mod tests {
     #[test]
     fn the_silent_page_may_frame_the_idp_and_nothing_else() {
         let resp = continue_page(
-            false,
+            ContinueMode::Silent,
             "http://gw.example/.portcullis/logout/continue?state=s",
             "/",
             "https://idp.example:8443",
@@ -257,7 +266,7 @@ mod tests {
             "{csp}"
         );
         for bad in ["https://idp.example; script-src *", "javascript:", ""] {
-            let resp = continue_page(false, "/c", "/", bad);
+            let resp = continue_page(ContinueMode::Silent, "/c", "/", bad);
             let csp = resp.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap();
             assert!(csp.contains("frame-src 'self';"), "{bad:?}: {csp}");
         }

@@ -1,11 +1,12 @@
-//! The refresh-token grant. The outcome tells the caller whether the
+//! The refresh-token grant (the gateway decides when, in
+//! [`crate::auth::refresh`]). The outcome tells the caller whether the
 //! session must end (`invalid_grant`, or an ID token that is not this
 //! user's) or may be kept and retried later (network trouble, 5xx).
 
 use openidconnect::{OAuth2TokenResponse, RefreshToken, TokenResponse};
 
-use super::callback::{IdentityClaims, expires_at};
-use super::id_token::NonceCheck;
+use super::code_grant::expires_at;
+use super::id_token::{IdentityClaims, NonceCheck};
 use super::{OidcClient, OidcError, token_error};
 use crate::config::Secret;
 

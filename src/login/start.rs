@@ -6,10 +6,11 @@ use http::header::SET_COOKIE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use url::Url;
 
-use super::login_state;
+use super::state_cookie;
 use crate::context::Ctx;
 use crate::destination;
 use crate::pages::{self, Body, Framing, Page};
+use crate::paths;
 use crate::request::ClientKind;
 
 /// The validated destination for a raw `return_to`.
@@ -23,12 +24,12 @@ pub fn login_url(ctx: &Ctx<'_>, return_to: &str) -> String {
     let query: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("return_to", return_to)
         .finish();
-    ctx.url(&format!("/.portcullis/login?{query}"))
+    ctx.url(&format!("{}?{query}", paths::LOGIN))
 }
 
 /// The redirect URI registered at the IdP for this origin.
 pub fn redirect_uri(ctx: &Ctx<'_>) -> Option<Url> {
-    Url::parse(&ctx.url("/.portcullis/callback")).ok()
+    Url::parse(&ctx.url(paths::CALLBACK)).ok()
 }
 
 /// 302 to the IdP's authorization endpoint with a fresh login state.
@@ -37,7 +38,7 @@ pub fn redirect_to_idp(
     req_headers: &http::HeaderMap,
     return_to: &str,
 ) -> Response<Body> {
-    let session_cfg = ctx.session;
+    let session_cfg = ctx.session_config;
     let Some(redirect_uri) = redirect_uri(ctx) else {
         return pages::error(
             ctx.kind,
@@ -59,8 +60,8 @@ pub fn redirect_to_idp(
         }
     };
     let keys = ctx.sessions.keys();
-    let name = login_state::cookie_name(session_cfg, &start.state.state);
-    let Some(value) = login_state::seal(keys, &name, &start.state) else {
+    let name = state_cookie::cookie_name(session_cfg, &start.state.state);
+    let Some(value) = state_cookie::seal(keys, &name, &start.state) else {
         return pages::error(
             ctx.kind,
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -70,20 +71,20 @@ pub fn redirect_to_idp(
     };
     let mut resp = pages::redirect(StatusCode::FOUND, start.authorization_url.as_str());
     let h = resp.headers_mut();
-    let present = login_state::present(session_cfg, req_headers);
-    for old in login_state::to_evict(keys, &present) {
-        if let Ok(v) = HeaderValue::from_str(&login_state::expire_cookie(&old, ctx.secure())) {
+    let present = state_cookie::present(session_cfg, req_headers);
+    for old in state_cookie::to_evict(keys, &present) {
+        if let Ok(v) = HeaderValue::from_str(&state_cookie::expire_cookie(&old, ctx.secure())) {
             h.append(SET_COOKIE, v);
         }
     }
-    if let Ok(v) = HeaderValue::from_str(&login_state::set_cookie(&name, &value, ctx.secure())) {
+    if let Ok(v) = HeaderValue::from_str(&state_cookie::set_cookie(&name, &value, ctx.secure())) {
         h.append(SET_COOKIE, v);
     }
     resp
 }
 
 /// `GET /.portcullis/login?return_to=`: starts a login explicitly.
-pub async fn start(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) -> Response<Body> {
+pub async fn handle(ctx: &Ctx<'_>, req: Request<hyper::body::Incoming>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return pages::method_not_allowed(ctx.kind, "GET, HEAD");
     }
