@@ -46,7 +46,7 @@ impl V<'_> {
                         ),
                     );
                     ok = false;
-                } else if raw == "/.portcullis" || raw.starts_with("/.portcullis/") {
+                } else if crate::paths::is_reserved(raw) {
                     self.sink.error(
                         &p.span(),
                         "logout path must not be under /.portcullis/, which the gateway reserves for its own paths",

@@ -265,7 +265,7 @@ impl V<'_> {
             );
             return None;
         }
-        if trimmed == "/.portcullis" || trimmed.starts_with("/.portcullis/") {
+        if crate::paths::is_reserved(trimmed) {
             self.sink.error(
                 &p.span(),
                 "route prefix is under /.portcullis/, which the gateway reserves; it would never reach the upstream",
