@@ -1,5 +1,6 @@
 //! The admin API end to end: revoke by `sub` and by `sid`, list a user's
 //! sessions, and the bearer token gate.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should stop the test
 
 mod support;
 

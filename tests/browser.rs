@@ -14,6 +14,7 @@
 //! a `SameSite=Strict` cookie from an IdP on another site). Each prints its
 //! steps; run with `--nocapture` to see them. Screenshots of every step:
 //! `target/browser-artifacts/<scenario>/NN-step.png`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should stop the test
 
 mod support;
 

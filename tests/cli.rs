@@ -1,6 +1,7 @@
 //! The command line as an operator uses it: `--version`, `check` with every
 //! problem at `path:line:column`, a listen address in use, SIGHUP reload,
 //! `$PORTCULLIS_CONFIG` and `--log-format pretty`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should stop the test
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Loading and validating `gateway.toml`: every problem is reported with
 //! `path:line:column`, all at once.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should stop the test
 
 use std::io::Write as _;
 use std::net::SocketAddr;

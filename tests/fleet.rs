@@ -2,6 +2,7 @@
 //! one is served by the other; a logout on one ends it on the other at once
 //! (pub/sub, well inside `cache_ttl`); a WebSocket tunnel on the other closes;
 //! Redis unreachable means 503, never a login redirect and never a pass.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should stop the test
 
 mod support;
 

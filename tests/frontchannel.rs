@@ -1,6 +1,7 @@
 //! Front-Channel Logout end to end: driven by the real
 //! `oidc-provider@6.31.1` (which renders the iframes), plus the receiver's
 //! own rules checked against a gateway wired to the 9.x test IdP.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should stop the test
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Tests of the test harness itself: the in-process upstream, redis-server
 //! management and the port helpers. If these fail, every integration test
 //! built on them is suspect.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should stop the test
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Login and sessions end to end: the real IdP (oidc-provider), the real
 //! gateway binary and a real upstream, driven like a browser over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should stop the test
 
 mod support;
 

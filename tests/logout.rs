@@ -1,6 +1,7 @@
 //! `/logout` end to end with the real IdP: the full redirect chain, CSRF
 //! rules, open-redirect refusal, modes, JSON clients, scope=all,
 //! Clear-Site-Data placement, the IdP down, token revocation, the event.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should stop the test
 
 mod support;
 

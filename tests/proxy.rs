@@ -2,6 +2,7 @@
 //! path normalisation, request smuggling shapes, header hygiene, forwarding
 //! headers, streaming, WebSocket, HTTP/2 over TLS, 502/504, graceful
 //! shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should stop the test
 
 mod support;
 

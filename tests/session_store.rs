@@ -1,5 +1,6 @@
 //! The session layer against real stores: the embedded memory store and a
 //! real `redis-server` started per test on a free port.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should stop the test
 
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};

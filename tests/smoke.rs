@@ -3,6 +3,7 @@
 //! default configuration and in logout configurations where its checks must
 //! take other paths (no `local` mode to ask for; a `local` default; only
 //! `silent`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should stop the test
 
 mod support;
 
