@@ -30,11 +30,13 @@
 //!   and metrics; [`clock`]: Unix time.
 
 pub mod admin;
+pub mod assertion;
 pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod context;
 pub mod destination;
+pub mod forward_auth;
 pub mod gateway;
 pub mod login;
 pub mod logout;
