@@ -12,7 +12,7 @@
 
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
@@ -22,6 +22,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use thiserror::Error;
 
+use crate::clock;
 use crate::config::{HeadersConfig, Secret};
 use crate::oidc::IdentityClaims;
 use crate::pages::{self, Body};
@@ -346,13 +347,11 @@ impl Assertions {
         iss: &str,
         aud: &str,
     ) -> Result<(HeaderValue, Arc<Key>, Duration), AssertionError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let iat = clock::unix_now();
         // Never outlive the session itself.
-        let session_left = Duration::from_millis(record.expires_at).saturating_sub(now);
+        let session_left =
+            Duration::from_millis(record.expires_at).saturating_sub(Duration::from_secs(iat));
         let lifetime = TOKEN_LIFETIME.min(session_left);
-        let iat = now.as_secs();
         let c = &record.claims;
         let claims = Claims {
             iss,
@@ -378,10 +377,7 @@ mod tests {
     use jsonwebtoken::{DecodingKey, Validation};
 
     fn record() -> Arc<SessionRecord> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
+        let now = clock::unix_now() * 1000;
         Arc::new(SessionRecord {
             claims: IdentityClaims {
                 iss: "http://idp".into(),

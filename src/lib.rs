@@ -21,7 +21,10 @@
 //!   stores.
 //! - [`oidc`]: the OpenID Connect client (protocol only: discovery, the
 //!   grants, ID-token validation, revocation, end-session URL).
-//! - [`proxy`]: forwarding to the upstream, headers both ways, WebSocket.
+//! - [`forward_auth`]: `/.portcullis/auth`, the same admission for a front
+//!   proxy's sub-request (nginx `auth_request`, Caddy `forward_auth`, …).
+//! - [`proxy`]: forwarding to the upstream, headers both ways, WebSocket;
+//!   [`assertion`]: the signed identity JWT it may add, and the JWKS.
 //! - [`pages`]: the responses the gateway makes itself (HTML pages, JSON,
 //!   errors, `logout.js`); [`destination`]: where a user may be sent.
 //! - [`admin`]: health, readiness, metrics and the admin API on their own
