@@ -3,8 +3,8 @@
 # everything is there already, so it is cheap to run before every test run.
 #
 #   - Debian packages: redis-server, chromium, chromium-driver, nginx-light,
-#     wrk, curl (apt-get update runs once, and only when one is missing);
-#   - npm packages of tests/idp, tests/idp-legacy and tests/browser, with `npm ci`, when
+#     caddy, wrk, curl (apt-get update runs once, and only when one is missing);
+#   - npm packages of tests/idp, tests/idp-legacy, tests/browser and tests/jwt-verify, with `npm ci`, when
 #     node_modules is missing or was installed from another package-lock.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +24,8 @@ want() {
 want redis-server redis-server
 want chromium     chromium
 want chromedriver chromium-driver
-want nginx        nginx-light   # any nginx flavour will do
+want nginx        nginx-light   # any Debian nginx flavour will do: all have auth_request
+want caddy        caddy         # forward_auth (tests/forward_auth.rs)
 want wrk          wrk
 want curl         curl
 if compgen -G 'tests/*/package-lock.json' >/dev/null; then
@@ -49,7 +50,7 @@ fi
 # A checksum of the lock file is kept inside node_modules, so a changed lock
 # (a pull, a branch switch) reinstalls and an unchanged one costs nothing.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 PUPPETEER_SKIP_DOWNLOAD=1  # Debian's chromium is used
-for dir in tests/idp tests/idp-legacy tests/browser; do
+for dir in tests/idp tests/idp-legacy tests/browser tests/jwt-verify; do
     [[ -f $dir/package-lock.json ]] || continue
     stamp=$dir/node_modules/.portcullis-lock.sha256
     sum=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)

@@ -12,9 +12,11 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use thiserror::Error;
 
+use crate::assertion::{self, Assertions, Signer};
 use crate::auth;
 use crate::config::{AuthMode, Config, PublicOrigin, Route};
 use crate::context::Ctx;
+use crate::forward_auth;
 use crate::login;
 use crate::logout;
 use crate::oidc::OidcClient;
@@ -36,6 +38,9 @@ pub enum GatewayError {
     /// The OIDC client could not be built.
     #[error("oidc: {0}")]
     Oidc(#[from] crate::oidc::OidcError),
+    /// The assertion signing key could not be loaded.
+    #[error("headers: {0}")]
+    Assertion(#[from] assertion::AssertionError),
     /// A route's upstream URL is unusable.
     #[error("route {index} ({prefix}): {source}")]
     Upstream {
@@ -86,6 +91,8 @@ pub struct Gateway {
     identity: IdentityNames,
     /// Identity headers per opened session record, for this `[headers]`.
     identity_cache: auth::identity::HeaderCache,
+    /// The signed identity assertion, when `[headers] jwt_assertion` is on.
+    assertions: Option<Assertions>,
     /// Metrics for the gateway's own paths and for requests no route matched.
     own_metrics: RouteMetrics,
     unrouted_metrics: RouteMetrics,
@@ -97,6 +104,7 @@ impl Gateway {
         tls: &Arc<rustls::ClientConfig>,
         sessions: Option<Sessions>,
         oidc: Option<OidcClient>,
+        signer: &Arc<Signer>,
     ) -> Result<Self, GatewayError> {
         let mut routes = Vec::with_capacity(config.routes.len());
         for route in &config.routes {
@@ -129,6 +137,7 @@ impl Gateway {
             routes,
             identity: IdentityNames::new(config.headers.configured_names()),
             identity_cache: auth::identity::HeaderCache::default(),
+            assertions: Assertions::new(&config.headers, signer.clone()),
             own_metrics: RouteMetrics::new("gateway"),
             unrouted_metrics: RouteMetrics::new("-"),
         })
@@ -176,6 +185,8 @@ impl Gateway {
 pub struct App {
     current: ArcSwap<Gateway>,
     upstream_tls: Arc<rustls::ClientConfig>,
+    /// The assertion signing keys: kept across reloads, rotated by them.
+    signer: Arc<Signer>,
 }
 
 /// Per-request facts for the access log and metrics.
@@ -215,10 +226,12 @@ impl App {
             None => None,
         };
         let oidc = config.oidc.as_ref().map(OidcClient::new).transpose()?;
-        let gateway = Gateway::build(config, &upstream_tls, sessions, oidc)?;
+        let signer = Arc::new(Signer::new(&config.headers)?);
+        let gateway = Gateway::build(config, &upstream_tls, sessions, oidc, &signer)?;
         Ok(App {
             current: ArcSwap::from_pointee(gateway),
             upstream_tls,
+            signer,
         })
     }
 
@@ -254,7 +267,8 @@ impl App {
             (Some(new), _, _) => Some(OidcClient::new(new)?),
             (None, _, _) => None,
         };
-        let gateway = Gateway::build(config, &self.upstream_tls, sessions, oidc)?;
+        self.signer.reconfigure(&config.headers)?;
+        let gateway = Gateway::build(config, &self.upstream_tls, sessions, oidc, &self.signer)?;
         self.current.store(Arc::new(gateway));
         Ok(())
     }
@@ -347,11 +361,23 @@ impl Gateway {
         origin: &PublicOrigin,
         kind: ClientKind,
         request_id: &str,
-        peer: std::net::IpAddr,
+        conn: &ConnInfo,
     ) -> Response<Body> {
         if path == paths::LOGOUT_JS {
             return self.logout_js.serve(&req);
         }
+        if path == paths::JWKS
+            && let Some(a) = &self.assertions
+        {
+            return a.signer().jwks_response();
+        }
+        // The client's address for per-client limits (the back-channel
+        // rate limit): behind trusted proxies, the one they forwarded.
+        let peer = origin::client_ip(
+            req.headers(),
+            conn.peer.ip(),
+            &self.config.server.trusted_proxies,
+        );
         let Some(ctx) = self.handler_context(origin, kind, request_id, peer) else {
             return pages::error(
                 kind,
@@ -372,6 +398,22 @@ impl Gateway {
             paths::SESSION => login::session_info::handle(&ctx, req).await,
             paths::BACKCHANNEL_LOGOUT => logout::backchannel::handle(&ctx, req).await,
             paths::FRONTCHANNEL_LOGOUT => logout::frontchannel::handle(&ctx, req).await,
+            p if forward_auth::is_auth_path(p) => {
+                let route_for = |path: &str, authority: Option<&str>| {
+                    self.match_route(path, authority)
+                        .map(|a| forward_auth::RouteRef {
+                            route: &a.route,
+                            upstream_origin: &a.upstream.display,
+                        })
+                };
+                let deps = forward_auth::Deps {
+                    tcp_peer: conn.peer.ip(),
+                    route_for: &route_for,
+                    identity_cache: &self.identity_cache,
+                    assertions: self.assertions.as_ref(),
+                };
+                forward_auth::handle(&ctx, req, deps).await
+            }
             _ => pages::error(
                 kind,
                 StatusCode::NOT_FOUND,
@@ -447,9 +489,8 @@ impl Gateway {
         // 4. The gateway's own paths never reach an upstream.
         if paths::is_reserved(&match_path) || match_path == self.config.logout.path {
             log.route = &self.own_metrics;
-            let client = client_of(&req);
             return self
-                .own_path(&match_path, req, public, kind, &log.id, client)
+                .own_path(&match_path, req, public, kind, &log.id, conn)
                 .await;
         }
 
@@ -469,6 +510,7 @@ impl Gateway {
         // 6. The session (routes with auth = "session").
         let session_route = active.route.auth == AuthMode::Session;
         let mut set_headers: Option<auth::identity::IdentityHeaders> = None;
+        let mut assertion = None;
         let mut upgrade_deadline = None;
         if session_route {
             let Some(ctx) = self.handler_context(public, kind, &log.id, client_of(&req)) else {
@@ -482,7 +524,15 @@ impl Gateway {
                 );
             };
             match auth::admit(&ctx, &req, &active.route, &path, &self.identity_cache).await {
-                auth::Admission::Admit { headers, deadline } => {
+                auth::Admission::Admit {
+                    headers,
+                    deadline,
+                    record,
+                } => {
+                    assertion = self
+                        .assertions
+                        .as_ref()
+                        .and_then(|a| a.header(&record, &public.origin, &active.upstream.display));
                     set_headers = Some(headers);
                     upgrade_deadline = deadline;
                 }
@@ -502,6 +552,7 @@ impl Gateway {
             origin: public,
             identity: &self.identity,
             set_headers: set_headers.as_deref().unwrap_or_default(),
+            assertion,
             is_gateway_cookie: &|name| self.is_gateway_cookie(name),
             session_route,
             request_id: &log.id,

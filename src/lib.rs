@@ -21,7 +21,10 @@
 //!   stores.
 //! - [`oidc`]: the OpenID Connect client (protocol only: discovery, the
 //!   grants, ID-token validation, revocation, end-session URL).
-//! - [`proxy`]: forwarding to the upstream, headers both ways, WebSocket.
+//! - [`forward_auth`]: `/.portcullis/auth`, the same admission for a front
+//!   proxy's sub-request (nginx `auth_request`, Caddy `forward_auth`, …).
+//! - [`proxy`]: forwarding to the upstream, headers both ways, WebSocket;
+//!   [`assertion`]: the signed identity JWT it may add, and the JWKS.
 //! - [`pages`]: the responses the gateway makes itself (HTML pages, JSON,
 //!   errors, `logout.js`); [`destination`]: where a user may be sent.
 //! - [`admin`]: health, readiness, metrics and the admin API on their own
@@ -30,11 +33,13 @@
 //!   and metrics; [`clock`]: Unix time.
 
 pub mod admin;
+pub mod assertion;
 pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod context;
 pub mod destination;
+pub mod forward_auth;
 pub mod gateway;
 pub mod login;
 pub mod logout;

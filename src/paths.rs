@@ -27,6 +27,11 @@ pub const BACKCHANNEL_LOGOUT: &str = "/.portcullis/backchannel-logout";
 pub const FRONTCHANNEL_LOGOUT: &str = "/.portcullis/frontchannel-logout";
 /// The logout script for apps (silent and popup logout).
 pub const LOGOUT_JS: &str = "/.portcullis/logout.js";
+/// Forward-auth: a front proxy's sub-request (also any path under it,
+/// Envoy's `path_prefix` form).
+pub const AUTH: &str = "/.portcullis/auth";
+/// The public keys of the signed identity assertion.
+pub const JWKS: &str = "/.portcullis/jwks.json";
 
 /// Whether `path` is [`PREFIX`] or under it (a path segment boundary:
 /// `/.portcullisx` is not).

@@ -192,6 +192,8 @@ mod tests {
             groups: Some(HeaderName::from_static("x-forwarded-groups")),
             access_token: false,
             authorization: false,
+            jwt_assertion: None,
+            jwt_signing_key: None,
         }
     }
 

@@ -6,6 +6,7 @@
 pub mod identity;
 pub mod refresh;
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::header::SET_COOKIE;
@@ -17,7 +18,7 @@ use crate::login;
 use crate::pages::{self, Body};
 use crate::proxy::upgrade::{self, Deadline};
 use crate::session::cookie::{expired_session_cookie, read_session_cookie};
-use crate::session::{Sessions, StoreKey};
+use crate::session::{SessionRecord, Sessions, StoreKey};
 
 /// The outcome of checking a request on a session route.
 pub enum Admission {
@@ -28,6 +29,8 @@ pub enum Admission {
         headers: identity::IdentityHeaders,
         /// When a WebSocket tunnel must close.
         deadline: Option<Deadline>,
+        /// The session's claims (for the signed assertion).
+        record: Arc<SessionRecord>,
     },
     /// Answer with this response; the label says why, for the access log.
     Answer(Response<Body>, &'static str),
@@ -112,6 +115,7 @@ pub async fn admit<B>(
     Admission::Admit {
         headers: identity_cache.get(&ctx.config.headers, &session.record),
         deadline,
+        record: session.record.clone(),
     }
 }
 

@@ -340,6 +340,11 @@ pub struct HeadersConfig {
     pub access_token: bool,
     /// Send `Authorization: Bearer <access token>`.
     pub authorization: bool,
+    /// The header carrying the gateway-signed identity JWT; `None`: off.
+    pub jwt_assertion: Option<http::HeaderName>,
+    /// The PEM (PKCS#8, P-256) of `jwt_signing_key_file`; `None`: a key
+    /// made at start.
+    pub jwt_signing_key: Option<Secret>,
 }
 
 impl HeadersConfig {
@@ -351,6 +356,7 @@ impl HeadersConfig {
             &self.email,
             &self.preferred_username,
             &self.groups,
+            &self.jwt_assertion,
         ]
         .into_iter()
         .flatten()

@@ -167,6 +167,8 @@ pub struct RawHeaders {
     pub groups: Option<Str>,
     pub access_token: Option<Spanned<bool>>,
     pub authorization: Option<Spanned<bool>>,
+    pub jwt_assertion: Option<Str>,
+    pub jwt_signing_key_file: Option<Str>,
 }
 
 /// `[logout]`

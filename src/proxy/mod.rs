@@ -162,6 +162,8 @@ pub struct Forward<'a> {
     pub identity: &'a IdentityNames,
     /// Identity headers to set, after stripping.
     pub set_headers: &'a [(HeaderName, HeaderValue)],
+    /// The signed identity assertion, when on.
+    pub assertion: Option<(HeaderName, HeaderValue)>,
     /// Whether a cookie name is one of the gateway's own.
     pub is_gateway_cookie: &'a (dyn Fn(&str) -> bool + Sync),
     /// The route is an `auth = "session"` one: its responses are per user,
@@ -206,6 +208,9 @@ pub async fn forward(
     }
     for (name, value) in f.set_headers {
         h.insert(name.clone(), value.clone());
+    }
+    if let Some((name, value)) = f.assertion {
+        h.insert(name, value);
     }
     if websocket {
         upgrade::set_upgrade_headers(h);

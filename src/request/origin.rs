@@ -34,13 +34,18 @@ pub fn authority_host(authority: &str) -> &str {
 /// Chooses the public origin whose authority the request names; requests
 /// naming none get the first (default) public origin. Returns the index.
 pub fn select_origin(origins: &[PublicOrigin], authority: Option<&str>) -> usize {
-    let Some(authority) = authority else { return 0 };
+    matching_origin(origins, authority).unwrap_or(0)
+}
+
+/// The public origin whose authority (else host) `authority` names, if
+/// any: where a request that must name one (forward-auth) belongs.
+pub fn matching_origin(origins: &[PublicOrigin], authority: Option<&str>) -> Option<usize> {
+    let authority = authority?;
     let host = authority_host(authority);
     origins
         .iter()
         .position(|o| o.authority() == authority)
         .or_else(|| origins.iter().position(|o| o.host == host))
-        .unwrap_or(0)
 }
 
 /// Whether a peer is one of the trusted proxies.

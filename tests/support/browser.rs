@@ -70,6 +70,12 @@ impl ScenarioOutput {
 /// gateway's and the IdP's output are added to a failure message by
 /// [`assert_passed`].
 pub fn run(name: &str, stack: &Stack) -> ScenarioOutput {
+    run_at(name, stack, &stack.gateway.public_url())
+}
+
+/// [`run`] with the browser going to `public_url` instead of the gateway's
+/// own port (a front proxy before the gateway).
+pub fn run_at(name: &str, stack: &Stack, public_url: &str) -> ScenarioOutput {
     super::npm_ci_once(
         &browser_dir(),
         "playwright-core",
@@ -83,7 +89,7 @@ pub fn run(name: &str, stack: &Stack) -> ScenarioOutput {
     let mut child = Command::new("node")
         .arg(browser_dir().join(format!("{name}.mjs")))
         .current_dir(browser_dir())
-        .env("GATEWAY_URL", stack.gateway.public_url())
+        .env("GATEWAY_URL", public_url)
         .env("IDP_ISSUER", stack.idp.issuer())
         .env("UPSTREAM_URL", stack.app.url())
         .env("ARTIFACTS_DIR", artifacts_dir(name))

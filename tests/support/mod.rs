@@ -7,6 +7,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod browser;
+pub mod front_proxy;
 pub mod gateway;
 pub mod idp;
 pub mod idp_legacy;

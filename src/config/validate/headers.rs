@@ -96,6 +96,12 @@ impl V<'_> {
             DEFAULT_PREFERRED_USERNAME_HEADER,
         );
         let groups = header(self, &r.groups, "groups", DEFAULT_GROUPS_HEADER);
+        // Off unless named: an upstream that does not verify it gains nothing.
+        let jwt_assertion = match &r.jwt_assertion {
+            Some(v) => header(self, &Some(v.clone()), "jwt_assertion", ""),
+            None => None,
+        };
+        let jwt_signing_key = self.jwt_signing_key(r.jwt_signing_key_file.as_ref());
         let flag =
             |b: &Option<Spanned<bool>>, default: bool| b.as_ref().map_or(default, |b| *b.get_ref());
         if !ok {
@@ -109,6 +115,29 @@ impl V<'_> {
             groups,
             access_token: flag(&r.access_token, false),
             authorization: flag(&r.authorization, false),
+            jwt_assertion,
+            jwt_signing_key: jwt_signing_key?,
         })
+    }
+
+    /// Reads and checks `jwt_signing_key_file`: a PKCS#8 PEM P-256 key, so
+    /// a key ES256 cannot use is caught by `check`, not at the first request.
+    fn jwt_signing_key(&mut self, file: Option<&Str>) -> Option<Option<Secret>> {
+        let Some(f) = file.filter(|f| !f.get_ref().is_empty()) else {
+            return Some(None);
+        };
+        let pem = self.read_secret_file("jwt_signing_key_file", f)?;
+        let usable = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).and_then(|key| {
+            jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::ES256)
+        });
+        if usable.is_err() {
+            self.sink.error(
+                &f.span(),
+                "jwt_signing_key_file must hold a P-256 private key in PKCS#8 PEM \
+                 (`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`)",
+            );
+            return None;
+        }
+        Some(Some(Secret::new(pem)))
     }
 }
