@@ -82,7 +82,8 @@ if wants c; then
 fi
 if wants d; then
     under_callgrind d
-    if start_session; then
+    port=$(free_port)
+    if start_idp "http://127.0.0.1:$port/.portcullis/callback" && start_session d "$port"; then
         count d "portcullis, auth = \"session\" (cookie)" "$session_url" "$session_pid" "$session_cookie"
     else
         notes+=("(d) skipped: $skip_reason")
