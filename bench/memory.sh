@@ -48,7 +48,7 @@ mkdir -p "$(dirname "$out")"
     printf '| %s | %s MiB | %s | %s bytes | %s bytes | %s |\n' "$(get sessions)" "$total_mib" "$(get bytes_per_session)" \
         "$(get sealed_record_bytes)" "$(get tokens_bytes_per_session)" "$verdict"
     echo
-    echo "- command: \`bench/memory.sh --sessions $sessions${extra[*]:+ -- ${extra[*]}}\`; portcullis $revision, release build, mimalloc as in the gateway"
+    echo "- command: \`bench/memory.sh --sessions $sessions${extra[*]:+ -- ${extra[*]}}\`; portcullis $revision (\`$bin\`), mimalloc as in the gateway"
     echo "- each session is a different user, created with \`Sessions::create\` (the login's call) in the memory store: an RS256 ID token shaped like the test IdP's, 43-character opaque access and refresh tokens; sealed with AES-256-GCM, indexed by \`sid\` and \`sub\`"
     echo "- bytes per session: the growth of the process's resident memory over the fill ($(get rss_before_kb) kB before, $after_kb kB after), divided by the sessions; filled in $(get seconds) s"
     echo "- the store's default bound (256 MiB of sealed records plus 256 bytes each) holds $(get default_bound_sessions) sessions of this size; the fill used an unbounded store so that none was evicted"
