@@ -20,6 +20,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mimalloc::MiMalloc;
 use portcullis::config::{SameSite, Secret, SessionConfig, StoreConfig};
+use portcullis::oidc::IdentityClaims;
 use portcullis::session::store::{self, MemoryStore};
 use portcullis::session::{NewSession, Sessions, Store};
 use tokio::sync::broadcast;
@@ -137,22 +138,24 @@ async fn fill(a: &Args) -> Result<(), String> {
     let mut token_bytes = 0usize;
     for i in 0..a.sessions {
         let new = NewSession {
-            iss: iss.into(),
-            sub: format!("user{i}"),
-            sid: Some(opaque(21, i as u64 ^ 3)),
-            email: Some(format!("user{i}@example.com")),
-            email_verified: true,
-            preferred_username: Some(format!("user{i}")),
-            groups: vec!["staff".into()],
-            id_token: id_token(i, iss, a.id_token_bytes),
-            access_token: opaque(a.access_token_bytes, i as u64 ^ 5),
+            claims: IdentityClaims {
+                iss: iss.into(),
+                sub: format!("user{i}"),
+                sid: Some(opaque(21, i as u64 ^ 3)),
+                email: Some(format!("user{i}@example.com")),
+                email_verified: true,
+                preferred_username: Some(format!("user{i}")),
+                groups: vec!["staff".into()],
+            },
+            id_token: Secret::new(id_token(i, iss, a.id_token_bytes)),
+            access_token: Secret::new(opaque(a.access_token_bytes, i as u64 ^ 5)),
             access_token_expires_at: None,
             refresh_token: (a.refresh_token_bytes > 0)
-                .then(|| opaque(a.refresh_token_bytes, i as u64 ^ 6)),
+                .then(|| Secret::new(opaque(a.refresh_token_bytes, i as u64 ^ 6))),
         };
-        token_bytes += new.id_token.len()
-            + new.access_token.len()
-            + new.refresh_token.as_ref().map_or(0, String::len);
+        token_bytes += new.id_token.expose().len()
+            + new.access_token.expose().len()
+            + new.refresh_token.as_ref().map_or(0, |t| t.expose().len());
         let (_, session) = sessions.create(new).await.map_err(|e| e.to_string())?;
         // The sealed record as stored: a sample is enough for the average.
         if i % 1000 == 0 {
