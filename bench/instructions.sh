@@ -12,18 +12,21 @@
 # total is divided by wrk's request count.
 #
 # usage: bench/instructions.sh [--targets b,c,d] [--duration 5s]
-#                              [--out bench/instructions.md]
+#                              [--out bench/instructions.md] [--profiles DIR]
+# --profiles keeps each target's callgrind output in DIR, for
+# callgrind_annotate.
 # PORTCULLIS_BIN=path skips the release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-targets=b,c,d duration=5s out=bench/instructions.md
+targets=b,c,d duration=5s out=bench/instructions.md profiles=
 while (($#)); do
     case $1 in
         --targets) targets=$2 ;;
         --duration) duration=$2 ;;
         --out) out=$2 ;;
-        -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+        --profiles) profiles=$2 ;;
+        -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift 2
@@ -57,6 +60,11 @@ count() {
     total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
     [[ -n $n && $n -gt 0 && -n $total ]] || die "($key) nothing counted: $res"
     log "($key) $n requests, $((total / n)) instructions each"
+    if [[ -n $profiles ]]; then
+        mkdir -p "$profiles"
+        cp "$dump" "$profiles/$key.callgrind"
+        log "($key) profile: callgrind_annotate --inclusive=yes $profiles/$key.callgrind"
+    fi
     rows+=("| ($key) | $label | $n | $((total / n)) |")
 }
 
@@ -82,7 +90,8 @@ if wants c; then
 fi
 if wants d; then
     under_callgrind d
-    if start_session; then
+    port=$(free_port)
+    if start_idp "http://127.0.0.1:$port/.portcullis/callback" && start_session d "$port"; then
         count d "portcullis, auth = \"session\" (cookie)" "$session_url" "$session_pid" "$session_cookie"
     else
         notes+=("(d) skipped: $skip_reason")

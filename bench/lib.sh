@@ -94,14 +94,16 @@ start_proxy() {
     wait_port "$1" "$started" || die "nginx proxy did not start: $(cat "$work/proxy/error.log" "$work/proxy/stdout.log" 2>/dev/null)"
 }
 
-# start_upstream: nginx (1 worker) serving a 560-byte static page; sets
-# $upstream (its URL) and $up_pid.
+# start_upstream: nginx serving a 560-byte static page; sets $upstream (its
+# URL) and $up_pid. Two workers (BENCH_UPSTREAM_WORKERS): with one, the
+# upstream capped nginx's proxy before the proxy itself did and squeezed
+# every ratio toward 1.
 start_upstream() {
     mkdir -p "$work/www"
     head -c 512 /dev/zero | tr '\0' 'x' | fold -w 64 | sed '1i <!doctype html><title>bench</title><pre>' >"$work/www/index.html"
     local port
     port=$(free_port)
-    start_nginx upstream "server { listen 127.0.0.1:$port; location / { root $work/www; } }" 1
+    start_nginx upstream "server { listen 127.0.0.1:$port; location / { root $work/www; } }" "${BENCH_UPSTREAM_WORKERS:-2}"
     up_pid=$started
     wait_port "$port" "$up_pid" || die "nginx upstream did not start: $(cat "$work/upstream/error.log" "$work/upstream/stdout.log" 2>/dev/null)"
     upstream=http://127.0.0.1:$port
@@ -151,28 +153,70 @@ upstream = \"$upstream\"
 auth = \"none\""
 }
 
-# start_session: the test IdP (tests/idp), Portcullis with a session route to
-# the upstream, and a login scripted with curl as a browser would do it.
-# Sets $session_url, $session_pid and $session_cookie (the cookie header);
-# on failure returns 1 with the reason in $skip_reason.
-start_session() {
+# --- the test IdP and logins ----------------------------------------------------------
+# start_idp REDIRECT_URI...: the test IdP (tests/idp) with one client, "bench",
+# allowed to return to every given redirect URI (OIDC matches them exactly,
+# so every gateway's port is chosen before the IdP starts). Sets $idp (its
+# URL); on failure returns 1 with the reason in $skip_reason.
+start_idp() {
     skip_reason=
     [[ -f tests/idp/provider.js ]] || { skip_reason="no test IdP (tests/idp/provider.js)"; return 1; }
     [[ -d tests/idp/node_modules ]] || { skip_reason="tests/idp not installed (run scripts/test-deps.sh)"; return 1; }
-    local port idp_port gw idp idp_pid jar page action code cookie
-    port=$(free_port) idp_port=$(free_port)
-    gw=http://127.0.0.1:$port idp=http://127.0.0.1:$idp_port
+    local uris idp_port
+    uris=$(printf '"%s",' "$@")
+    idp_port=$(free_port)
+    idp=http://127.0.0.1:$idp_port
     IDP_PORT=$idp_port IDP_CLIENTS="[{\"client_id\":\"bench\",\"client_secret\":\"$client_secret\",
-        \"redirect_uris\":[\"$gw/.portcullis/callback\"],
-        \"post_logout_redirect_uris\":[\"$gw/.portcullis/logout/done\"],
+        \"redirect_uris\":[${uris%,}],
         \"grant_types\":[\"authorization_code\",\"refresh_token\"]}]" \
         node tests/idp/provider.js >"$work/idp.out" 2>"$work/idp.err" &
     idp_pid=$!
     pids+=("$idp_pid")
     wait_port "$idp_port" "$idp_pid" || { skip_reason="the test IdP did not start: $(tail -3 "$work/idp.err")"; return 1; }
-    start_portcullis session "$port" "[server]
-listen = \"127.0.0.1:$port\"
-public_url = \"$gw\"
+}
+
+# idp_login NAME START_URL COOKIE_NAME: a login as a browser does it, scripted
+# with curl: START_URL (which sends an anonymous visitor to the IdP) → the
+# IdP's login form → POST → back to the gateway's callback (sets the
+# session cookie) → the page, which must be the upstream's. Sets $cookie
+# (the cookie header); on failure returns 1 with the reason in $skip_reason.
+idp_login() {
+    local name=$1 start=$2 cookie_name=$3 jar=$work/$1.cookies page action code value
+    # A gateway may discover the IdP in the background after it starts
+    # listening, and answer 503 until then: give it some seconds (more
+    # under valgrind).
+    for _ in $(seq 1 120); do
+        page=$(curl -sS -L -c "$jar" -b "$jar" -H 'Accept: text/html' "$start") ||
+            { skip_reason="GET $start failed"; return 1; }
+        grep -q 'action="' <<<"$page" && break
+        sleep 0.25
+    done
+    action=$(grep -o 'action="[^"]*"' <<<"$page" | head -n 1 | sed 's/^action="//; s/"$//' || true)
+    # oidc-provider's dev login form names an absolute action; accept a path too.
+    [[ $action == /* ]] && action=$idp$action
+    [[ $action == "$idp"/* ]] || { skip_reason="no IdP login form after $start"; return 1; }
+    code=$(curl -sS -L -c "$jar" -b "$jar" -o "$work/$name.page" -w '%{http_code}' -H 'Accept: text/html' \
+        -d prompt=login -d login=alice -d password=bench "$action") || { skip_reason="the login POST failed"; return 1; }
+    value=$(sed 's/^#HttpOnly_//' "$jar" 2>/dev/null | awk -F '\t' -v n="$cookie_name" '$6 == n { print $7 }' | tail -n 1)
+    [[ $code == 200 && -n $value ]] || { skip_reason="the login did not end with a session (HTTP $code)"; return 1; }
+    cookie="Cookie: $cookie_name=$value"
+}
+
+# check_page URL HEADER: whether URL, requested with HEADER, answers the
+# upstream's page.
+check_page() {
+    curl -fsS -H "$2" "$1" | cmp -s - "$work/www/index.html"
+}
+
+# session_toml PORT PUBLIC_URL [SESSION_EXTRA] [SERVER_EXTRA]: a
+# configuration with [oidc], [session] and one session route to the
+# upstream; the extras (TOML) go at the end of [session] (e.g. the store)
+# and of [server].
+session_toml() {
+    printf '%s\n' "[server]
+listen = \"127.0.0.1:$1\"
+public_url = \"$2\"
+${4:-}
 
 [oidc]
 issuer = \"$idp\"
@@ -182,33 +226,24 @@ client_secret = \"\${PORTCULLIS_CLIENT_SECRET}\"
 [session]
 secret = \"\${PORTCULLIS_SECRET}\"
 cookie_name = \"portcullis\"
+${3:-}
 
 [[route]]
 prefix = \"/\"
-upstream = \"$upstream\"" || { skip_reason="portcullis did not start with [oidc] and [session]"; return 1; }
+upstream = \"$upstream\""
+}
+
+# start_session NAME PORT [SESSION_EXTRA]: Portcullis with a session route
+# to the upstream (the IdP must be up, with PORT's callback registered) and
+# a logged-in cookie. Sets $session_url, $session_pid and $session_cookie;
+# on failure returns 1 with the reason in $skip_reason.
+start_session() {
+    local name=$1 port=$2 gw=http://127.0.0.1:$2
+    start_portcullis "$name" "$port" "$(session_toml "$port" "$gw" "${3:-}")" ||
+        { skip_reason="portcullis did not start with [oidc] and [session]"; return 1; }
     session_pid=$started
-    # The login: gateway → IdP login form → POST → IdP → gateway callback
-    # (sets the session cookie) → the page.
-    jar=$work/cookies.txt
-    # The gateway discovers the IdP in the background after it starts
-    # listening; until then a login answers 503. Give it some seconds (more
-    # under valgrind).
-    for _ in $(seq 1 120); do
-        page=$(curl -sS -L -c "$jar" -b "$jar" -H 'Accept: text/html' "$gw/.portcullis/login?return_to=/") ||
-            { skip_reason="GET /.portcullis/login failed"; return 1; }
-        grep -q 'action="' <<<"$page" && break
-        sleep 0.25
-    done
-    action=$(grep -o 'action="[^"]*"' <<<"$page" | head -n 1 | sed 's/^action="//; s/"$//' || true)
-    # oidc-provider's dev login form names an absolute action; accept a path too.
-    [[ $action == /* ]] && action=$idp$action
-    [[ $action == "$idp"/* ]] || { skip_reason="no IdP login form after /.portcullis/login"; return 1; }
-    code=$(curl -sS -L -c "$jar" -b "$jar" -o /dev/null -w '%{http_code}' -H 'Accept: text/html' \
-        -d prompt=login -d login=alice -d password=bench "$action") || { skip_reason="the login POST failed"; return 1; }
-    cookie=$(sed 's/^#HttpOnly_//' "$jar" 2>/dev/null | awk -F '\t' '$6 == "portcullis" { print $7 }' | tail -n 1)
-    [[ $code == 200 && -n $cookie ]] || { skip_reason="the login did not end with a session (HTTP $code)"; return 1; }
-    curl -fsS -H "Cookie: portcullis=$cookie" "$gw/" | cmp -s - "$work/www/index.html" ||
-        { skip_reason="the session cookie does not reach the upstream page"; return 1; }
+    idp_login "$name" "$gw/.portcullis/login?return_to=/" portcullis || return 1
+    check_page "$gw/" "$cookie" || { skip_reason="the session cookie does not reach the upstream page"; return 1; }
     session_url=$gw/
-    session_cookie="Cookie: portcullis=$cookie"
+    session_cookie=$cookie
 }

@@ -1,6 +1,5 @@
 //! The embedded store: moka caches, one instance.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,6 +11,7 @@ use moka::ops::compute::{CompResult, Op};
 use moka::policy::EvictionPolicy;
 use tokio::sync::broadcast;
 
+use super::index::Index;
 use super::{CasResult, IndexRefs, IndexTarget, LockToken, StoreError};
 use crate::session::id::StoreKey;
 
@@ -76,41 +76,6 @@ impl<K, V: HasTtl> Expiry<K, V> for WriteTtl {
     }
 }
 
-#[derive(Default)]
-struct Index {
-    sid: HashMap<Arc<str>, HashSet<StoreKey>>,
-    sub: HashMap<Arc<str>, HashMap<StoreKey, u64>>,
-}
-
-impl Index {
-    fn add(&mut self, key: &StoreKey, e: &SessEntry) {
-        if let Some(sid) = &e.sid {
-            self.sid.entry(sid.clone()).or_default().insert(key.clone());
-        }
-        self.sub
-            .entry(e.sub.clone())
-            .or_default()
-            .insert(key.clone(), e.created_ms);
-    }
-
-    fn remove(&mut self, key: &StoreKey, e: &SessEntry) {
-        if let Some(sid) = &e.sid
-            && let Some(set) = self.sid.get_mut(sid)
-        {
-            set.remove(key);
-            if set.is_empty() {
-                self.sid.remove(sid);
-            }
-        }
-        if let Some(map) = self.sub.get_mut(&e.sub) {
-            map.remove(key);
-            if map.is_empty() {
-                self.sub.remove(&e.sub);
-            }
-        }
-    }
-}
-
 /// The embedded store. Sessions live in a moka cache bounded in bytes with
 /// **LRU** eviction: moka's default TinyLFU admission may refuse a new entry
 /// when the cache is full, and a fresh login must never vanish; LRU always
@@ -153,7 +118,7 @@ impl MemoryStore {
             .expire_after(WriteTtl)
             .eviction_listener(move |k: Arc<StoreKey>, v: SessEntry, cause| {
                 if cause != RemovalCause::Replaced {
-                    lock_index(&listener_index).remove(&k, &v);
+                    lock_index(&listener_index).remove(&k, v.sid.as_ref(), &v.sub);
                 }
             })
             .build();
@@ -185,7 +150,7 @@ impl MemoryStore {
             created_ms: idx.created_at_ms,
             ttl: ttl.min(MAX_TTL),
         };
-        lock_index(&self.index).add(key, &e);
+        lock_index(&self.index).add(key, e.sid.as_ref(), &e.sub, e.created_ms);
         self.sessions.insert(key.clone(), e).await;
         Ok(())
     }
@@ -270,7 +235,8 @@ impl MemoryStore {
                 // The eviction listener does this too, but maybe later (it
                 // may run on another thread): a caller's next lookup by
                 // index must not find the session.
-                lock_index(&self.index).remove(key, e.value());
+                let e = e.value();
+                lock_index(&self.index).remove(key, e.sid.as_ref(), &e.sub);
                 // Nobody listening is fine.
                 let _ = self.revoked.send(key.clone());
                 Ok(true)
@@ -280,11 +246,7 @@ impl MemoryStore {
     }
 
     pub(super) async fn find_by_sid(&self, sid: &str) -> Result<Vec<StoreKey>, StoreError> {
-        let keys: Vec<StoreKey> = lock_index(&self.index)
-            .sid
-            .get(sid)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
+        let keys = lock_index(&self.index).by_sid(sid);
         Ok(keys
             .into_iter()
             .filter(|k| self.sessions.contains_key(k))
@@ -292,11 +254,7 @@ impl MemoryStore {
     }
 
     pub(super) async fn find_by_sub(&self, sub: &str) -> Result<Vec<(StoreKey, u64)>, StoreError> {
-        let keys: Vec<(StoreKey, u64)> = lock_index(&self.index)
-            .sub
-            .get(sub)
-            .map(|m| m.iter().map(|(k, c)| (k.clone(), *c)).collect())
-            .unwrap_or_default();
+        let keys = lock_index(&self.index).by_sub(sub);
         Ok(keys
             .into_iter()
             .filter(|(k, _)| self.sessions.contains_key(k))

@@ -7,6 +7,7 @@
 //! "absent" or "refused", so callers can tell "no session" from "cannot
 //! tell" (the gateway answers 503 for the latter).
 
+mod index;
 mod memory;
 mod redis;
 
