@@ -33,6 +33,7 @@ if [[ -z $bin ]]; then
     bin=target/$profile/examples/propagation
 fi
 
+load=$(cut -d' ' -f1-3 /proc/loadavg)
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -42,8 +43,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Between the test harness's port blocks (12000-31199) and the kernel's
+# ephemeral range (32768-), bindable a moment ago together with port+10000
+# (a cluster node's bus port).
 free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+    python3 -c '
+import random, socket
+def free(p):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+while True:
+    p = random.randint(31300, 32700)
+    if free(p) and free(p + 10000):
+        print(p); break'
 }
 wait_port() {
     for _ in $(seq 100); do
@@ -109,7 +126,8 @@ rows+=("$("$bin" "cluster (3 masters)" "$logouts" cluster "${nodes[@]}")")
     echo "# Revocation propagation"
     echo
     echo "Run by \`bench/propagation.sh --logouts $logouts\` on $(date -u '+%Y-%m-%d %H:%M UTC'),"
-    echo "$(nproc) cores, redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/'), $profile build, all on loopback."
+    echo "$(nproc) cores (load average before the run: $load), redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/'),"
+    echo "$profile build, all on loopback."
     echo "Three instances (session services with their own Redis connections,"
     echo "subscription and 60 s local cache) in one process; each logout on"
     echo "instance A after B and C cached the session. Times in ms from the start"

@@ -1400,3 +1400,54 @@ async fn redis_a_read_racing_a_delete_never_caches_the_deleted_record() {
         );
     }
 }
+
+/// Index entries follow a record re-sealed under a rotated secret: after
+/// the rotation ([B, A]) the next write seals under B and moves the `sid`
+/// and `sub` entries to B's hashes, so once A is dropped ([B]) back-channel
+/// (by `sid`) and admin (by `sub`) logout still find the session. Before,
+/// the entries stayed under A's hashes and both found nothing.
+async fn indexes_follow_a_rotated_secret(s: Sessions) {
+    let (id, _) = s.create(login("rot", Some("sid-rot"))).await.unwrap();
+    let (id2, _) = s.create(login("rot2", None)).await.unwrap();
+    let mut cfg = config(StoreConfig::Memory, LONG, LONG);
+    cfg.secrets = vec![Secret::new(SECRET_B), Secret::new(SECRET_A)];
+    let both = s.reconfigure(&cfg).unwrap();
+    for id in [&id, &id2] {
+        let session = both
+            .load(&id.to_cookie_value())
+            .await
+            .unwrap()
+            .expect("opens under [B, A]");
+        assert!(both.update(&session).await.unwrap(), "re-sealed under B");
+    }
+    cfg.secrets = vec![Secret::new(SECRET_B)];
+    let only_b = s.reconfigure(&cfg).unwrap();
+    assert!(
+        only_b.load(&id.to_cookie_value()).await.unwrap().is_some(),
+        "the re-sealed record opens under B alone"
+    );
+    assert_eq!(
+        only_b.delete_by_sid(ISS, "sid-rot").await.unwrap(),
+        1,
+        "found by sid"
+    );
+    assert_eq!(
+        only_b.delete_by_sub(ISS, "rot2", None).await.unwrap(),
+        1,
+        "found by sub"
+    );
+    assert!(only_b.load(&id2.to_cookie_value()).await.unwrap().is_none());
+}
+both_stores!(
+    memory_indexes_follow_a_rotated_secret,
+    redis_indexes_follow_a_rotated_secret,
+    indexes_follow_a_rotated_secret,
+    LONG,
+    LONG
+);
+on_cluster!(
+    cluster_indexes_follow_a_rotated_secret,
+    indexes_follow_a_rotated_secret,
+    LONG,
+    LONG
+);
