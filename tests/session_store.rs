@@ -1451,3 +1451,98 @@ on_cluster!(
     LONG,
     LONG
 );
+
+/// Sentinel with separate credentials: the sentinels require one password
+/// (in their URLs), master and replica another (in `url`, whose host is
+/// ignored). A wrong master password is an error, never a session.
+#[tokio::test]
+async fn sentinel_authenticates_to_sentinels_and_master_separately() {
+    use portcullis::config::RedisTopology;
+    use support::redis_ha::{MASTER_NAME, SentinelOptions, SentinelSet};
+    let set = SentinelSet::start_with(
+        Duration::from_secs(5),
+        &SentinelOptions {
+            master_password: Some("master-pw"),
+            sentinel_password: Some("sentinel-pw"),
+            tls: None,
+        },
+    );
+    let store = |data_pw: &str| {
+        StoreConfig::Redis(RedisConfig {
+            url: Some(Secret::new(format!("redis://:{data_pw}@ignored.invalid/0"))),
+            topology: RedisTopology::Sentinel {
+                sentinels: set
+                    .urls_with(":sentinel-pw@")
+                    .into_iter()
+                    .map(Secret::new)
+                    .collect(),
+                master: MASTER_NAME.into(),
+            },
+            ca_file: None,
+            cache_ttl: Duration::from_secs(5),
+        })
+    };
+    let s = Sessions::new(&config(store("master-pw"), LONG, LONG))
+        .await
+        .unwrap();
+    let Store::Redis(r) = s.store() else {
+        panic!("redis store expected")
+    };
+    assert!(r.is_subscribed(), "subscribed on the master");
+    create_load_delete(s).await;
+
+    let wrong = Sessions::new(&config(store("not-the-password"), LONG, LONG))
+        .await
+        .unwrap();
+    assert!(is_store_error(wrong.create(login("pat", None)).await));
+}
+
+/// Sentinel over TLS end to end (sentinels, master, replication), verified
+/// against `ca_file`.
+#[tokio::test]
+async fn sentinel_over_tls_with_ca_file() {
+    use portcullis::config::RedisTopology;
+    use support::redis_ha::{MASTER_NAME, SentinelOptions, SentinelSet, TestCa};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "sentinel");
+    let set = SentinelSet::start_with(
+        Duration::from_secs(5),
+        &SentinelOptions {
+            tls: Some(&ca),
+            ..Default::default()
+        },
+    );
+    let cfg = StoreConfig::Redis(RedisConfig {
+        url: Some(Secret::new("rediss://ignored.invalid/0")),
+        topology: RedisTopology::Sentinel {
+            sentinels: set.urls().into_iter().map(Secret::new).collect(),
+            master: MASTER_NAME.into(),
+        },
+        ca_file: Some(ca.ca.clone()),
+        cache_ttl: Duration::from_secs(5),
+    });
+    let s = Sessions::new(&config(cfg, LONG, LONG)).await.unwrap();
+    create_load_delete(s.clone()).await;
+    revoke_once_claims_and_deletes_together(s).await;
+}
+
+/// A cluster over TLS (clients and bus), verified against `ca_file`.
+#[tokio::test]
+async fn cluster_over_tls_with_ca_file() {
+    use portcullis::config::RedisTopology;
+    use support::redis_ha::{Cluster, TestCa};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "cluster");
+    let c = Cluster::start_with(Some(&ca));
+    let cfg = StoreConfig::Redis(RedisConfig {
+        url: None,
+        topology: RedisTopology::Cluster {
+            nodes: c.urls().into_iter().map(Secret::new).collect(),
+        },
+        ca_file: Some(ca.ca.clone()),
+        cache_ttl: Duration::from_secs(5),
+    });
+    let s = Sessions::new(&config(cfg, LONG, LONG)).await.unwrap();
+    create_load_delete(s.clone()).await;
+    indexes_follow_sessions(s).await;
+}
