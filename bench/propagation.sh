@@ -86,6 +86,16 @@ p=$(free_port)
 redis "$p"
 rows+=("$("$bin" standalone "$logouts" server "redis://127.0.0.1:$p/0")")
 
+# Standalone with a replica: the same server mode, now waiting for it.
+p=$(free_port) r=$(free_port)
+redis "$p"
+redis "$r" --replicaof 127.0.0.1 "$p"
+for _ in $(seq 100); do
+    redis-cli -p "$r" info replication | grep -q master_link_status:up && break
+    sleep 0.1
+done
+rows+=("$("$bin" "standalone + 1 replica (WAIT 1)" "$logouts" server "redis://127.0.0.1:$p/0")")
+
 # Sentinel: master, replica, three sentinels.
 m=$(free_port) r=$(free_port)
 redis "$m"

@@ -62,6 +62,19 @@ async fn status(gw: &support::Gateway, b: &reqwest::Client) -> u16 {
         .unwrap_or(0)
 }
 
+/// Waits (up to 500 ms, well inside the 60 s `cache_ttl`: only the
+/// broadcast can end it there) until `gw` refuses this browser's session.
+async fn refused_soon(gw: &support::Gateway, b: &reqwest::Client) -> u16 {
+    let deadline = Instant::now() + Duration::from_millis(500);
+    loop {
+        let s = status(gw, b).await;
+        if s == 401 || Instant::now() > deadline {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn local_logout(gw: &support::Gateway, b: &reqwest::Client) -> u16 {
     b.post(gw.url("/logout?mode=local"))
         .header("sec-fetch-site", "same-origin")
@@ -113,6 +126,13 @@ async fn sentinel_failover_undoes_no_logout_and_logins_resume() {
             revoked.push(b);
         } else {
             live.push(b);
+        }
+    }
+    // Propagated to every instance before the load starts (the load then
+    // asserts they stay refused through the failover).
+    for b in &revoked {
+        for gw in [&one.gw, &two.gw, &three.gw] {
+            assert_eq!(refused_soon(gw, b).await, 401);
         }
     }
     revoked.push(unknown_session());
@@ -223,7 +243,11 @@ async fn cluster_fleet_shares_logins_logouts_and_revocations() {
     login(one, &idp, &a1, "alice").await;
     assert_eq!(status(two, &a1).await, 200);
     assert_eq!(local_logout(two, &a1).await, 303);
-    assert_eq!(status(one, &a1).await, 401, "logout on two ends it on one");
+    assert_eq!(
+        refused_soon(one, &a1).await,
+        401,
+        "logout on two ends it on one"
+    );
 
     // Back-channel by sid, then its replay.
     let a2 = browser();
@@ -238,7 +262,7 @@ async fn cluster_fleet_shares_logins_logouts_and_revocations() {
         &idp_key_pem(),
     );
     assert_eq!(post_token(two, &token).await.status(), 200);
-    assert_eq!(status(one, &a2).await, 401, "back-channel by sid");
+    assert_eq!(refused_soon(one, &a2).await, 401, "back-channel by sid");
     assert_eq!(post_token(one, &token).await.status(), 400, "jti replay");
 
     // Back-channel by sub: every session of alice, whichever slot it is in.
@@ -254,7 +278,7 @@ async fn cluster_fleet_shares_logins_logouts_and_revocations() {
     let resp = post_token(two, &sign_rs256(&logout_header(), &claims, &idp_key_pem())).await;
     assert_eq!(resp.status(), 200);
     for b in &alice {
-        assert_eq!(status(one, b).await, 401, "back-channel by sub");
+        assert_eq!(refused_soon(one, b).await, 401, "back-channel by sub");
     }
     assert_eq!(status(one, &bob).await, 200, "bob survives");
 
@@ -271,7 +295,7 @@ async fn cluster_fleet_shares_logins_logouts_and_revocations() {
         resp.json::<serde_json::Value>().await.unwrap()["revoked"],
         1
     );
-    assert_eq!(status(one, &bob).await, 401, "admin revoke");
+    assert_eq!(refused_soon(one, &bob).await, 401, "admin revoke");
     for gw in [one, two] {
         assert!(
             !gw.logs().iter().any(|l| l.contains("CROSSSLOT")),

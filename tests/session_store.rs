@@ -1546,3 +1546,73 @@ async fn cluster_over_tls_with_ca_file() {
     create_load_delete(s.clone()).await;
     indexes_follow_sessions(s).await;
 }
+
+/// With a replica, a deletion is acknowledged only once a replica has it
+/// (`WAIT 1`): while the replica is frozen (still connected, acknowledging
+/// nothing) a logout fails rather than be reported done on the strength of
+/// the master alone, which could die and see that replica promoted without
+/// the deletion. Once the replica answers again, the retry is acknowledged.
+#[tokio::test]
+async fn redis_deletion_is_acknowledged_only_once_a_replica_has_it() {
+    let master = Redis::start();
+    let replica = Redis::start_with(
+        &[
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            master.port().to_string(),
+        ],
+        None,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !support::redis_ha::cli(replica.port(), &["INFO", "replication"])
+        .contains("master_link_status:up")
+    {
+        assert!(Instant::now() < deadline, "replica not in sync");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = Sessions::new(&config(
+        redis_store(&master, Duration::from_secs(5)),
+        LONG,
+        LONG,
+    ))
+    .await
+    .unwrap();
+    // The replica count is learned right after subscribing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, session) = s.create(login("wait", Some("sid-wait"))).await.unwrap();
+    let signal = |sig: &str| {
+        let pid = replica.pid().unwrap().to_string();
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    signal("-STOP");
+    let started = Instant::now();
+    let frozen = s.delete(&session).await;
+    let (_, other) = s.create(login("wait2", Some("sid-wait2"))).await.unwrap();
+    let claim = s
+        .revoke_once("jti-wait", LONG, ISS, Revoke::Sid("sid-wait2"))
+        .await;
+    signal("-CONT");
+    assert!(
+        is_store_error(frozen),
+        "a deletion no replica confirmed was acknowledged"
+    );
+    assert!(
+        is_store_error(claim),
+        "a back-channel logout (jti claim) no replica confirmed was acknowledged"
+    );
+    drop(other);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "WAIT timed out"
+    );
+    // The replica is back: retrying is safe (deleting is idempotent) and
+    // acknowledged.
+    assert!(s.delete(&session).await.is_ok());
+    assert_eq!(s.delete_by_sid(ISS, "sid-wait").await.unwrap(), 0);
+}

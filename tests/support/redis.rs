@@ -58,6 +58,11 @@ impl Redis {
         redis
     }
 
+    /// The process id while it runs (to freeze it with SIGSTOP).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the process still runs.
     pub fn is_running(&self) -> bool {
         self.child.is_some()

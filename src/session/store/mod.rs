@@ -11,6 +11,8 @@ mod memory;
 mod redis;
 mod redis_cluster;
 mod redis_conn;
+mod redis_lua;
+mod redis_pubsub;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -13,131 +13,36 @@
 //! in the same script, so one never happens without the other.
 //! Every replacement publishes `u:<store key>` there, so other instances
 //! drop their cached copy without treating it as a revocation.
+//!
+//! On a cluster the multi-key scripts are split per slot
+//! (`redis_cluster.rs`); with replicas, deletions and `jti` claims wait for
+//! one (`WAIT`) before they are acknowledged. Connections (one server,
+//! Sentinel, Cluster, TLS) are `redis_conn.rs`; the subscription is
+//! `redis_pubsub.rs`; keys and scripts are `redis_lua.rs`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use futures_util::StreamExt;
 use moka::future::Cache;
 use redis::{AsyncCommands, Script};
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::{broadcast, watch};
 
 use super::redis_cluster::Split;
-use super::redis_conn::{Backend, CONNECT_TIMEOUT, Conn, RESPONSE_TIMEOUT};
+use super::redis_conn::{Backend, CONNECT_TIMEOUT, Conn};
+pub use super::redis_lua::REVOCATION_CHANNEL;
+use super::redis_lua::{PREFIX, Scripts};
+use super::redis_pubsub::{Shared, subscriber};
 use super::{CasResult, IndexRefs, IndexTarget, LockToken, StoreError, ms};
 use crate::config::RedisConfig;
 use crate::session::id::StoreKey;
 use crate::session::record::to_ms;
 
-/// Pub/sub channel that carries revocations and cache invalidations.
-pub const REVOCATION_CHANNEL: &str = "portcullis:revoked";
-const PREFIX: &str = "portcullis:";
 /// Bound of the local cache (entries).
 const LOCAL_CACHE_CAPACITY: u64 = 100_000;
 /// How long a deletion waits for a replica to confirm it (`WAIT`).
 const REPLICA_WAIT: Duration = Duration::from_secs(1);
-/// How often the subscriber checks its connection is alive.
-const HEARTBEAT: Duration = Duration::from_secs(5);
-
-const DEL_FN: &str = r#"
-local prefix, channel = ARGV[1], ARGV[2]
-local function del(k)
-  local rk = prefix .. 's:' .. k
-  local v = redis.call('HMGET', rk, 'sid', 'sub')
-  if redis.call('DEL', rk) == 0 then return 0 end
-  if v[1] then redis.call('SREM', prefix .. 'sid:' .. v[1], k) end
-  if v[2] then redis.call('ZREM', prefix .. 'sub:' .. v[2], k) end
-  redis.call('PUBLISH', channel, k)
-  return 1
-end
-local function del_sid(h, out)
-  local ik = prefix .. 'sid:' .. h
-  for _, k in ipairs(redis.call('SMEMBERS', ik)) do
-    if del(k) == 1 then table.insert(out, k) end
-  end
-  redis.call('DEL', ik)
-end
-local function del_sub(h, max, out)
-  local ik = prefix .. 'sub:' .. h
-  for _, k in ipairs(redis.call('ZRANGEBYSCORE', ik, '-inf', max)) do
-    if del(k) == 1 then table.insert(out, k) end
-    redis.call('ZREM', ik, k)
-  end
-end
-"#;
-
-const DEL_ONE: &str = "return del(ARGV[3])";
-
-const DEL_SID: &str = "local out = {} del_sid(ARGV[3], out) return out";
-
-const DEL_SUB: &str = "local out = {} del_sub(ARGV[3], ARGV[4], out) return out";
-
-/// ARGV[3]: claim key, ARGV[4]: its ttl (ms), ARGV[5]: `sid` or `sub`,
-/// ARGV[6]: highest creation score (`sub`), ARGV[7..]: index hashes.
-/// Answers nil when the claim exists (nothing deleted). The claim is written
-/// last: a script that stops part-way keeps no claim, so a retry runs again
-/// (deleting is idempotent), and one that completes kept both.
-const DEL_ONCE: &str = r#"
-if redis.call('EXISTS', ARGV[3]) == 1 then return false end
-local out = {}
-for i = 7, #ARGV do
-  if ARGV[5] == 'sid' then del_sid(ARGV[i], out) else del_sub(ARGV[i], ARGV[6], out) end
-end
-redis.call('SET', ARGV[3], '1', 'PX', ARGV[4])
-return out
-"#;
-
-/// Shared by both replacements: writes the record and its index hashes
-/// (ARGV[6]: sid hash or "", ARGV[7]: sub hash) and answers
-/// `{1, old sid, old sub}` when the hashes changed (the record was re-sealed
-/// under a rotated secret, so the caller moves its index entries), else `{1}`.
-const WRITE_FN: &str = r#"
-local function write()
-  local old = redis.call('HMGET', KEYS[1], 'sid', 'sub')
-  redis.call('HSET', KEYS[1], 'b', ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  redis.call('PUBLISH', ARGV[3], 'u:' .. ARGV[4])
-  if (old[2] or '') == ARGV[7] and (old[1] or '') == ARGV[6] then return {1} end
-  redis.call('HSET', KEYS[1], 'sub', ARGV[7])
-  if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'sid', ARGV[6]) end
-  return {1, old[1] or '', old[2] or ''}
-end
-"#;
-
-const REPLACE: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
-return write()
-"#;
-
-/// Compare-and-set on the record: ARGV[5] is the SHA-1 (hex) of the blob
-/// the caller read, so the expected record is not sent back over the wire.
-/// SHA-1 because it is the digest Redis scripts have; it only tells one
-/// sealed record from another (each has a random nonce, and nobody but the
-/// gateway writes them), no collision resistance is relied on.
-/// 0: gone, 1: replaced, 2: changed meanwhile (first element).
-const REPLACE_IF: &str = r#"
-local cur = redis.call('HGET', KEYS[1], 'b')
-if not cur then return {0} end
-if redis.sha1hex(cur) ~= ARGV[5] then return {2} end
-return write()
-"#;
-
-const UNLOCK: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"#;
-
-struct Scripts {
-    del_one: Script,
-    del_sid: Script,
-    del_sub: Script,
-    del_once: Script,
-    replace: Script,
-    replace_if: Script,
-    unlock: Script,
-}
 
 /// Aborts the subscriber task when the last store clone goes.
 struct TaskGuard(tokio::task::JoinHandle<()>);
@@ -236,11 +141,9 @@ impl RedisStore {
                 resync: resync_tx,
             },
         ));
-        let prefixed = |body: &str| Script::new(&format!("{DEL_FN}\n{body}"));
         let split = backend
             .is_cluster()
             .then(|| Arc::new(Split::new(PREFIX, REVOCATION_CHANNEL)));
-        let write = |body: &str| Script::new(&format!("{WRITE_FN}\n{body}"));
         let store = RedisStore {
             conn,
             backend,
@@ -250,15 +153,7 @@ impl RedisStore {
             local,
             epoch,
             index_ttl,
-            scripts: Arc::new(Scripts {
-                del_one: prefixed(DEL_ONE),
-                del_sid: prefixed(DEL_SID),
-                del_sub: prefixed(DEL_SUB),
-                del_once: prefixed(DEL_ONCE),
-                replace: write(REPLACE),
-                replace_if: write(REPLACE_IF),
-                unlock: Script::new(UNLOCK),
-            }),
+            scripts: Arc::new(Scripts::new()),
             subscribed,
             rng: SystemRandom::new(),
             _task: Arc::new(TaskGuard(task)),
@@ -729,14 +624,12 @@ impl RedisStore {
         Ok(r.is_some())
     }
 
+    /// Single-use login states. Not made durable with `WAIT` (unlike the
+    /// `jti` claims of `revoke_once`): a failover that loses one lets a
+    /// callback through twice at most, and the IdP's authorization code is
+    /// single-use anyway.
     pub(super) async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let first = self
-            .set_nx(format!("{PREFIX}once:{key}"), b"1", ttl)
-            .await?;
-        if first {
-            self.durable().await?;
-        }
-        Ok(first)
+        self.set_nx(format!("{PREFIX}once:{key}"), b"1", ttl).await
     }
 
     pub(super) async fn put_temp(
@@ -800,106 +693,5 @@ impl RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(())
-    }
-}
-
-/// What the subscriber task shares with the store.
-struct Shared {
-    local: Cache<StoreKey, Arc<[u8]>>,
-    epoch: Arc<AtomicU64>,
-    replicas: Arc<AtomicUsize>,
-    revoked: broadcast::Sender<StoreKey>,
-    subscribed: watch::Sender<bool>,
-    resync: watch::Sender<u64>,
-}
-
-/// Learns how many replicas deletions must wait for. A failure leaves the
-/// last count: the heartbeat tries again.
-async fn refresh_replicas(backend: &Backend, replicas: &AtomicUsize) {
-    if let Ok(Ok(n)) = tokio::time::timeout(RESPONSE_TIMEOUT, backend.replicas()).await {
-        replicas.store(n, Ordering::Relaxed);
-    }
-}
-
-/// Keeps a subscription to [`REVOCATION_CHANNEL`] alive (on the current
-/// master with Sentinel, on any node of a cluster). Messages may have been
-/// lost while it was down, so every resubscription clears the local cache
-/// and tells long-lived admissions to re-check their session.
-async fn subscriber(backend: Arc<Backend>, sh: Shared) {
-    let mut backoff = Duration::from_millis(50);
-    let mut first = true;
-    loop {
-        let conn = tokio::time::timeout(CONNECT_TIMEOUT, backend.pubsub()).await;
-        if let Ok(Ok(mut ps)) = conn
-            && ps.subscribe(REVOCATION_CHANNEL).await.is_ok()
-        {
-            sh.epoch.fetch_add(1, Ordering::SeqCst);
-            sh.local.invalidate_all();
-            sh.subscribed.send_replace(true);
-            if !first {
-                sh.resync.send_modify(|n| *n += 1);
-            }
-            first = false;
-            tracing::debug!("session revocation subscription live");
-            refresh_replicas(&backend, &sh.replicas).await;
-            backoff = Duration::from_millis(50);
-            let (mut sink, mut stream) = ps.split();
-            let mut heartbeat = tokio::time::interval(HEARTBEAT);
-            heartbeat.reset();
-            loop {
-                tokio::select! {
-                    msg = stream.next() => {
-                        let Some(msg) = msg else { break };
-                        handle_message(msg.get_payload_bytes(), &sh.local, &sh.epoch, &sh.revoked).await;
-                    }
-                    _ = heartbeat.tick() => {
-                        // A silently dead link (no FIN) would otherwise look
-                        // like a quiet channel forever.
-                        let pong = tokio::time::timeout(
-                            RESPONSE_TIMEOUT,
-                            sink.ping::<redis::Value>(),
-                        )
-                        .await;
-                        if !matches!(pong, Ok(Ok(_))) {
-                            break;
-                        }
-                        refresh_replicas(&backend, &sh.replicas).await;
-                    }
-                }
-            }
-            sh.subscribed.send_replace(false);
-            sh.epoch.fetch_add(1, Ordering::SeqCst);
-            tracing::warn!("session revocation subscription lost; reconnecting");
-        } else {
-            first = false;
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
-    }
-}
-
-/// Applies one message: `u:<key>` drops a cached copy (the record changed),
-/// `<key>` is a revocation (dropped and announced).
-async fn handle_message(
-    payload: &[u8],
-    local: &Cache<StoreKey, Arc<[u8]>>,
-    epoch: &AtomicU64,
-    revoked: &broadcast::Sender<StoreKey>,
-) {
-    let Ok(payload) = std::str::from_utf8(payload) else {
-        return;
-    };
-    let (revocation, key) = match payload.strip_prefix("u:") {
-        Some(k) => (false, k),
-        None => (true, payload),
-    };
-    let Some(key) = StoreKey::from_stored(key) else {
-        return;
-    };
-    epoch.fetch_add(1, Ordering::SeqCst);
-    local.invalidate(&key).await;
-    if revocation {
-        // Nobody listening is fine.
-        let _ = revoked.send(key);
     }
 }
