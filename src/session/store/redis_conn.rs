@@ -187,12 +187,9 @@ fn certificates(cfg: &RedisConfig) -> Result<Option<TlsCertificates>, StoreError
     let pem =
         std::fs::read(path).map_err(|e| StoreError::Config(format!("cannot read ca_file: {e}")))?;
     // Refuse a file with no certificate now rather than fail every handshake.
-    let mut certs = rustls_pki_types::pem::PemObject::pem_slice_iter(&pem)
-        .collect::<Result<Vec<rustls_pki_types::CertificateDer<'static>>, _>>()
-        .map_err(|_| config_error("ca_file is not PEM"))?;
-    certs.truncate(1);
-    if certs.is_empty() {
-        return Err(config_error("ca_file holds no certificate"));
+    let mut certs = <rustls_pki_types::CertificateDer<'static> as rustls_pki_types::pem::PemObject>::pem_slice_iter(&pem);
+    if !certs.any(|c| c.is_ok()) {
+        return Err(config_error("ca_file holds no PEM certificate"));
     }
     Ok(Some(TlsCertificates {
         client_tls: None,
