@@ -15,6 +15,9 @@ pub struct Redis {
     tls: Option<(PathBuf, PathBuf)>,
     /// More arguments (replication, cluster mode).
     extra: Vec<String>,
+    /// Its working directory: a replica stores the master's snapshot there,
+    /// which must land neither in the repository nor beside another's.
+    dir: tempfile::TempDir,
 }
 
 impl Redis {
@@ -27,6 +30,7 @@ impl Redis {
             child: None,
             tls: None,
             extra: Vec::new(),
+            dir: tempfile::tempdir().unwrap(),
         };
         redis.spawn();
         redis
@@ -40,6 +44,7 @@ impl Redis {
             child: None,
             tls: Some((cert.to_owned(), key.to_owned())),
             extra: Vec::new(),
+            dir: tempfile::tempdir().unwrap(),
         };
         redis.spawn();
         redis
@@ -53,6 +58,7 @@ impl Redis {
             child: None,
             tls: tls.map(|(c, k)| (c.to_owned(), k.to_owned())),
             extra: extra.to_vec(),
+            dir: tempfile::tempdir().unwrap(),
         };
         redis.spawn();
         redis
@@ -112,6 +118,8 @@ impl Redis {
                 .arg(cert),
         };
         let child = cmd
+            .arg("--dir")
+            .arg(self.dir.path())
             .args(&self.extra)
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
