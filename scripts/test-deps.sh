@@ -22,6 +22,9 @@ want() {
     have_cmd "$cmd" || have_pkg "$pkg" || missing+=("$pkg")
 }
 want redis-server redis-server
+# redis-cli (cluster creation, replication checks); Sentinel runs as
+# `redis-server --sentinel`, the program Debian's redis-sentinel starts.
+want redis-cli    redis-tools
 want chromium     chromium
 want chromedriver chromium-driver
 want nginx        nginx-light   # any Debian nginx flavour will do: all have auth_request

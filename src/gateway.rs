@@ -288,15 +288,21 @@ impl App {
     }
 
     /// Whether the gateway can serve: the IdP's metadata is loaded and the
-    /// session store answers.
-    pub async fn readiness(&self) -> Vec<(&'static str, bool)> {
+    /// session store answers. Each check with why it fails (`None`: ok).
+    pub async fn readiness(&self) -> Vec<(&'static str, Option<String>)> {
         let gateway = self.gateway();
-        let mut checks = vec![("config", true)];
+        let mut checks = vec![("config", None)];
         if let Some(oidc) = &gateway.oidc {
-            checks.push(("idp", oidc.ready()));
+            checks.push((
+                "idp",
+                (!oidc.ready()).then(|| "IdP metadata not loaded".to_owned()),
+            ));
         }
         if let Some(sessions) = &gateway.sessions {
-            checks.push(("session_store", sessions.ready().await.is_ok()));
+            checks.push((
+                "session_store",
+                sessions.ready().await.err().map(|e| e.to_string()),
+            ));
         }
         checks
     }

@@ -42,10 +42,7 @@ fn config(store: StoreConfig, idle: Duration, max: Duration) -> SessionConfig {
 }
 
 fn redis_store(r: &Redis, cache_ttl: Duration) -> StoreConfig {
-    StoreConfig::Redis(RedisConfig {
-        url: Secret::new(r.url()),
-        cache_ttl,
-    })
+    StoreConfig::Redis(RedisConfig::server(r.url(), cache_ttl))
 }
 
 fn login(sub: &str, sid: Option<&str>) -> NewSession {
@@ -873,10 +870,7 @@ async fn redis_over_tls_verifies_the_server() {
 
     // Untrusted server certificate: an error, never a session.
     let cfg = config(
-        StoreConfig::Redis(RedisConfig {
-            url: Secret::new(url.clone()),
-            cache_ttl: Duration::from_secs(5),
-        }),
+        StoreConfig::Redis(RedisConfig::server(url.clone(), Duration::from_secs(5))),
         LONG,
         LONG,
     );
@@ -905,10 +899,7 @@ async fn redis_over_tls_verifies_the_server() {
 async fn redis_over_tls_child() {
     let url = std::env::var("PORTCULLIS_TEST_REDISS_URL").unwrap();
     let cfg = config(
-        StoreConfig::Redis(RedisConfig {
-            url: Secret::new(url),
-            cache_ttl: Duration::from_secs(5),
-        }),
+        StoreConfig::Redis(RedisConfig::server(url, Duration::from_secs(5))),
         LONG,
         LONG,
     );
@@ -1021,7 +1012,7 @@ async fn replace_if_is_compare_and_set(s: Sessions) {
     let stored = |fresh| async move { store.get(key, fresh).await.unwrap().map(|b| b.to_vec()) };
     assert_eq!(
         store
-            .replace_if(key, b"v0", b"x".to_vec(), LONG)
+            .replace_if(key, b"v0", b"x".to_vec(), LONG, &idx)
             .await
             .unwrap(),
         CasResult::Changed
@@ -1029,7 +1020,7 @@ async fn replace_if_is_compare_and_set(s: Sessions) {
     assert_eq!(stored(true).await.as_deref(), Some(&b"v1"[..]));
     assert_eq!(
         store
-            .replace_if(key, b"v1", b"v2".to_vec(), LONG)
+            .replace_if(key, b"v1", b"v2".to_vec(), LONG, &idx)
             .await
             .unwrap(),
         CasResult::Replaced
@@ -1039,7 +1030,7 @@ async fn replace_if_is_compare_and_set(s: Sessions) {
     // Based on the old read: refused, the newer record stays.
     assert_eq!(
         store
-            .replace_if(key, b"v1", b"v3".to_vec(), LONG)
+            .replace_if(key, b"v1", b"v3".to_vec(), LONG, &idx)
             .await
             .unwrap(),
         CasResult::Changed
@@ -1048,7 +1039,7 @@ async fn replace_if_is_compare_and_set(s: Sessions) {
     assert!(store.delete(key).await.unwrap());
     assert_eq!(
         store
-            .replace_if(key, b"v2", b"v4".to_vec(), LONG)
+            .replace_if(key, b"v2", b"v4".to_vec(), LONG, &idx)
             .await
             .unwrap(),
         CasResult::Gone
@@ -1229,7 +1220,8 @@ fn memory_store_delete_is_never_undone_by_a_concurrent_replace() {
             .unwrap();
         let barrier = std::sync::Arc::new(std::sync::Barrier::new(3));
         let spawn = |deleter: bool| {
-            let (store, barrier, key) = (store.clone(), barrier.clone(), key.clone());
+            let (store, barrier, key, idx) =
+                (store.clone(), barrier.clone(), key.clone(), idx.clone());
             std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -1241,7 +1233,7 @@ fn memory_store_delete_is_never_undone_by_a_concurrent_replace() {
                         usize::from(store.delete(&key).await.unwrap())
                     } else {
                         for i in 0..50u8 {
-                            let _ = store.replace(&key, vec![i; 64], LONG).await.unwrap();
+                            let _ = store.replace(&key, vec![i; 64], LONG, &idx).await.unwrap();
                         }
                         0
                     }
@@ -1256,7 +1248,7 @@ fn memory_store_delete_is_never_undone_by_a_concurrent_replace() {
                 store.get(&key, true).await.unwrap().is_none(),
                 "round {round}: the deleted session came back"
             );
-            assert!(!store.replace(&key, vec![9; 64], LONG).await.unwrap());
+            assert!(!store.replace(&key, vec![9; 64], LONG, &idx).await.unwrap());
             assert!(store.find_by_sub(&sub).await.unwrap().is_empty());
         });
         let mut announced = 0;
@@ -1266,4 +1258,361 @@ fn memory_store_delete_is_never_undone_by_a_concurrent_replace() {
         }
         assert_eq!(announced, 1, "round {round}: one revocation");
     }
+}
+
+fn cluster_store(c: &support::redis_ha::Cluster) -> StoreConfig {
+    use portcullis::config::RedisTopology;
+    StoreConfig::Redis(RedisConfig {
+        url: None,
+        topology: RedisTopology::Cluster {
+            nodes: c.urls().into_iter().map(Secret::new).collect(),
+        },
+        ca_file: None,
+        cache_ttl: Duration::from_secs(5),
+    })
+}
+
+/// The store suite again on a three-master Redis Cluster: a session's
+/// record, its `sid` and `sub` index entries, claims and locks hash to
+/// different slots, and every path must work without `CROSSSLOT`.
+macro_rules! on_cluster {
+    ($name:ident, $body:ident, $idle:expr, $max:expr) => {
+        #[tokio::test]
+        async fn $name() {
+            let c = support::redis_ha::Cluster::start();
+            let s = Sessions::new(&config(cluster_store(&c), $idle, $max))
+                .await
+                .unwrap();
+            $body(s).await;
+        }
+    };
+}
+
+on_cluster!(cluster_create_load_delete, create_load_delete, LONG, LONG);
+on_cluster!(
+    cluster_idle_expiry,
+    idle_expiry,
+    Duration::from_millis(1500),
+    LONG
+);
+on_cluster!(
+    cluster_indexes_follow_sessions,
+    indexes_follow_sessions,
+    LONG,
+    LONG
+);
+on_cluster!(
+    cluster_delete_by_sub_created_before,
+    delete_by_sub_created_before,
+    LONG,
+    LONG
+);
+on_cluster!(
+    cluster_revoke_once_claims_and_deletes_together,
+    revoke_once_claims_and_deletes_together,
+    LONG,
+    LONG
+);
+on_cluster!(cluster_single_use_values, single_use_values, LONG, LONG);
+on_cluster!(
+    cluster_replace_if_is_compare_and_set,
+    replace_if_is_compare_and_set,
+    LONG,
+    LONG
+);
+
+/// The suite's basic paths over rediss:// with `ca_file` naming a test CA
+/// (no system roots involved).
+#[tokio::test]
+async fn tls_ca_file_create_load_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = support::redis_ha::TestCa::new(dir.path(), "suite");
+    let r = Redis::start_tls(&ca.cert, &ca.key);
+    let mut rc = RedisConfig::server(
+        format!("rediss://127.0.0.1:{}/0", r.port()),
+        Duration::from_secs(5),
+    );
+    rc.ca_file = Some(ca.ca.clone());
+    let s = Sessions::new(&config(StoreConfig::Redis(rc), LONG, LONG))
+        .await
+        .unwrap();
+    let Store::Redis(store) = s.store() else {
+        panic!("redis store expected")
+    };
+    assert!(store.is_subscribed(), "subscription over TLS");
+    create_load_delete(s.clone()).await;
+    revoke_once_claims_and_deletes_together(s.clone()).await;
+    single_use_values(s).await;
+}
+
+/// A local delete is never undone in the instance's cache by a read that
+/// raced it (the read's Redis answer predates the delete, its cache insert
+/// comes after the delete's invalidation). The store here may not
+/// subscribe (ACL), so no pub/sub message repairs the cache afterwards:
+/// what is cached is what the race left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_a_read_racing_a_delete_never_caches_the_deleted_record() {
+    let r = Redis::start();
+    let mut admin = raw(&r).await;
+    redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "racer",
+            "on",
+            ">pw",
+            "~*",
+            "&*",
+            "+@all",
+            "-subscribe",
+        ])
+        .query_async::<()>(&mut admin)
+        .await
+        .unwrap();
+    let url = format!("redis://racer:pw@127.0.0.1:{}/0", r.port());
+    let (tx, _) = broadcast::channel(16);
+    let store = portcullis::session::store::RedisStore::connect(
+        &RedisConfig::server(url, Duration::from_secs(60)),
+        LONG,
+        tx,
+    )
+    .await
+    .unwrap();
+    assert!(!store.is_subscribed());
+    let store = Store::Redis(store);
+    let idx = portcullis::session::store::IndexRefs {
+        sid: None,
+        sub: "racer".into(),
+        created_at_ms: 1,
+    };
+    for round in 0..1500u32 {
+        let key = StoreKey::from_stored(&format!("{round:r>43}")).unwrap();
+        store.insert(&key, b"v".to_vec(), &idx, LONG).await.unwrap();
+        let (s1, k1) = (store.clone(), key.clone());
+        let read = tokio::spawn(async move { s1.get(&k1, true).await.unwrap() });
+        let (s2, k2) = (store.clone(), key.clone());
+        let delete = tokio::spawn(async move { s2.delete(&k2).await.unwrap() });
+        let (_, deleted) = (read.await.unwrap(), delete.await.unwrap());
+        assert!(deleted);
+        assert_eq!(
+            store.get(&key, false).await.unwrap(),
+            None,
+            "round {round}: the deleted record came back from the local cache"
+        );
+    }
+}
+
+/// Index entries follow a record re-sealed under a rotated secret: after
+/// the rotation ([B, A]) the next write seals under B and moves the `sid`
+/// and `sub` entries to B's hashes, so once A is dropped ([B]) back-channel
+/// (by `sid`) and admin (by `sub`) logout still find the session. Before,
+/// the entries stayed under A's hashes and both found nothing.
+async fn indexes_follow_a_rotated_secret(s: Sessions) {
+    let (id, _) = s.create(login("rot", Some("sid-rot"))).await.unwrap();
+    let (id2, _) = s.create(login("rot2", None)).await.unwrap();
+    let mut cfg = config(StoreConfig::Memory, LONG, LONG);
+    cfg.secrets = vec![Secret::new(SECRET_B), Secret::new(SECRET_A)];
+    let both = s.reconfigure(&cfg).unwrap();
+    for id in [&id, &id2] {
+        let session = both
+            .load(&id.to_cookie_value())
+            .await
+            .unwrap()
+            .expect("opens under [B, A]");
+        assert!(both.update(&session).await.unwrap(), "re-sealed under B");
+    }
+    cfg.secrets = vec![Secret::new(SECRET_B)];
+    let only_b = s.reconfigure(&cfg).unwrap();
+    assert!(
+        only_b.load(&id.to_cookie_value()).await.unwrap().is_some(),
+        "the re-sealed record opens under B alone"
+    );
+    assert_eq!(
+        only_b.delete_by_sid(ISS, "sid-rot").await.unwrap(),
+        1,
+        "found by sid"
+    );
+    assert_eq!(
+        only_b.delete_by_sub(ISS, "rot2", None).await.unwrap(),
+        1,
+        "found by sub"
+    );
+    assert!(only_b.load(&id2.to_cookie_value()).await.unwrap().is_none());
+}
+both_stores!(
+    memory_indexes_follow_a_rotated_secret,
+    redis_indexes_follow_a_rotated_secret,
+    indexes_follow_a_rotated_secret,
+    LONG,
+    LONG
+);
+on_cluster!(
+    cluster_indexes_follow_a_rotated_secret,
+    indexes_follow_a_rotated_secret,
+    LONG,
+    LONG
+);
+
+/// Sentinel with separate credentials: the sentinels require one password
+/// (in their URLs), master and replica another (in `url`, whose host is
+/// ignored). A wrong master password is an error, never a session.
+#[tokio::test]
+async fn sentinel_authenticates_to_sentinels_and_master_separately() {
+    use portcullis::config::RedisTopology;
+    use support::redis_ha::{MASTER_NAME, SentinelOptions, SentinelSet};
+    let set = SentinelSet::start_with(
+        Duration::from_secs(5),
+        &SentinelOptions {
+            master_password: Some("master-pw"),
+            sentinel_password: Some("sentinel-pw"),
+            tls: None,
+        },
+    );
+    let store = |data_pw: &str| {
+        StoreConfig::Redis(RedisConfig {
+            url: Some(Secret::new(format!("redis://:{data_pw}@ignored.invalid/0"))),
+            topology: RedisTopology::Sentinel {
+                sentinels: set
+                    .urls_with(":sentinel-pw@")
+                    .into_iter()
+                    .map(Secret::new)
+                    .collect(),
+                master: MASTER_NAME.into(),
+            },
+            ca_file: None,
+            cache_ttl: Duration::from_secs(5),
+        })
+    };
+    let s = Sessions::new(&config(store("master-pw"), LONG, LONG))
+        .await
+        .unwrap();
+    let Store::Redis(r) = s.store() else {
+        panic!("redis store expected")
+    };
+    assert!(r.is_subscribed(), "subscribed on the master");
+    create_load_delete(s).await;
+
+    let wrong = Sessions::new(&config(store("not-the-password"), LONG, LONG))
+        .await
+        .unwrap();
+    assert!(is_store_error(wrong.create(login("pat", None)).await));
+}
+
+/// Sentinel over TLS end to end (sentinels, master, replication), verified
+/// against `ca_file`.
+#[tokio::test]
+async fn sentinel_over_tls_with_ca_file() {
+    use portcullis::config::RedisTopology;
+    use support::redis_ha::{MASTER_NAME, SentinelOptions, SentinelSet, TestCa};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "sentinel");
+    let set = SentinelSet::start_with(
+        Duration::from_secs(5),
+        &SentinelOptions {
+            tls: Some(&ca),
+            ..Default::default()
+        },
+    );
+    let cfg = StoreConfig::Redis(RedisConfig {
+        url: Some(Secret::new("rediss://ignored.invalid/0")),
+        topology: RedisTopology::Sentinel {
+            sentinels: set.urls().into_iter().map(Secret::new).collect(),
+            master: MASTER_NAME.into(),
+        },
+        ca_file: Some(ca.ca.clone()),
+        cache_ttl: Duration::from_secs(5),
+    });
+    let s = Sessions::new(&config(cfg, LONG, LONG)).await.unwrap();
+    create_load_delete(s.clone()).await;
+    revoke_once_claims_and_deletes_together(s).await;
+}
+
+/// A cluster over TLS (clients and bus), verified against `ca_file`.
+#[tokio::test]
+async fn cluster_over_tls_with_ca_file() {
+    use portcullis::config::RedisTopology;
+    use support::redis_ha::{Cluster, TestCa};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "cluster");
+    let c = Cluster::start_with(Some(&ca));
+    let cfg = StoreConfig::Redis(RedisConfig {
+        url: None,
+        topology: RedisTopology::Cluster {
+            nodes: c.urls().into_iter().map(Secret::new).collect(),
+        },
+        ca_file: Some(ca.ca.clone()),
+        cache_ttl: Duration::from_secs(5),
+    });
+    let s = Sessions::new(&config(cfg, LONG, LONG)).await.unwrap();
+    create_load_delete(s.clone()).await;
+    indexes_follow_sessions(s).await;
+}
+
+/// With a replica, a deletion is acknowledged only once a replica has it
+/// (`WAIT 1`): while the replica is frozen (still connected, acknowledging
+/// nothing) a logout fails rather than be reported done on the strength of
+/// the master alone, which could die and see that replica promoted without
+/// the deletion. Once the replica answers again, the retry is acknowledged.
+#[tokio::test]
+async fn redis_deletion_is_acknowledged_only_once_a_replica_has_it() {
+    let master = Redis::start();
+    let replica = Redis::start_with(
+        &[
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            master.port().to_string(),
+        ],
+        None,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !support::redis_ha::cli(replica.port(), &["INFO", "replication"])
+        .contains("master_link_status:up")
+    {
+        assert!(Instant::now() < deadline, "replica not in sync");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = Sessions::new(&config(
+        redis_store(&master, Duration::from_secs(5)),
+        LONG,
+        LONG,
+    ))
+    .await
+    .unwrap();
+    // The replica count is learned right after subscribing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, session) = s.create(login("wait", Some("sid-wait"))).await.unwrap();
+    let signal = |sig: &str| {
+        let pid = replica.pid().unwrap().to_string();
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    signal("-STOP");
+    let started = Instant::now();
+    let frozen = s.delete(&session).await;
+    let (_, other) = s.create(login("wait2", Some("sid-wait2"))).await.unwrap();
+    let claim = s
+        .revoke_once("jti-wait", LONG, ISS, Revoke::Sid("sid-wait2"))
+        .await;
+    signal("-CONT");
+    assert!(
+        is_store_error(frozen),
+        "a deletion no replica confirmed was acknowledged"
+    );
+    assert!(
+        is_store_error(claim),
+        "a back-channel logout (jti claim) no replica confirmed was acknowledged"
+    );
+    drop(other);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "WAIT timed out"
+    );
+    // The replica is back: retrying is safe (deleting is idempotent) and
+    // acknowledged.
+    assert!(s.delete(&session).await.is_ok());
+    assert_eq!(s.delete_by_sid(ISS, "sid-wait").await.unwrap(), 0);
 }

@@ -58,10 +58,13 @@ async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
         "/healthz" => pages::text(StatusCode::OK, "ok\n"),
         "/readyz" => {
             let checks = app.readiness().await;
-            let ready = checks.iter().all(|(_, ok)| *ok);
+            let ready = checks.iter().all(|(_, e)| e.is_none());
             let body = serde_json::json!({
                 "ready": ready,
-                "checks": checks.iter().map(|(name, ok)| (name.to_string(), serde_json::Value::Bool(*ok))).collect::<serde_json::Map<_, _>>(),
+                "checks": checks.iter().map(|(name, e)| (name.to_string(), serde_json::Value::Bool(e.is_none()))).collect::<serde_json::Map<_, _>>(),
+                // Why a check fails, so an operator need not search the logs
+                // (e.g. an untrusted Redis TLS certificate).
+                "errors": checks.iter().filter_map(|(name, e)| Some((name.to_string(), serde_json::Value::String(e.clone()?)))).collect::<serde_json::Map<_, _>>(),
             });
             let status = if ready {
                 StatusCode::OK

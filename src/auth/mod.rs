@@ -110,6 +110,7 @@ pub async fn admit<B>(
             session.key().clone(),
             cookie.unwrap_or_default(),
             session.expires_at(),
+            session.idle_expires_at(),
         )
     });
     Admission::Admit {
@@ -120,35 +121,66 @@ pub async fn admit<B>(
 }
 
 /// Resolves when the session is revoked (announced on the store's
-/// revocation channel: at once for the memory store, by pub/sub for Redis)
-/// or reaches its absolute lifetime.
+/// revocation channel: at once for the memory store, by pub/sub for Redis),
+/// reaches its idle timeout (unless other requests slid it meanwhile) or
+/// its absolute lifetime. When the store may have missed revocations (the
+/// Redis subscription came back after a loss), the session is looked up
+/// again.
 fn session_deadline(
     sessions: Sessions,
     key: StoreKey,
     cookie: String,
     expires_at: SystemTime,
+    idle_expires_at: SystemTime,
 ) -> Deadline {
     let mut revoked = sessions.revocations();
+    let mut resync = sessions.store().resyncs();
     Box::pin(async move {
-        let lifetime = expires_at
-            .duration_since(SystemTime::now())
-            .unwrap_or_default();
-        let until = tokio::time::sleep(lifetime);
-        tokio::pin!(until);
+        let still_valid = || async {
+            matches!(sessions.load_without_slide(&cookie).await, Ok(Some(s)) if *s.key() == key)
+        };
+        let mut idle_at = idle_expires_at;
         loop {
+            let next = idle_at.min(expires_at);
+            let wait = next.duration_since(SystemTime::now()).unwrap_or_default();
+            let resynced = async {
+                match resync.as_mut() {
+                    Some(rx) => rx.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                () = &mut until => return,
+                () = tokio::time::sleep(wait) => {
+                    if next >= expires_at {
+                        return;
+                    }
+                    // Idle deadline: requests on other connections may
+                    // have slid it; the stored record decides.
+                    match sessions.load_without_slide(&cookie).await {
+                        Ok(Some(s)) if *s.key() == key && s.idle_expires_at() > idle_at => {
+                            idle_at = s.idle_expires_at();
+                        }
+                        _ => return,
+                    }
+                }
                 msg = revoked.recv() => match msg {
                     Ok(k) if k == key => return,
                     Ok(_) => {}
                     // Missed messages: look the session up instead.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        if !matches!(sessions.load_without_slide(&cookie).await, Ok(Some(_))) {
+                        if !still_valid().await {
                             return;
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 },
+                live = resynced => {
+                    if !live {
+                        resync = None;
+                    } else if !still_valid().await {
+                        return;
+                    }
+                }
             }
         }
     })

@@ -208,11 +208,49 @@ pub const DEFAULT_REDIS_CACHE_TTL: Duration = Duration::from_secs(5);
 /// `[session.redis]`
 #[derive(Debug, Clone, PartialEq)]
 pub struct RedisConfig {
-    /// `redis://` or `rediss://` URL; may carry a password, so it is a secret.
-    pub url: Secret,
+    /// `redis://` or `rediss://` URL; may carry a password, so it is a
+    /// secret. With Sentinel or Cluster only its credentials, db and scheme
+    /// (TLS or not) apply to the data nodes; absent, they use none and db 0.
+    pub url: Option<Secret>,
+    /// Which Redis deployment: one server, Sentinel or Cluster.
+    pub topology: RedisTopology,
+    /// PEM CA certificates that verify the servers' TLS certificates
+    /// instead of the system roots (`ca_file`).
+    pub ca_file: Option<std::path::PathBuf>,
     /// How long a locally cached session may be served without re-reading
     /// ([`DEFAULT_REDIS_CACHE_TTL`]).
     pub cache_ttl: Duration,
+}
+
+impl RedisConfig {
+    /// One server at `url`, verified against the system roots when TLS.
+    pub fn server(url: impl Into<String>, cache_ttl: Duration) -> RedisConfig {
+        RedisConfig {
+            url: Some(Secret::new(url.into())),
+            topology: RedisTopology::Server,
+            ca_file: None,
+            cache_ttl,
+        }
+    }
+}
+
+/// The Redis deployment the store talks to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RedisTopology {
+    /// One server (or a fixed primary) at `url`.
+    Server,
+    /// The master a set of Sentinels watches (`sentinels`, `sentinel_master`).
+    Sentinel {
+        /// Sentinel URLs, each with its own credentials and TLS.
+        sentinels: Vec<Secret>,
+        /// The master set name.
+        master: String,
+    },
+    /// A Redis Cluster reached through these seed nodes (`cluster`).
+    Cluster {
+        /// Seed node URLs.
+        nodes: Vec<Secret>,
+    },
 }
 
 /// `[session] cookie_name` when not set, without its prefix: the cookie is

@@ -140,6 +140,10 @@ pub struct RawSession {
 pub struct RawRedis {
     pub url: Option<Str>,
     pub url_file: Option<Str>,
+    pub sentinels: Option<Spanned<Vec<Str>>>,
+    pub sentinel_master: Option<Str>,
+    pub cluster: Option<Spanned<Vec<Str>>>,
+    pub ca_file: Option<Str>,
     pub cache_ttl: Option<Str>,
 }
 

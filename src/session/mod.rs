@@ -111,8 +111,7 @@ impl Sessions {
             )),
             StoreConfig::Redis(r) => Store::Redis(
                 RedisStore::connect(
-                    r.url.expose(),
-                    r.cache_ttl,
+                    r,
                     cfg.max_lifetime.saturating_add(Duration::from_secs(60)),
                     revoked.clone(),
                 )
@@ -326,7 +325,11 @@ impl Sessions {
             return Ok(None);
         };
         let sealed = self.seal(key, &slid)?;
-        match self.store.replace_if(key, blob, sealed, ttl).await {
+        match self
+            .store
+            .replace_if(key, blob, sealed, ttl, &self.index_refs(&slid))
+            .await
+        {
             Ok(CasResult::Replaced) => Ok(Some(slid)),
             Ok(CasResult::Gone) => Ok(None),
             // Written meanwhile (a refresh, or another request's slide):
@@ -380,7 +383,11 @@ impl Sessions {
                 return Ok(false);
             };
             let sealed = self.seal(key, &record)?;
-            match self.store.replace_if(key, &blob, sealed, ttl).await? {
+            match self
+                .store
+                .replace_if(key, &blob, sealed, ttl, &self.index_refs(&record))
+                .await?
+            {
                 CasResult::Replaced => return Ok(true),
                 CasResult::Gone => return Ok(false),
                 CasResult::Changed => {}
@@ -391,7 +398,10 @@ impl Sessions {
             return Ok(false);
         };
         let sealed = self.seal(key, &session.record)?;
-        Ok(self.store.replace(key, sealed, ttl).await?)
+        Ok(self
+            .store
+            .replace(key, sealed, ttl, &self.index_refs(&session.record))
+            .await?)
     }
 
     /// Deletes a session and its index entries and tells the other

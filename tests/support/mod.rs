@@ -13,6 +13,7 @@ pub mod idp;
 pub mod idp_legacy;
 pub mod partition;
 pub mod redis;
+pub mod redis_ha;
 pub mod setup;
 pub mod signing;
 pub mod stack;

@@ -13,6 +13,11 @@ pub struct Redis {
     child: Option<Child>,
     /// Certificate and key files when the server speaks only TLS.
     tls: Option<(PathBuf, PathBuf)>,
+    /// More arguments (replication, cluster mode).
+    extra: Vec<String>,
+    /// Its working directory: a replica stores the master's snapshot there,
+    /// which must land neither in the repository nor beside another's.
+    dir: tempfile::TempDir,
 }
 
 impl Redis {
@@ -24,6 +29,8 @@ impl Redis {
             port: free_port(),
             child: None,
             tls: None,
+            extra: Vec::new(),
+            dir: tempfile::tempdir().unwrap(),
         };
         redis.spawn();
         redis
@@ -36,9 +43,35 @@ impl Redis {
             port: free_port(),
             child: None,
             tls: Some((cert.to_owned(), key.to_owned())),
+            extra: Vec::new(),
+            dir: tempfile::tempdir().unwrap(),
         };
         redis.spawn();
         redis
+    }
+
+    /// Starts `redis-server` with more arguments (e.g. `--replicaof`,
+    /// `--cluster-enabled yes`), and TLS only when `tls` is given.
+    pub fn start_with(extra: &[String], tls: Option<(&Path, &Path)>) -> Redis {
+        let mut redis = Redis {
+            port: free_port(),
+            child: None,
+            tls: tls.map(|(c, k)| (c.to_owned(), k.to_owned())),
+            extra: extra.to_vec(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        redis.spawn();
+        redis
+    }
+
+    /// The process id while it runs (to freeze it with SIGSTOP).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the process still runs.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// `redis://127.0.0.1:<port>/0`, as `session.redis.url`.
@@ -85,6 +118,9 @@ impl Redis {
                 .arg(cert),
         };
         let child = cmd
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(&self.extra)
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", "no"])

@@ -18,6 +18,7 @@ mod oidc;
 mod route;
 mod server;
 mod session;
+mod session_redis;
 mod table;
 mod values;
 

@@ -14,10 +14,8 @@
 
 use std::ops::Range;
 
-use url::Url;
-
 use super::V;
-use super::table::{Section, Table};
+use super::table::Section;
 use super::values::MIN_SECRET_BYTES;
 use crate::config::model::*;
 use crate::config::raw::*;
@@ -271,58 +269,6 @@ impl V<'_> {
             max_lifetime: max_lifetime?,
             store: store?,
         }))
-    }
-
-    fn redis(&mut self, t: Table<RawRedis>) -> Option<RedisConfig> {
-        let r = &t.raw;
-        let url = match self.secret(&t, "url", &r.url, &r.url_file) {
-            Err(()) => None,
-            Ok(None) => {
-                self.missing(
-                    &t.header,
-                    t.is_broken("url"),
-                    "missing key `url` in [session.redis] (e.g. \"redis://127.0.0.1:6379/0\")",
-                );
-                None
-            }
-            Ok(Some((u, span))) => {
-                // The URL may carry a password: never echo it.
-                // What the store can connect to; Sentinel and Cluster
-                // need other clients and are refused here rather than at
-                // start-up.
-                const SCHEMES: &[&str] = &["redis", "rediss", "redis+unix", "unix"];
-                match Url::parse(&u) {
-                    Ok(parsed) if SCHEMES.contains(&parsed.scheme()) => Some(Secret::new(u)),
-                    Ok(parsed) => {
-                        let not_yet = if parsed.scheme().contains("sentinel")
-                            || parsed.scheme().contains("cluster")
-                        {
-                            " (Redis Sentinel and Cluster are not supported yet)"
-                        } else {
-                            ""
-                        };
-                        self.sink.error(
-                            &span,
-                            format!(
-                                "Redis URL scheme `{}` is not supported{not_yet}: expected one of {}",
-                                parsed.scheme(),
-                                SCHEMES.join(", ")
-                            ),
-                        );
-                        None
-                    }
-                    Err(e) => {
-                        self.sink.error(&span, format!("invalid Redis URL: {e}"));
-                        None
-                    }
-                }
-            }
-        };
-        let cache_ttl = self.duration(&r.cache_ttl, "cache_ttl", DEFAULT_REDIS_CACHE_TTL, false);
-        Some(RedisConfig {
-            url: url?,
-            cache_ttl: cache_ttl?,
-        })
     }
 }
 

@@ -168,8 +168,9 @@ impl MemoryStore {
         key: &StoreKey,
         blob: Vec<u8>,
         ttl: Duration,
+        idx: &IndexRefs,
     ) -> Result<bool, StoreError> {
-        Ok(self.write(key, None, blob, ttl).await == CasResult::Replaced)
+        Ok(self.write(key, None, blob, ttl, idx).await == CasResult::Replaced)
     }
 
     pub(super) async fn replace_if(
@@ -178,8 +179,9 @@ impl MemoryStore {
         expected: &[u8],
         blob: Vec<u8>,
         ttl: Duration,
+        idx: &IndexRefs,
     ) -> Result<CasResult, StoreError> {
-        Ok(self.write(key, Some(expected), blob, ttl).await)
+        Ok(self.write(key, Some(expected), blob, ttl, idx).await)
     }
 
     /// Replaces the record of an existing session under the entry's lock,
@@ -190,6 +192,7 @@ impl MemoryStore {
         expected: Option<&[u8]>,
         blob: Vec<u8>,
         ttl: Duration,
+        idx: &IndexRefs,
     ) -> CasResult {
         let blob: Arc<[u8]> = blob.into();
         let res = self
@@ -201,6 +204,16 @@ impl MemoryStore {
                         let mut e = cur.into_value();
                         e.blob = blob;
                         e.ttl = ttl.min(MAX_TTL);
+                        // Re-sealed under a rotated secret: its index
+                        // entries follow, so lookups still find it once
+                        // the old secret is dropped.
+                        if *e.sub != *idx.sub || e.sid.as_deref() != idx.sid.as_deref() {
+                            let mut index = lock_index(&self.index);
+                            index.remove(key, &e);
+                            e.sub = Arc::from(idx.sub.as_str());
+                            e.sid = idx.sid.as_deref().map(Arc::from);
+                            index.add(key, &e);
+                        }
                         Op::Put(e)
                     }
                     _ => Op::Nop,

@@ -10,6 +10,10 @@
 mod index;
 mod memory;
 mod redis;
+mod redis_cluster;
+mod redis_conn;
+mod redis_lua;
+mod redis_pubsub;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,16 +112,19 @@ impl Store {
         each!(self, s => s.get(key, fresh).await)
     }
 
-    /// Replaces the record of an existing session (index entries stay) and
-    /// sets its expiry to `ttl`. `false` if the session no longer exists, so
-    /// a late write never brings a deleted session back.
+    /// Replaces the record of an existing session and sets its expiry to
+    /// `ttl`; its index entries move to `idx` if those hashes changed (a
+    /// record re-sealed under a rotated secret stays findable after the old
+    /// secret is dropped). `false` if the session no longer exists, so a
+    /// late write never brings a deleted session back.
     pub async fn replace(
         &self,
         key: &StoreKey,
         blob: Vec<u8>,
         ttl: Duration,
+        idx: &IndexRefs,
     ) -> Result<bool, StoreError> {
-        each!(self, s => s.replace(key, blob, ttl).await)
+        each!(self, s => s.replace(key, blob, ttl, idx).await)
     }
 
     /// Compare-and-set: replaces the record (as [`Store::replace`]) only if
@@ -130,8 +137,9 @@ impl Store {
         expected: &[u8],
         blob: Vec<u8>,
         ttl: Duration,
+        idx: &IndexRefs,
     ) -> Result<CasResult, StoreError> {
-        each!(self, s => s.replace_if(key, expected, blob, ttl).await)
+        each!(self, s => s.replace_if(key, expected, blob, ttl, idx).await)
     }
 
     /// Deletes a session and its index entries and announces the
@@ -215,6 +223,16 @@ impl Store {
     /// else may).
     pub async fn unlock(&self, key: &str, token: &LockToken) -> Result<(), StoreError> {
         each!(self, s => s.unlock(key, token).await)
+    }
+
+    /// Changes each time revocations may have been missed (Redis: the
+    /// subscription came back after a loss), so holders of long-lived
+    /// admissions re-check their session. `None`: never (memory store).
+    pub fn resyncs(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        match self {
+            Store::Memory(_) => None,
+            Store::Redis(r) => Some(r.resyncs()),
+        }
     }
 
     /// Whether the store answers (for `/readyz`).

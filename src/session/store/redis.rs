@@ -13,119 +13,36 @@
 //! in the same script, so one never happens without the other.
 //! Every replacement publishes `u:<store key>` there, so other instances
 //! drop their cached copy without treating it as a revocation.
+//!
+//! On a cluster the multi-key scripts are split per slot
+//! (`redis_cluster.rs`); with replicas, deletions and `jti` claims wait for
+//! one (`WAIT`) before they are acknowledged. Connections (one server,
+//! Sentinel, Cluster, TLS) are `redis_conn.rs`; the subscription is
+//! `redis_pubsub.rs`; keys and scripts are `redis_lua.rs`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use futures_util::StreamExt;
 use moka::future::Cache;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::{broadcast, watch};
 
+use super::redis_cluster::Split;
+use super::redis_conn::{Backend, CONNECT_TIMEOUT, Conn};
+pub use super::redis_lua::REVOCATION_CHANNEL;
+use super::redis_lua::{PREFIX, Scripts};
+use super::redis_pubsub::{Shared, subscriber};
 use super::{CasResult, IndexRefs, IndexTarget, LockToken, StoreError, ms};
+use crate::config::RedisConfig;
 use crate::session::id::StoreKey;
 use crate::session::record::to_ms;
 
-/// Pub/sub channel that carries revocations and cache invalidations.
-pub const REVOCATION_CHANNEL: &str = "portcullis:revoked";
-const PREFIX: &str = "portcullis:";
 /// Bound of the local cache (entries).
 const LOCAL_CACHE_CAPACITY: u64 = 100_000;
-/// How long a Redis command may take before it counts as unavailable.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often the subscriber checks its connection is alive.
-const HEARTBEAT: Duration = Duration::from_secs(5);
-
-const DEL_FN: &str = r#"
-local prefix, channel = ARGV[1], ARGV[2]
-local function del(k)
-  local rk = prefix .. 's:' .. k
-  local v = redis.call('HMGET', rk, 'sid', 'sub')
-  if redis.call('DEL', rk) == 0 then return 0 end
-  if v[1] then redis.call('SREM', prefix .. 'sid:' .. v[1], k) end
-  if v[2] then redis.call('ZREM', prefix .. 'sub:' .. v[2], k) end
-  redis.call('PUBLISH', channel, k)
-  return 1
-end
-local function del_sid(h, out)
-  local ik = prefix .. 'sid:' .. h
-  for _, k in ipairs(redis.call('SMEMBERS', ik)) do
-    if del(k) == 1 then table.insert(out, k) end
-  end
-  redis.call('DEL', ik)
-end
-local function del_sub(h, max, out)
-  local ik = prefix .. 'sub:' .. h
-  for _, k in ipairs(redis.call('ZRANGEBYSCORE', ik, '-inf', max)) do
-    if del(k) == 1 then table.insert(out, k) end
-    redis.call('ZREM', ik, k)
-  end
-end
-"#;
-
-const DEL_ONE: &str = "return del(ARGV[3])";
-
-const DEL_SID: &str = "local out = {} del_sid(ARGV[3], out) return out";
-
-const DEL_SUB: &str = "local out = {} del_sub(ARGV[3], ARGV[4], out) return out";
-
-/// ARGV[3]: claim key, ARGV[4]: its ttl (ms), ARGV[5]: `sid` or `sub`,
-/// ARGV[6]: highest creation score (`sub`), ARGV[7..]: index hashes.
-/// Answers nil when the claim exists (nothing deleted). The claim is written
-/// last: a script that stops part-way keeps no claim, so a retry runs again
-/// (deleting is idempotent), and one that completes kept both.
-const DEL_ONCE: &str = r#"
-if redis.call('EXISTS', ARGV[3]) == 1 then return false end
-local out = {}
-for i = 7, #ARGV do
-  if ARGV[5] == 'sid' then del_sid(ARGV[i], out) else del_sub(ARGV[i], ARGV[6], out) end
-end
-redis.call('SET', ARGV[3], '1', 'PX', ARGV[4])
-return out
-"#;
-
-const REPLACE: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'b', ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PUBLISH', ARGV[3], 'u:' .. ARGV[4])
-return 1
-"#;
-
-/// Compare-and-set on the record: ARGV[5] is the SHA-1 (hex) of the blob
-/// the caller read, so the expected record is not sent back over the wire.
-/// SHA-1 because it is the digest Redis scripts have; it only tells one
-/// sealed record from another (each has a random nonce, and nobody but the
-/// gateway writes them), no collision resistance is relied on.
-/// 0: gone, 1: replaced, 2: changed meanwhile.
-const REPLACE_IF: &str = r#"
-local cur = redis.call('HGET', KEYS[1], 'b')
-if not cur then return 0 end
-if redis.sha1hex(cur) ~= ARGV[5] then return 2 end
-redis.call('HSET', KEYS[1], 'b', ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PUBLISH', ARGV[3], 'u:' .. ARGV[4])
-return 1
-"#;
-
-const UNLOCK: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"#;
-
-struct Scripts {
-    del_one: Script,
-    del_sid: Script,
-    del_sub: Script,
-    del_once: Script,
-    replace: Script,
-    replace_if: Script,
-    unlock: Script,
-}
+/// How long a deletion waits for a replica to confirm it (`WAIT`).
+const REPLICA_WAIT: Duration = Duration::from_secs(1);
 
 /// Aborts the subscriber task when the last store clone goes.
 struct TaskGuard(tokio::task::JoinHandle<()>);
@@ -138,7 +55,17 @@ impl Drop for TaskGuard {
 /// The Redis store. Cheap to clone (shared state).
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
+    backend: Arc<Backend>,
+    /// Cluster: deletions split per slot.
+    split: Option<Arc<Split>>,
+    /// Replicas of the master (fewest per primary on a cluster), learned
+    /// from `ROLE` / `CLUSTER NODES`; deletions wait for one when non-zero.
+    replicas: Arc<AtomicUsize>,
+    /// Bumped each time the revocation subscription comes back: messages
+    /// may have been lost, so holders of long-lived admissions (WebSocket
+    /// tunnels) re-check their session.
+    resync: watch::Receiver<u64>,
     /// Sealed records read from Redis within `cache_ttl`.
     local: Cache<StoreKey, Arc<[u8]>>,
     /// Bumped on every invalidation, so a read racing one is not cached.
@@ -152,8 +79,12 @@ pub struct RedisStore {
 
 fn unavailable(e: redis::RedisError) -> StoreError {
     // The kind and timeout/refused flags only: a RedisError may echo
-    // arguments, and arguments are sealed records or tokens.
-    let what = if e.is_timeout() {
+    // arguments, and arguments are sealed records or tokens. A TLS
+    // verification failure is named: it needs the operator, not a retry.
+    let text = e.to_string();
+    let what = if text.contains("certificate") || text.contains("UnknownIssuer") {
+        "TLS certificate of the Redis server not trusted (check ca_file)".to_owned()
+    } else if e.is_timeout() {
         "timeout".to_owned()
     } else if e.is_connection_refusal() {
         "connection refused".to_owned()
@@ -179,59 +110,61 @@ fn rkey(k: &StoreKey) -> String {
 }
 
 impl RedisStore {
-    /// Connects lazily to `url` (so the gateway starts while Redis is down
-    /// and reports it through readiness) and starts the revocation
-    /// subscriber. `index_ttl` must be at least the sessions' max lifetime.
-    /// Waits briefly for the subscription so a new instance does not miss
-    /// revocations right after start.
+    /// Connects lazily to the Redis `cfg` names (so the gateway starts
+    /// while Redis is down and reports it through readiness) and starts the
+    /// revocation subscriber. `index_ttl` must be at least the sessions' max
+    /// lifetime. Waits briefly for the subscription so a new instance does
+    /// not miss revocations right after start.
     pub async fn connect(
-        url: &str,
-        cache_ttl: Duration,
+        cfg: &RedisConfig,
         index_ttl: Duration,
         revoked: broadcast::Sender<StoreKey>,
     ) -> Result<Self, StoreError> {
-        let client =
-            redis::Client::open(url).map_err(|e| StoreError::Config(format!("{:?}", e.kind())))?;
-        let cfg = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), cfg)
-            .map_err(|e| StoreError::Config(format!("{:?}", e.kind())))?;
+        let backend = Arc::new(Backend::open(cfg)?);
+        let conn = backend.conn.clone();
         let local = Cache::builder()
             .max_capacity(LOCAL_CACHE_CAPACITY)
-            .time_to_live(cache_ttl.max(Duration::from_millis(1)))
+            .time_to_live(cfg.cache_ttl.max(Duration::from_millis(1)))
             .build();
         let epoch = Arc::new(AtomicU64::new(0));
+        let replicas = Arc::new(AtomicUsize::new(0));
         let (sub_tx, subscribed) = watch::channel(false);
+        let (resync_tx, resync) = watch::channel(0u64);
         let task = tokio::spawn(subscriber(
-            client,
-            local.clone(),
-            epoch.clone(),
-            revoked,
-            sub_tx,
+            backend.clone(),
+            Shared {
+                local: local.clone(),
+                epoch: epoch.clone(),
+                replicas: replicas.clone(),
+                revoked,
+                subscribed: sub_tx,
+                resync: resync_tx,
+            },
         ));
-        let prefixed = |body: &str| Script::new(&format!("{DEL_FN}\n{body}"));
+        let split = backend
+            .is_cluster()
+            .then(|| Arc::new(Split::new(PREFIX, REVOCATION_CHANNEL)));
         let store = RedisStore {
             conn,
+            backend,
+            split,
+            replicas,
+            resync,
             local,
             epoch,
             index_ttl,
-            scripts: Arc::new(Scripts {
-                del_one: prefixed(DEL_ONE),
-                del_sid: prefixed(DEL_SID),
-                del_sub: prefixed(DEL_SUB),
-                del_once: prefixed(DEL_ONCE),
-                replace: Script::new(REPLACE),
-                replace_if: Script::new(REPLACE_IF),
-                unlock: Script::new(UNLOCK),
-            }),
+            scripts: Arc::new(Scripts::new()),
             subscribed,
             rng: SystemRandom::new(),
             _task: Arc::new(TaskGuard(task)),
         };
-        store.wait_subscribed(CONNECT_TIMEOUT).await;
+        if !store.wait_subscribed(CONNECT_TIMEOUT).await
+            && let Err(e) = store.ping().await
+        {
+            // Not fatal (Redis may come up later; readiness says so), but
+            // said at once: an untrusted certificate needs the operator.
+            tracing::error!(error = %e, "Redis not usable at start");
+        }
         Ok(store)
     }
 
@@ -249,6 +182,12 @@ impl RedisStore {
         *self.subscribed.borrow()
     }
 
+    /// Changes each time the revocation subscription comes back after a
+    /// loss (see the field); the memory store has no such event.
+    pub fn resyncs(&self) -> watch::Receiver<u64> {
+        self.resync.clone()
+    }
+
     pub(super) async fn insert(
         &self,
         key: &StoreKey,
@@ -259,30 +198,53 @@ impl RedisStore {
         let rk = rkey(key);
         let sub_key = format!("{PREFIX}sub:{}", idx.sub);
         let idx_ms = ms(self.index_ttl);
-        let mut p = redis::pipe();
-        p.atomic();
-        p.hset(&rk, "b", blob.as_slice()).ignore();
-        p.hset(&rk, "sub", idx.sub.as_str()).ignore();
-        p.pexpire(&rk, i64::try_from(ms(ttl)).unwrap_or(i64::MAX))
+        // Three groups of single-key commands: one atomic pipeline on a
+        // server; on a cluster (three slots) one after the other, the index
+        // entries first, so a record never exists that its index misses.
+        let mut record = redis::pipe();
+        record.atomic();
+        record.hset(&rk, "b", blob.as_slice()).ignore();
+        record.hset(&rk, "sub", idx.sub.as_str()).ignore();
+        record
+            .pexpire(&rk, i64::try_from(ms(ttl)).unwrap_or(i64::MAX))
             .ignore();
-        p.zadd(&sub_key, key.as_str(), idx.created_at_ms).ignore();
+        let mut sub = redis::pipe();
+        sub.zadd(&sub_key, key.as_str(), idx.created_at_ms).ignore();
         // Members older than any session can live are dead: trim them so a
         // user who logs in daily does not grow the set forever.
         let horizon = to_ms(SystemTime::now()).saturating_sub(idx_ms);
-        p.cmd("ZREMRANGEBYSCORE")
+        sub.cmd("ZREMRANGEBYSCORE")
             .arg(&sub_key)
             .arg("-inf")
             .arg(format!("({horizon}"))
             .ignore();
-        p.cmd("PEXPIRE").arg(&sub_key).arg(idx_ms).ignore();
-        if let Some(sid) = &idx.sid {
-            let sid_key = format!("{PREFIX}sid:{sid}");
-            p.hset(&rk, "sid", sid.as_str()).ignore();
-            p.sadd(&sid_key, key.as_str()).ignore();
-            p.cmd("PEXPIRE").arg(&sid_key).arg(idx_ms).ignore();
+        sub.cmd("PEXPIRE").arg(&sub_key).arg(idx_ms).ignore();
+        let mut sid = redis::pipe();
+        if let Some(h) = &idx.sid {
+            let sid_key = format!("{PREFIX}sid:{h}");
+            record.hset(&rk, "sid", h.as_str()).ignore();
+            sid.sadd(&sid_key, key.as_str()).ignore();
+            sid.cmd("PEXPIRE").arg(&sid_key).arg(idx_ms).ignore();
         }
         let mut c = self.conn.clone();
-        p.query_async::<()>(&mut c).await.map_err(unavailable)?;
+        if self.split.is_some() {
+            sub.query_async::<()>(&mut c).await.map_err(unavailable)?;
+            if idx.sid.is_some() {
+                sid.query_async::<()>(&mut c).await.map_err(unavailable)?;
+            }
+            record
+                .query_async::<()>(&mut c)
+                .await
+                .map_err(unavailable)?;
+        } else {
+            for cmd in sub.cmd_iter().chain(sid.cmd_iter()) {
+                record.add_command(cmd.clone()).ignore();
+            }
+            record
+                .query_async::<()>(&mut c)
+                .await
+                .map_err(unavailable)?;
+        }
         self.local.insert(key.clone(), blob.into()).await;
         Ok(())
     }
@@ -314,28 +276,117 @@ impl RedisStore {
         Ok(v)
     }
 
+    /// Drops a cached copy so that no read in flight puts it back: the
+    /// epoch moves first, so a read that began before (and may have seen
+    /// the old value) does not cache what it read.
+    async fn drop_local(&self, key: &StoreKey) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.local.invalidate(key).await;
+    }
+
+    /// Runs a replacement script and moves the index entries when the
+    /// record's index hashes changed. The first reply element is the
+    /// script's status.
+    async fn write(
+        &self,
+        script: &Script,
+        key: &StoreKey,
+        blob: &[u8],
+        ttl: Duration,
+        expected_sha1: Option<String>,
+        idx: &IndexRefs,
+    ) -> Result<i64, StoreError> {
+        let mut c = self.conn.clone();
+        let mut inv = script.key(rkey(key));
+        inv.arg(blob)
+            .arg(ms(ttl))
+            .arg(REVOCATION_CHANNEL)
+            .arg(key.as_str())
+            .arg(expected_sha1.unwrap_or_default())
+            .arg(idx.sid.as_deref().unwrap_or(""))
+            .arg(idx.sub.as_str());
+        let reply: Vec<redis::Value> = inv.invoke_async(&mut c).await.map_err(unavailable)?;
+        let field = |i: usize| -> Option<String> {
+            reply
+                .get(i)
+                .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
+        };
+        let status = reply
+            .first()
+            .and_then(|v| redis::from_redis_value::<i64>(v.clone()).ok())
+            .ok_or_else(|| StoreError::Protocol("unexpected reply".into()))?;
+        if let (Some(old_sid), Some(old_sub)) = (field(1), field(2))
+            && let Err(e) = self.move_index(key, &old_sid, &old_sub, idx).await
+        {
+            // The record is written; its old entries still find it while
+            // the old secret is configured.
+            tracing::warn!(error = %e, "session index entries not moved");
+        }
+        Ok(status)
+    }
+
+    /// Re-files a session's index entries under its new hashes (single-key
+    /// commands, so this works on a cluster too).
+    async fn move_index(
+        &self,
+        key: &StoreKey,
+        old_sid: &str,
+        old_sub: &str,
+        idx: &IndexRefs,
+    ) -> Result<(), StoreError> {
+        let idx_ms = ms(self.index_ttl);
+        let mut c = self.conn.clone();
+        let k = key.as_str();
+        if let Some(h) = &idx.sid {
+            let ik = format!("{PREFIX}sid:{h}");
+            redis::pipe()
+                .sadd(&ik, k)
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(&ik)
+                .arg(idx_ms)
+                .ignore()
+                .query_async::<()>(&mut c)
+                .await
+                .map_err(unavailable)?;
+        }
+        let ik = format!("{PREFIX}sub:{}", idx.sub);
+        redis::pipe()
+            .zadd(&ik, k, idx.created_at_ms)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&ik)
+            .arg(idx_ms)
+            .ignore()
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(unavailable)?;
+        if !old_sid.is_empty() && Some(old_sid) != idx.sid.as_deref() {
+            c.srem::<_, _, ()>(format!("{PREFIX}sid:{old_sid}"), k)
+                .await
+                .map_err(unavailable)?;
+        }
+        if !old_sub.is_empty() && old_sub != idx.sub {
+            c.zrem::<_, _, ()>(format!("{PREFIX}sub:{old_sub}"), k)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
     pub(super) async fn replace(
         &self,
         key: &StoreKey,
         blob: Vec<u8>,
         ttl: Duration,
+        idx: &IndexRefs,
     ) -> Result<bool, StoreError> {
-        let mut c = self.conn.clone();
-        let n: i64 = self
-            .scripts
-            .replace
-            .key(rkey(key))
-            .arg(blob.as_slice())
-            .arg(ms(ttl))
-            .arg(REVOCATION_CHANNEL)
-            .arg(key.as_str())
-            .invoke_async(&mut c)
-            .await
-            .map_err(unavailable)?;
+        let n = self
+            .write(&self.scripts.replace, key, &blob, ttl, None, idx)
+            .await?;
+        self.drop_local(key).await;
         if n == 1 {
             self.local.insert(key.clone(), blob.into()).await;
-        } else {
-            self.local.invalidate(key).await;
         }
         Ok(n == 1)
     }
@@ -346,37 +397,30 @@ impl RedisStore {
         expected: &[u8],
         blob: Vec<u8>,
         ttl: Duration,
+        idx: &IndexRefs,
     ) -> Result<CasResult, StoreError> {
         let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, expected);
         let expected_sha1: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        let mut c = self.conn.clone();
-        let n: i64 = self
-            .scripts
-            .replace_if
-            .key(rkey(key))
-            .arg(blob.as_slice())
-            .arg(ms(ttl))
-            .arg(REVOCATION_CHANNEL)
-            .arg(key.as_str())
-            .arg(expected_sha1)
-            .invoke_async(&mut c)
-            .await
-            .map_err(unavailable)?;
+        let n = self
+            .write(
+                &self.scripts.replace_if,
+                key,
+                &blob,
+                ttl,
+                Some(expected_sha1),
+                idx,
+            )
+            .await?;
+        // The local copy is stale whatever happened (or the session gone):
+        // a read racing this one must not put the old blob back.
+        self.drop_local(key).await;
         match n {
             1 => {
                 self.local.insert(key.clone(), blob.into()).await;
                 Ok(CasResult::Replaced)
             }
-            // The local copy is stale (or the session gone): the next read
-            // goes to Redis.
-            2 => {
-                self.local.invalidate(key).await;
-                Ok(CasResult::Changed)
-            }
-            0 => {
-                self.local.invalidate(key).await;
-                Ok(CasResult::Gone)
-            }
+            2 => Ok(CasResult::Changed),
+            0 => Ok(CasResult::Gone),
             _ => Err(StoreError::Protocol("unexpected reply".into())),
         }
     }
@@ -393,9 +437,42 @@ impl RedisStore {
         inv.invoke_async(&mut c).await.map_err(unavailable)
     }
 
+    /// Makes an acknowledged deletion or claim survive a failover: when the
+    /// master has replicas, waits until one has it (`WAIT 1`). A promoted
+    /// replica then has it too. Without a replica confirming in time the
+    /// operation is reported as failed, so the user is never told "logged
+    /// out" on the strength of a write a failover could lose.
+    async fn durable(&self) -> Result<(), StoreError> {
+        if self.replicas.load(Ordering::Relaxed) == 0 {
+            return Ok(());
+        }
+        let mut c = self.conn.clone();
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(ms(REPLICA_WAIT))
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        if acked >= 1 {
+            return Ok(());
+        }
+        // The replica may have gone since the count was taken: with none
+        // left there is nothing a failover could promote.
+        let now = self.backend.replicas().await.map_err(unavailable)?;
+        self.replicas.store(now, Ordering::Relaxed);
+        if now == 0 {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(
+                "no replica confirmed the write".into(),
+            ))
+        }
+    }
+
     /// Drops deleted sessions from the local cache (the published
     /// revocation does too, but may come later or be lost).
     async fn forget(&self, keys: &[StoreKey]) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         for k in keys {
             self.local.invalidate(k).await;
         }
@@ -404,20 +481,35 @@ impl RedisStore {
     fn keys_of(v: redis::Value) -> Result<Vec<StoreKey>, StoreError> {
         let raw: Vec<String> = redis::from_redis_value(v)
             .map_err(|_| StoreError::Protocol("unexpected reply type".into()))?;
-        Ok(raw
-            .iter()
+        Ok(Self::parse_keys(&raw))
+    }
+
+    fn parse_keys(raw: &[String]) -> Vec<StoreKey> {
+        raw.iter()
             .filter_map(|s| StoreKey::from_stored(s))
-            .collect())
+            .collect()
     }
 
     pub(super) async fn delete(&self, key: &StoreKey) -> Result<bool, StoreError> {
-        let v = self
-            .run_delete(&self.scripts.del_one, &[key.as_str()])
-            .await?;
-        self.local.invalidate(key).await;
-        let n: i64 = redis::from_redis_value(v)
-            .map_err(|_| StoreError::Protocol("unexpected reply type".into()))?;
-        Ok(n == 1)
+        let existed = if let Some(split) = &self.split {
+            let mut c = self.conn.clone();
+            split
+                .delete_one(&mut c, key.as_str())
+                .await
+                .map_err(unavailable)?
+        } else {
+            let v = self
+                .run_delete(&self.scripts.del_one, &[key.as_str()])
+                .await?;
+            let n: i64 = redis::from_redis_value(v)
+                .map_err(|_| StoreError::Protocol("unexpected reply type".into()))?;
+            n == 1
+        };
+        // Before the cache: a read that raced the deletion must not cache
+        // what it read before it.
+        self.drop_local(key).await;
+        self.durable().await?;
+        Ok(existed)
     }
 
     pub(super) async fn find_by_sid(&self, sid: &str) -> Result<Vec<StoreKey>, StoreError> {
@@ -426,10 +518,7 @@ impl RedisStore {
             .smembers(format!("{PREFIX}sid:{sid}"))
             .await
             .map_err(unavailable)?;
-        Ok(raw
-            .iter()
-            .filter_map(|s| StoreKey::from_stored(s))
-            .collect())
+        Ok(Self::parse_keys(&raw))
     }
 
     pub(super) async fn find_by_sub(&self, sub: &str) -> Result<Vec<(StoreKey, u64)>, StoreError> {
@@ -449,9 +538,15 @@ impl RedisStore {
     }
 
     pub(super) async fn delete_by_sid(&self, sid: &str) -> Result<Vec<StoreKey>, StoreError> {
-        let v = self.run_delete(&self.scripts.del_sid, &[sid]).await?;
-        let keys = Self::keys_of(v)?;
+        let keys = if let Some(split) = &self.split {
+            let mut c = self.conn.clone();
+            let raw = split.delete_sid(&mut c, sid).await.map_err(unavailable)?;
+            Self::parse_keys(&raw)
+        } else {
+            Self::keys_of(self.run_delete(&self.scripts.del_sid, &[sid]).await?)?
+        };
         self.forget(&keys).await;
+        self.durable().await?;
         Ok(keys)
     }
 
@@ -461,9 +556,18 @@ impl RedisStore {
         created_before_ms: Option<u64>,
     ) -> Result<Vec<StoreKey>, StoreError> {
         let max = max_score(created_before_ms);
-        let v = self.run_delete(&self.scripts.del_sub, &[sub, &max]).await?;
-        let keys = Self::keys_of(v)?;
+        let keys = if let Some(split) = &self.split {
+            let mut c = self.conn.clone();
+            let raw = split
+                .delete_sub(&mut c, sub, &max)
+                .await
+                .map_err(unavailable)?;
+            Self::parse_keys(&raw)
+        } else {
+            Self::keys_of(self.run_delete(&self.scripts.del_sub, &[sub, &max]).await?)?
+        };
         self.forget(&keys).await;
+        self.durable().await?;
         Ok(keys)
     }
 
@@ -478,18 +582,32 @@ impl RedisStore {
             IndexTarget::Sub(h, before) => ("sub", max_score(*before), *h),
         };
         let claim = format!("{PREFIX}once:{claim}");
-        let ttl = ms(ttl).to_string();
-        let mut args = vec![claim.as_str(), ttl.as_str(), kind, max.as_str()];
-        args.extend(hashes.iter().map(String::as_str));
-        let v = self.run_delete(&self.scripts.del_once, &args).await?;
-        // Lua's false is nil in RESP2 and a boolean in RESP3
-        // (`?protocol=resp3`): both mean "claimed before".
-        if matches!(v, redis::Value::Nil | redis::Value::Boolean(false)) {
-            return Ok(None);
+        let keys = if let Some(split) = &self.split {
+            let mut c = self.conn.clone();
+            let r = split
+                .revoke_once(&mut c, &claim, ms(ttl), kind == "sid", &max, hashes)
+                .await
+                .map_err(unavailable)?;
+            r.map(|raw| Self::parse_keys(&raw))
+        } else {
+            let ttl = ms(ttl).to_string();
+            let mut args = vec![claim.as_str(), ttl.as_str(), kind, max.as_str()];
+            args.extend(hashes.iter().map(String::as_str));
+            let v = self.run_delete(&self.scripts.del_once, &args).await?;
+            // Lua's false is nil in RESP2 and a boolean in RESP3
+            // (`?protocol=resp3`): both mean "claimed before".
+            if matches!(v, redis::Value::Nil | redis::Value::Boolean(false)) {
+                None
+            } else {
+                Some(Self::keys_of(v)?)
+            }
+        };
+        if let Some(keys) = &keys {
+            self.forget(keys).await;
         }
-        let keys = Self::keys_of(v)?;
-        self.forget(&keys).await;
-        Ok(Some(keys))
+        // A replay claim must outlive a failover as much as the deletion.
+        self.durable().await?;
+        Ok(keys)
     }
 
     async fn set_nx(&self, key: String, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
@@ -506,6 +624,10 @@ impl RedisStore {
         Ok(r.is_some())
     }
 
+    /// Single-use login states. Not made durable with `WAIT` (unlike the
+    /// `jti` claims of `revoke_once`): a failover that loses one lets a
+    /// callback through twice at most, and the IdP's authorization code is
+    /// single-use anyway.
     pub(super) async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         self.set_nx(format!("{PREFIX}once:{key}"), b"1", ttl).await
     }
@@ -571,84 +693,5 @@ impl RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(())
-    }
-}
-
-/// Keeps a subscription to [`REVOCATION_CHANNEL`] alive. Messages may have
-/// been lost while it was down, so every (re)subscription clears the local
-/// cache.
-async fn subscriber(
-    client: redis::Client,
-    local: Cache<StoreKey, Arc<[u8]>>,
-    epoch: Arc<AtomicU64>,
-    revoked: broadcast::Sender<StoreKey>,
-    subscribed: watch::Sender<bool>,
-) {
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        let conn = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await;
-        if let Ok(Ok(mut ps)) = conn
-            && ps.subscribe(REVOCATION_CHANNEL).await.is_ok()
-        {
-            epoch.fetch_add(1, Ordering::SeqCst);
-            local.invalidate_all();
-            subscribed.send_replace(true);
-            tracing::debug!("session revocation subscription live");
-            backoff = Duration::from_millis(50);
-            let (mut sink, mut stream) = ps.split();
-            let mut heartbeat = tokio::time::interval(HEARTBEAT);
-            heartbeat.reset();
-            loop {
-                tokio::select! {
-                    msg = stream.next() => {
-                        let Some(msg) = msg else { break };
-                        handle_message(msg.get_payload_bytes(), &local, &epoch, &revoked).await;
-                    }
-                    _ = heartbeat.tick() => {
-                        // A silently dead link (no FIN) would otherwise look
-                        // like a quiet channel forever.
-                        let pong = tokio::time::timeout(
-                            RESPONSE_TIMEOUT,
-                            sink.ping::<redis::Value>(),
-                        )
-                        .await;
-                        if !matches!(pong, Ok(Ok(_))) {
-                            break;
-                        }
-                    }
-                }
-            }
-            subscribed.send_replace(false);
-            epoch.fetch_add(1, Ordering::SeqCst);
-            tracing::warn!("session revocation subscription lost; reconnecting");
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
-    }
-}
-
-/// Applies one message: `u:<key>` drops a cached copy (the record changed),
-/// `<key>` is a revocation (dropped and announced).
-async fn handle_message(
-    payload: &[u8],
-    local: &Cache<StoreKey, Arc<[u8]>>,
-    epoch: &AtomicU64,
-    revoked: &broadcast::Sender<StoreKey>,
-) {
-    let Ok(payload) = std::str::from_utf8(payload) else {
-        return;
-    };
-    let (revocation, key) = match payload.strip_prefix("u:") {
-        Some(k) => (false, k),
-        None => (true, payload),
-    };
-    let Some(key) = StoreKey::from_stored(key) else {
-        return;
-    };
-    epoch.fetch_add(1, Ordering::SeqCst);
-    local.invalidate(&key).await;
-    if revocation {
-        // Nobody listening is fine.
-        let _ = revoked.send(key);
     }
 }
