@@ -209,10 +209,10 @@ impl MemoryStore {
                         // the old secret is dropped.
                         if *e.sub != *idx.sub || e.sid.as_deref() != idx.sid.as_deref() {
                             let mut index = lock_index(&self.index);
-                            index.remove(key, &e);
+                            index.remove(key, e.sid.as_ref(), &e.sub);
                             e.sub = Arc::from(idx.sub.as_str());
                             e.sid = idx.sid.as_deref().map(Arc::from);
-                            index.add(key, &e);
+                            index.add(key, e.sid.as_ref(), &e.sub, e.created_ms);
                         }
                         Op::Put(e)
                     }
