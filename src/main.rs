@@ -41,7 +41,9 @@ enum Command {
     /// GET a URL; exit 0 when it answers 2xx in time, 1 otherwise (a health
     /// check that needs no shell tools in a container image).
     Probe {
-        /// The URL, e.g. http://127.0.0.1:9090/healthz.
+        /// The URL, e.g. http://127.0.0.1:9090/healthz (the container
+        /// image sets PORTCULLIS_PROBE_URL to that).
+        #[arg(env = "PORTCULLIS_PROBE_URL")]
         url: String,
         /// Deadline for connect, answer and body.
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]

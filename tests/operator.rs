@@ -279,6 +279,14 @@ fn probe_succeeds_on_2xx_and_fails_otherwise() {
         text(&out)
     );
 
+    // The image's HEALTHCHECK names no URL: it comes from the environment.
+    let out = Command::new(BIN)
+        .arg("probe")
+        .env("PORTCULLIS_PROBE_URL", gw.admin_url("/readyz"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
     let out = probe(&gw.admin_url("/nothing-here"), &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
