@@ -221,10 +221,11 @@ request() {
 }
 # form_fields: the hidden inputs of the page's first form, as curl -d args.
 form_fields() {
-    grep -o '<input type="hidden" name="[^"]*" value="[^"]*"' <<<"$body" \
+    { grep -o '<input type="hidden" name="[^"]*" value="[^"]*"' <<<"$body" || true; } \
         | sed -E 's/.*name="([^"]*)" value="([^"]*)"/--data-urlencode\n\1=\2/'
 }
-form_action() { grep -o '<form[^>]*action="[^"]*"' <<<"$body" | head -n 1 | sed -E 's/.*action="([^"]*)"/\1/'; }
+# form_action: the first form's action, empty when the page has none.
+form_action() { { grep -o '<form[^>]*action="[^"]*"' <<<"$body" || true; } | head -n 1 | sed -E 's/.*action="([^"]*)"/\1/'; }
 # browse URL MODE [curl args]: follows redirects and fills the IdP's forms
 # (MODE login: log in as alice and consent; MODE logout: confirm the
 # sign-out and stop at the next login form). Leaves the last page in body.
