@@ -18,7 +18,10 @@
 #    following the IdP's login and consent forms), sees the identity headers
 #    at the upstream, logs out through the IdP (RP-initiated) and checks the
 #    session is gone; then runs `check` with the secrets as files under
-#    /run/secrets, read by the image's unprivileged user.
+#    /run/secrets, read by the image's unprivileged user;
+# 6. runs the README line exactly as written (bridge network, -p 8080:8080)
+#    when ports 8080 and 9090 are free here: the gateway answers through the
+#    mapped port and the HEALTHCHECK passes with the image's default URL.
 #
 # The image is tagged `portcullis`, as the README builds it. Environment:
 # GATEWAY_PORT (18080),
@@ -291,5 +294,32 @@ out=$("${podman[@]}" run --rm --read-only --network host \
     -v "$work/secrets:/run/secrets:ro" "$IMAGE" check 2>&1) \
     || die "check with secrets as files failed: $out"
 pass "secrets as files under /run/secrets: check ok"
+
+# --- the README line exactly as written ---------------------------------------
+# Bridge networking and -p 8080:8080, as a user runs it. The IdP is out of
+# reach from the container's network, so this gateway serves one open route
+# to an address where nothing listens: the 502 comes from the gateway itself.
+if (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null || (exec 3<>/dev/tcp/127.0.0.1/9090) 2>/dev/null; then
+    log "skipped: the README line as written (ports 8080/9090 on this host are taken)"
+else
+    mkdir literal
+    printf '%s\n' '[server]' 'listen = "0.0.0.0:8080"' 'public_url = "http://127.0.0.1:8080"' \
+        'admin_listen = "127.0.0.1:9090"' '' '[[route]]' 'prefix = "/"' \
+        'upstream = "http://127.0.0.1:9"' 'auth = "none"' >literal/gateway.toml
+    (cd literal && eval "${line/podman run/${podman[*]} run}" >"$work/literal.log" 2>&1) &
+    pids+=($!)
+    container=portcullis
+    wait_port 8080 "the README line's gateway"
+    status=$(curl -s -o /dev/null --max-time 10 -w '%{http_code}' http://127.0.0.1:8080/)
+    [[ $status == 502 ]] || die "through -p 8080:8080 the gateway answered $status, not 502"
+    for i in $(seq 30); do
+        "${podman[@]}" healthcheck run "$container" >/dev/null 2>&1 && break
+        ((i < 30)) || die "the HEALTHCHECK does not pass with the image's default probe URL"
+        sleep 1
+    done
+    pass "the README line as written (-p 8080:8080): served through the mapped port; HEALTHCHECK passes"
+    "${podman[@]}" stop -t 10 "$container" >/dev/null
+    container=
+fi
 
 log "PASSED"
