@@ -4,6 +4,7 @@
 //! with `portcullis check`, and the systemd unit with `systemd-analyze
 //! verify`. scripts/test-deps.sh installs the tools (the Python ones into a
 //! venv, see [`tool`]).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should stop the test
 
 mod support;
 
