@@ -235,6 +235,10 @@ async fn reload_under_load_drops_no_request() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let served = ok.load(Ordering::Relaxed);
+    eprintln!(
+        "{served} requests served through 5 reloads in {:?}",
+        before_reloads.elapsed()
+    );
     let failures = failures.lock().unwrap().clone();
     assert!(
         failures.is_empty(),
