@@ -5,7 +5,10 @@
 #   - Debian packages: redis-server, chromium, chromium-driver, nginx-light,
 #     caddy, wrk, curl (apt-get update runs once, and only when one is missing);
 #   - npm packages of tests/idp, tests/idp-legacy, tests/browser and tests/jwt-verify, with `npm ci`, when
-#     node_modules is missing or was installed from another package-lock.json.
+#     node_modules is missing or was installed from another package-lock.json;
+#   - systemd-analyze (package systemd) and, from PyPI into a venv under
+#     ${XDG_CACHE_HOME:-~/.cache}/portcullis-test-tools, kubernetes-validate and
+#     yamllint, for tests/deploy.rs (the versions are pinned below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +34,10 @@ want nginx        nginx-light   # any Debian nginx flavour will do: all have aut
 want caddy        caddy         # forward_auth (tests/forward_auth.rs)
 want wrk          wrk
 want curl         curl
+want systemd-analyze systemd
+want python3      python3
+# The venv module and its pip (Debian splits them out of python3).
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || have_pkg python3-venv || missing+=(python3-venv)
 if compgen -G 'tests/*/package-lock.json' >/dev/null; then
     want node nodejs
     want npm  npm
@@ -65,5 +72,20 @@ for dir in tests/idp tests/idp-legacy tests/browser tests/jwt-verify; do
     mkdir -p "$dir/node_modules"
     printf '%s\n' "$sum" >"$stamp"
 done
+
+# --- PyPI tools ----------------------------------------------------------------
+# Debian 12 refuses `pip install` into the system Python (PEP 668), so the
+# tools live in their own venv; tests/deploy.rs looks for them there (or in
+# $PORTCULLIS_TEST_TOOLS). Reinstalled when the pins below change.
+pypi=(kubernetes-validate==1.37.0 yamllint==1.38.0)
+tools=${PORTCULLIS_TEST_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/portcullis-test-tools}
+stamp=$tools/venv/.portcullis-pins
+if [[ ! -x $tools/venv/bin/kubernetes-validate || ! -f $stamp || $(<"$stamp") != "${pypi[*]}" ]]; then
+    log "installing ${pypi[*]} into $tools/venv"
+    mkdir -p "$tools"
+    python3 -m venv --clear "$tools/venv"
+    "$tools/venv/bin/pip" install --quiet --disable-pip-version-check "${pypi[@]}"
+    printf '%s\n' "${pypi[*]}" >"$stamp"
+fi
 
 log "all test dependencies present"

@@ -31,6 +31,9 @@
 //!   listener.
 //! - [`config`]: loading and checking `gateway.toml`; [`telemetry`]: logs
 //!   and metrics; [`clock`]: Unix time.
+//! - [`instance`]: a running gateway tells `portcullis check` which
+//!   addresses it holds; [`probe`]: `portcullis probe`, the health check
+//!   for container images.
 
 pub mod admin;
 pub mod assertion;
@@ -41,11 +44,13 @@ pub mod context;
 pub mod destination;
 pub mod forward_auth;
 pub mod gateway;
+pub mod instance;
 pub mod login;
 pub mod logout;
 pub mod oidc;
 pub mod pages;
 pub mod paths;
+pub mod probe;
 pub mod proxy;
 pub mod request;
 pub mod server;

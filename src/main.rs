@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
-use portcullis::config;
 use portcullis::telemetry::{self, LogFormat};
+use portcullis::{config, instance};
 
 // Every proxied request allocates and frees a few dozen small buffers
 // (headers, bodies, futures) on the thread that serves it; mimalloc's
@@ -38,6 +38,17 @@ struct Cli {
 enum Command {
     /// Parse and validate the configuration; exit 1 listing every problem.
     Check,
+    /// GET a URL; exit 0 when it answers 2xx in time, 1 otherwise (a health
+    /// check that needs no shell tools in a container image).
+    Probe {
+        /// The URL, e.g. http://127.0.0.1:9090/healthz (the container
+        /// image sets PORTCULLIS_PROBE_URL to that).
+        #[arg(env = "PORTCULLIS_PROBE_URL")]
+        url: String,
+        /// Deadline for connect, answer and body.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,6 +61,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check) => check(&cli.config),
+        Some(Command::Probe { url, timeout }) => probe(&url, timeout),
         None => run(cli),
     }
 }
@@ -60,7 +72,12 @@ fn check(path: &std::path::Path) -> ExitCode {
             for warning in &loaded.warnings {
                 eprintln!("{warning}");
             }
-            let problems = config::check_listeners(&loaded);
+            // The gateway running from this file holds its own addresses.
+            let held = instance::held_addresses(path).unwrap_or_else(|e| {
+                eprintln!("warning: {e}");
+                Vec::new()
+            });
+            let problems = config::check_listeners(&loaded, &held);
             for problem in &problems {
                 eprintln!("{problem}");
             }
@@ -73,6 +90,29 @@ fn check(path: &std::path::Path) -> ExitCode {
         }
         Err(err) => {
             eprintln!("{err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn probe(url: &str, timeout: std::time::Duration) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(portcullis::probe::probe(url, timeout)) {
+        Ok(status) => {
+            println!("{url}: {status}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("{url}: {err}");
             ExitCode::FAILURE
         }
     }

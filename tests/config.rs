@@ -911,7 +911,7 @@ fn listen_location_and_check_listeners() {
     let loaded = load(&src).unwrap();
     let loc = loaded.listen_location(addr).unwrap();
     assert_eq!((loc.line, loc.column), (2, 26));
-    let problems = config::check_listeners(&loaded);
+    let problems = config::check_listeners(&loaded, &[]);
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(
         problems[0].to_string(),

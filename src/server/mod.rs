@@ -47,6 +47,29 @@ async fn bind(loaded: &Loaded, addr: SocketAddr) -> Result<TcpListener, ServerEr
     })
 }
 
+/// Tells `portcullis check` on the same file which addresses this gateway
+/// holds, so `systemctl reload` (check, then SIGHUP) passes. Failing to
+/// announce costs only that, so it is logged, not fatal.
+fn announce(
+    config_path: &std::path::Path,
+    cfg: &crate::config::Config,
+) -> Option<crate::instance::Announcement> {
+    let held: Vec<SocketAddr> = cfg
+        .server
+        .listen
+        .iter()
+        .copied()
+        .chain(cfg.server.admin_listen)
+        .collect();
+    match crate::instance::announce(config_path, &held) {
+        Ok(announcement) => Some(announcement),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot announce the listen addresses to `portcullis check`");
+            None
+        }
+    }
+}
+
 /// Runs the gateway until SIGTERM/SIGINT, then drains and returns.
 pub async fn run(config_path: PathBuf, loaded: Loaded) -> Result<(), ServerError> {
     let cfg = &loaded.config;
@@ -65,6 +88,7 @@ pub async fn run(config_path: PathBuf, loaded: Loaded) -> Result<(), ServerError
         None => None,
     };
     let shutdown_timeout = cfg.server.shutdown_timeout;
+    let _announcement = announce(&config_path, cfg);
     let app = Arc::new(App::new(&loaded.config).await?);
 
     let graceful = Arc::new(GracefulShutdown::new());
