@@ -1,4 +1,5 @@
-//! The access log: one JSON line per request on stdout.
+//! The access log: one line per request on stdout, JSON, or `key=value`
+//! text like the other log lines under `--log-format pretty`.
 //!
 //! It bypasses the tracing formatter on purpose. Formatting through
 //! tracing's JSON layer and handing every line to a writer thread (one
@@ -14,6 +15,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, Once, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -31,6 +33,14 @@ struct Shared {
 }
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
+/// Whether lines are written as human-readable text rather than JSON.
+static PRETTY: AtomicBool = AtomicBool::new(false);
+
+/// Chooses the line format: human-readable text (`--log-format pretty`)
+/// or JSON (the default).
+pub fn set_pretty(pretty: bool) {
+    PRETTY.store(pretty, Ordering::Relaxed);
+}
 static WRITER: Once = Once::new();
 
 fn shared() -> &'static Shared {
@@ -210,9 +220,56 @@ fn format_line(entry: &Entry<'_>) -> String {
     line
 }
 
+/// A value for a `key=value` line: as is when it is plain printable ASCII
+/// without spaces or quotes, else quoted with Rust's escapes (so a crafted
+/// path cannot forge a field or a line).
+fn text_value(out: &mut String, s: &str) {
+    let plain = !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic() && b != b'"');
+    if plain {
+        out.push_str(s);
+    } else {
+        let _ = write!(out, "{s:?}");
+    }
+}
+
+/// One entry as a human-readable line in the shape of the other
+/// `--log-format pretty` lines: time, level, target, message, then fields.
+fn format_pretty(entry: &Entry<'_>) -> String {
+    let mut line = String::with_capacity(256);
+    let mut num = itoa::Buffer::new();
+    push_timestamp(&mut line, SystemTime::now());
+    line.push_str("  INFO portcullis::access: request request_id=");
+    text_value(&mut line, entry.request_id);
+    line.push_str(" method=");
+    text_value(&mut line, entry.method);
+    line.push_str(" path=");
+    text_value(&mut line, entry.path);
+    line.push_str(" status=");
+    line.push_str(num.format(entry.status));
+    let micros = entry.duration.as_micros();
+    line.push_str(" duration_ms=");
+    line.push_str(num.format(micros / 1000));
+    line.push('.');
+    push_padded(&mut line, (micros % 1000) as u32, 3);
+    line.push_str(" route=");
+    text_value(&mut line, entry.route);
+    line.push_str(" upstream=");
+    text_value(&mut line, entry.upstream);
+    line.push_str(" error=");
+    text_value(&mut line, entry.error);
+    line.push_str(" peer=");
+    text_value(&mut line, entry.peer);
+    line.push('\n');
+    line
+}
+
 /// Formats and queues one line.
 pub fn write(entry: &Entry<'_>) {
-    let line = format_line(entry);
+    let line = if PRETTY.load(Ordering::Relaxed) {
+        format_pretty(entry)
+    } else {
+        format_line(entry)
+    };
     let shared = shared();
     let mut guard = shared.buf.lock().unwrap_or_else(|p| p.into_inner());
     while guard.len() > MAX_BUFFER {
@@ -270,6 +327,39 @@ mod tests {
             ..entry
         });
         assert!(small.contains("\"duration_ms\":0.005,"), "{small}");
+    }
+
+    #[test]
+    fn pretty_line_is_key_value_text() {
+        let line = format_pretty(&Entry {
+            request_id: "abc",
+            method: "GET",
+            path: "/a b\"c\nx",
+            status: 502,
+            duration: Duration::from_micros(1_234_567),
+            route: "/",
+            upstream: "http://127.0.0.1:1",
+            error: "",
+            peer: "10.1.2.3",
+        });
+        assert!(
+            line.ends_with('\n') && line.matches('\n').count() == 1,
+            "{line}"
+        );
+        assert!(
+            line.contains("  INFO portcullis::access: request request_id=abc method=GET "),
+            "{line}"
+        );
+        // A path with a space, a quote and a newline is quoted and escaped.
+        assert!(
+            line.contains(r#" path="/a b\"c\nx" status=502 duration_ms=1234.567 route=/ "#),
+            "{line}"
+        );
+        assert!(
+            line.contains(r#" upstream=http://127.0.0.1:1 error="" peer=10.1.2.3"#),
+            "{line}"
+        );
+        assert!(serde_json::from_str::<serde_json::Value>(&line).is_err());
     }
 
     #[test]

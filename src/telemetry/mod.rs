@@ -57,6 +57,7 @@ pub fn init_logging(format: LogFormat) -> LogGuard {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
+    access_log::set_pretty(format == LogFormat::Pretty);
     let result = match format {
         LogFormat::Json => builder
             .json()
