@@ -231,6 +231,7 @@ impl App {
         if old.config.server.listen != config.server.listen
             || old.config.server.admin_listen != config.server.admin_listen
             || old.config.server.tls.is_some() != config.server.tls.is_some()
+            || old.config.server.admin_tls.is_some() != config.server.admin_tls.is_some()
             || old.config.server.workers != config.server.workers
         {
             tracing::warn!(

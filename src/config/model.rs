@@ -124,6 +124,9 @@ pub struct ServerConfig {
     pub allow_insecure_http: bool,
     /// TLS termination on the public listeners.
     pub tls: Option<TlsConfig>,
+    /// TLS on the admin listener; without it a non-loopback admin listener
+    /// serves probes and metrics but not the admin API.
+    pub admin_tls: Option<TlsConfig>,
     /// How long a client may take to send the request head
     /// ([`DEFAULT_HEADER_READ_TIMEOUT`]).
     pub header_read_timeout: Duration,

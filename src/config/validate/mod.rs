@@ -105,21 +105,26 @@ impl V<'_> {
         }
         let mut take = |name: &str| found.remove(name);
 
-        let (server, tls) = match take("server") {
+        let (server, tls, admin_tls) = match take("server") {
             Some((h, val)) => {
-                let (s, mut subs) = self.table::<RawServer>("[server]", "server", h, val, &["tls"]);
+                let (s, mut subs) =
+                    self.table::<RawServer>("[server]", "server", h, val, &["tls", "admin_tls"]);
                 let tls = subs.remove("tls").map(|(h, val)| {
                     self.table::<RawTls>("[server.tls]", "server.tls", h, val, &[])
                         .0
                 });
-                (s, tls)
+                let admin_tls = subs.remove("admin_tls").map(|(h, val)| {
+                    self.table::<RawTls>("[server.admin_tls]", "server.admin_tls", h, val, &[])
+                        .0
+                });
+                (s, tls, admin_tls)
             }
             None => {
                 self.sink.error(
                     &(0..0),
                     "missing [server] section (it needs at least `listen` and `public_url`)",
                 );
-                (Section::Broken, None)
+                (Section::Broken, None, None)
             }
         };
         let oidc = match take("oidc") {
@@ -160,7 +165,7 @@ impl V<'_> {
             None => Section::Absent,
         };
 
-        let server = self.server(server, tls);
+        let server = self.server(server, tls, admin_tls);
         let oidc_present = match &oidc {
             Section::Absent => Some(false),
             Section::Broken => None,
