@@ -9,9 +9,9 @@
 //! same stdout lock as the other logs, so lines never interleave.
 //!
 //! Fields: `timestamp`, `level`, `target` ("portcullis::access"), `message`
-//! ("request"), `request_id`, `method`, `path` (never the query: it can hold
-//! codes and tokens), `status`, `duration_ms`, `route`, `upstream`, `error`,
-//! `peer`.
+//! ("request"), `request_id`, `trace_id` (W3C, 32 hex digits), `method`,
+//! `path` (never the query: it can hold codes and tokens), `status`,
+//! `duration_ms`, `route`, `upstream`, `error`, `peer`.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -97,6 +97,8 @@ pub fn flush() {
 pub struct Entry<'a> {
     /// Request id.
     pub request_id: &'a str,
+    /// W3C trace id (the one sent upstream in `traceparent`).
+    pub trace_id: &'a [u8; 16],
     /// Method.
     pub method: &'a str,
     /// Path, without the query.
@@ -196,7 +198,9 @@ fn format_line(entry: &Entry<'_>) -> String {
     push_timestamp(&mut line, SystemTime::now());
     line.push_str("\",\"level\":\"INFO\",\"target\":\"portcullis::access\",\"message\":\"request\",\"request_id\":");
     json_str(&mut line, entry.request_id);
-    line.push_str(",\"method\":");
+    line.push_str(",\"trace_id\":\"");
+    super::trace_context::push_hex(&mut line, entry.trace_id);
+    line.push_str("\",\"method\":");
     json_str(&mut line, entry.method);
     line.push_str(",\"path\":");
     json_str(&mut line, entry.path);
@@ -240,6 +244,8 @@ fn format_pretty(entry: &Entry<'_>) -> String {
     push_timestamp(&mut line, SystemTime::now());
     line.push_str("  INFO portcullis::access: request request_id=");
     text_value(&mut line, entry.request_id);
+    line.push_str(" trace_id=");
+    super::trace_context::push_hex(&mut line, entry.trace_id);
     line.push_str(" method=");
     text_value(&mut line, entry.method);
     line.push_str(" path=");
@@ -306,6 +312,7 @@ mod tests {
         // The line goes to the shared buffer; format it the same way here.
         let entry = Entry {
             request_id: "abc",
+            trace_id: &[0xab; 16],
             method: "GET",
             path: "/a\"b",
             status: 200,
@@ -322,6 +329,7 @@ mod tests {
         assert_eq!(v["status"], 200);
         assert_eq!(v["duration_ms"].as_f64(), Some(1234.567));
         assert_eq!(v["peer"], "10.1.2.3");
+        assert_eq!(v["trace_id"], "ab".repeat(16));
         let small = format_line(&Entry {
             duration: Duration::from_micros(5),
             ..entry
@@ -333,6 +341,7 @@ mod tests {
     fn pretty_line_is_key_value_text() {
         let line = format_pretty(&Entry {
             request_id: "abc",
+            trace_id: &[0xab; 16],
             method: "GET",
             path: "/a b\"c\nx",
             status: 502,
@@ -347,7 +356,10 @@ mod tests {
             "{line}"
         );
         assert!(
-            line.contains("  INFO portcullis::access: request request_id=abc method=GET "),
+            line.contains(&format!(
+                "  INFO portcullis::access: request request_id=abc trace_id={} method=GET ",
+                "ab".repeat(16)
+            )),
             "{line}"
         );
         // A path with a space, a quote and a newline is quoted and escaped.

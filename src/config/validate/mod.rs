@@ -19,6 +19,7 @@ mod route;
 mod server;
 mod session;
 mod table;
+mod telemetry;
 mod values;
 
 use std::collections::HashMap;
@@ -164,6 +165,13 @@ impl V<'_> {
             Some((h, val)) => self.table::<RawLogout>("[logout]", "logout", h, val, &[]).0,
             None => Section::Absent,
         };
+        let telemetry = match take("telemetry") {
+            Some((h, val)) => {
+                self.table::<RawTelemetry>("[telemetry]", "telemetry", h, val, &[])
+                    .0
+            }
+            None => Section::Absent,
+        };
 
         let server = self.server(server, tls, admin_tls);
         let oidc_present = match &oidc {
@@ -180,6 +188,7 @@ impl V<'_> {
         let routes = routes.map(|r| self.route_models(r, server.as_ref(), oidc_present));
         let headers = self.headers(headers);
         let logout = self.logout(logout);
+        let telemetry = self.telemetry(telemetry);
 
         Some(Config {
             server: server?,
@@ -188,6 +197,7 @@ impl V<'_> {
             routes: routes??,
             headers: headers?,
             logout: logout?,
+            telemetry: telemetry?,
         })
     }
 }
