@@ -915,3 +915,81 @@ fn no_panic_on_any_truncation_or_mangling() {
         let _ = load(&mangled);
     }
 }
+
+/// `[telemetry]`: off unless `otlp_endpoint` is set; the endpoint must be
+/// an http(s) URL, the ratio within 0–1, the service name not empty.
+#[test]
+fn telemetry_section_is_validated() {
+    assert!(
+        load(BASE).unwrap().config.telemetry.is_none(),
+        "off by default"
+    );
+    let with = |t: &str| format!("{BASE}\n[telemetry]\n{t}\n");
+    assert!(
+        load(&with("otlp_endpoint = \"\""))
+            .unwrap()
+            .config
+            .telemetry
+            .is_none(),
+        "an empty endpoint is off"
+    );
+    let on = load(&with("otlp_endpoint = \"http://127.0.0.1:4318/v1/traces\""))
+        .unwrap()
+        .config
+        .telemetry
+        .expect("on");
+    assert_eq!(on.otlp_endpoint.as_str(), "http://127.0.0.1:4318/v1/traces");
+    assert_eq!(
+        (on.service_name.as_str(), on.sample_ratio),
+        ("portcullis", 1.0)
+    );
+    let custom = load(&with(
+        "otlp_endpoint = \"https://otel.example/v1/traces\"\nservice_name = \"edge\"\nsample_ratio = 0.25",
+    ))
+    .unwrap()
+    .config
+    .telemetry
+    .expect("on");
+    assert_eq!(
+        (custom.service_name.as_str(), custom.sample_ratio),
+        ("edge", 0.25)
+    );
+
+    // The [telemetry] header is on line 16 of this file; keys follow it.
+    assert_one_error(
+        &with("otlp_endpoint = \"http://127.0.0.1:4318/v1/traces\"\nsample_ratio = 1.5"),
+        18,
+        16,
+        "sample_ratio must be between 0.0",
+    );
+    assert_one_error(
+        &with("otlp_endpoint = \"grpc://collector:4317\""),
+        17,
+        17,
+        "must be an http or https URL",
+    );
+    assert_one_error(
+        &with("otlp_endpoint = \"http://c/v1/traces?x=1\""),
+        17,
+        17,
+        "must not have a query",
+    );
+    assert_one_error(
+        &with("otlp_endpoint = \"http://c/v1/traces\"\nservice_name = \" \""),
+        18,
+        16,
+        "service_name must not be empty",
+    );
+    assert_one_error(
+        &with("otlp_endpoit = \"x\""),
+        17,
+        1,
+        "did you mean `otlp_endpoint`",
+    );
+    let no_path = load(&with("otlp_endpoint = \"http://collector:4318\"")).unwrap();
+    let w: Vec<String> = no_path.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(
+        w.len() == 1 && w[0].contains("/v1/traces"),
+        "a warning about the missing path: {w:?}"
+    );
+}
