@@ -5,7 +5,7 @@
 #   identity provider  http://127.0.0.1:9000  tests/idp (oidc-provider): any user
 #                                             name and password log in; "alice"
 #                                             and "bob" have emails and groups
-#   sample app         http://127.0.0.1:3000  examples/echo.rs: shows what it receives
+#   sample app         http://127.0.0.1:3000  demo/src/main.rs: shows what it receives
 #   Portcullis         http://127.0.0.1:8080  the repo's gateway.toml  <- open this
 #
 # Secrets are generated for the run (PORTCULLIS_SECRET, PORTCULLIS_CLIENT_SECRET;
@@ -53,7 +53,9 @@ wait_port() {
 
 # --- build -------------------------------------------------------------------
 log "building Portcullis and the sample app (release; the first build takes a few minutes)"
-cargo build --release --bin portcullis --example echo
+# The sample app is its own package (demo/), so this builds the gateway's
+# dependencies and nothing of the test suite's.
+cargo build --release -p portcullis --bin portcullis -p portcullis-demo --bin echo
 target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 
 if [[ ! -d tests/idp/node_modules ]]; then
@@ -88,7 +90,7 @@ start_idp() {
 start_idp
 
 # --- sample app and gateway --------------------------------------------------
-"$target/release/examples/echo" --listen "$APP_LISTEN" >"$logs/app.log" 2>&1 &
+"$target/release/echo" --listen "$APP_LISTEN" >"$logs/app.log" 2>&1 &
 pids+=($!)
 wait_port "${APP_LISTEN##*:}" $! app
 

@@ -26,7 +26,8 @@ use crate::proxy::{self, IdentityNames, Upstream};
 use crate::request::framing::FramingFlag;
 use crate::request::{ClientKind, hygiene, origin, path};
 use crate::session::Sessions;
-use crate::telemetry::{RouteMetrics, access_log};
+use crate::telemetry::trace_context::TraceContext;
+use crate::telemetry::{RouteMetrics, access_log, otel};
 use crate::threads;
 
 /// Why a gateway could not be built from a configuration.
@@ -192,6 +193,8 @@ pub struct App {
 /// Per-request facts for the access log and metrics.
 struct RequestLog<'g> {
     id: String,
+    /// W3C trace context sent upstream; its trace id is logged.
+    trace: TraceContext,
     route: &'g RouteMetrics,
     upstream: &'g str,
     error: Option<&'static str>,
@@ -244,10 +247,12 @@ impl App {
         if old.config.server.listen != config.server.listen
             || old.config.server.admin_listen != config.server.admin_listen
             || old.config.server.tls.is_some() != config.server.tls.is_some()
+            || old.config.server.admin_tls.is_some() != config.server.admin_tls.is_some()
+            || old.config.telemetry != config.telemetry
             || old.config.server.workers != config.server.workers
         {
             tracing::warn!(
-                "listen addresses, TLS or workers changed: they take effect after a restart"
+                "listen addresses, TLS, workers or [telemetry] changed: they take effect after a restart"
             );
         }
         let sessions = match (&config.session, &old.config.session, &old.sessions) {
@@ -313,17 +318,31 @@ impl App {
         let gateway = self.current.load_full();
         let method = req.method().clone();
         let raw_path = req.uri().path().to_owned();
+        let trusted = origin::is_trusted(conn.peer.ip(), &gateway.config.server.trusted_proxies);
+        let (trace, span) = otel::start_request(req.headers(), trusted, &method, &raw_path);
         let mut log = RequestLog {
             id: request_id(),
+            trace,
             route: &gateway.unrouted_metrics,
             upstream: "-",
             error: None,
         };
-        let resp = gateway.respond(req, conn, &mut log).await;
+        let resp = if span.is_none() {
+            gateway.respond(req, conn, &mut log).await
+        } else {
+            use tracing::Instrument as _;
+            let resp = gateway
+                .respond(req, conn, &mut log)
+                .instrument(span.clone())
+                .await;
+            otel::finish_request(&span, resp.status().as_u16(), log.route.label());
+            resp
+        };
         let elapsed = started.elapsed();
         log.route.record(resp.status(), elapsed, log.error);
         access_log::write(&access_log::Entry {
             request_id: &log.id,
+            trace_id: &log.trace.trace_id,
             method: method.as_str(),
             path: &raw_path,
             status: resp.status().as_u16(),
@@ -562,6 +581,7 @@ impl Gateway {
             is_gateway_cookie: &|name| self.is_gateway_cookie(name),
             session_route,
             request_id: &log.id,
+            trace: &log.trace,
             upgrade_deadline,
         };
         match proxy::forward(req, forward).await {

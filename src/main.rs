@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
-use portcullis::telemetry::{self, LogFormat};
+use portcullis::telemetry::{self, LogFormat, otel};
 use portcullis::{config, instance};
 
 // Every proxied request allocates and frees a few dozen small buffers
@@ -127,7 +127,6 @@ fn run(cli: Cli) -> ExitCode {
         } else {
             LogFormat::Json
         });
-    let _log_guard = telemetry::init_logging(format);
     let loaded = match config::load(&cli.config) {
         Ok(loaded) => loaded,
         Err(err) => {
@@ -135,10 +134,6 @@ fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    for warning in &loaded.warnings {
-        tracing::warn!(%warning, "configuration warning");
-    }
-    telemetry::init_metrics();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -149,8 +144,30 @@ fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The span exporter posts through the runtime: declared after it, so it
+    // is dropped (and flushed) first.
+    let (exporter, tracer) = match &loaded.config.telemetry {
+        None => (None, None),
+        Some(cfg) => match otel::exporter(cfg, runtime.handle().clone()) {
+            Ok((exporter, tracer)) => (Some(exporter), Some(tracer)),
+            Err(err) => {
+                eprintln!("{err}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let _log_guard = telemetry::init_logging(format, tracer);
+    if let Some(cfg) = &loaded.config.telemetry {
+        otel::activate();
+        tracing::info!(endpoint = %cfg.otlp_endpoint, ratio = cfg.sample_ratio, "exporting spans over OTLP/HTTP");
+    }
+    for warning in &loaded.warnings {
+        tracing::warn!(%warning, "configuration warning");
+    }
+    telemetry::init_metrics();
     let result = runtime.block_on(portcullis::server::run(cli.config, loaded));
     telemetry::access_log::flush();
+    drop(exporter);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

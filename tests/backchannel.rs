@@ -219,10 +219,10 @@ async fn hostile_logout_tokens_are_refused_and_the_session_survives() {
             &tampered,
         ),
         case(
-            "typ JWT",
+            "typ secevent+jwt",
             "typ",
             &sign_rs256(
-                &json!({"alg": "RS256", "kid": TEST_KID, "typ": "JWT"}),
+                &json!({"alg": "RS256", "kid": TEST_KID, "typ": "secevent+jwt"}),
                 &good(),
                 &key,
             ),
@@ -406,6 +406,44 @@ async fn hostile_logout_tokens_are_refused_and_the_session_survives() {
     assert_eq!(session(gw, &b).await, None);
     // Its replay is now refused.
     assert_eq!(post_token(gw, &valid).await.status(), 400);
+}
+
+/// A logout token typed `JWT` (as Glewlwyd 2.7 and older Keycloak releases
+/// send) is taken as untyped: it is accepted and ends the session, while the
+/// same claims typed `at+jwt` are refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_logout_token_typed_jwt_is_taken_as_untyped() {
+    let setup = start_gateway(true, "");
+    let idp = start_idp(&setup, vec![]).await;
+    let gw = &setup.gw;
+    let iss = idp.issuer().to_owned();
+
+    let b = browser();
+    login(gw, &idp, &b, "alice").await;
+    let sid = session(gw, &b).await.expect("logged in")["sid"]
+        .as_str()
+        .expect("sid")
+        .to_owned();
+    let key = idp_key_pem();
+    let typed = |typ: &str| {
+        sign_rs256(
+            &json!({"alg": "RS256", "kid": TEST_KID, "typ": typ}),
+            &logout_claims(&iss, Some(&sid), None),
+            &key,
+        )
+    };
+
+    let refused = post_token(gw, &typed("application/at+jwt")).await;
+    assert_eq!(refused.status(), 400, "an access-token type is refused");
+    assert!(session(gw, &b).await.is_some(), "the session survives");
+
+    let accepted = post_token(gw, &typed("JWT")).await;
+    assert_eq!(accepted.status(), 200, "typ JWT is taken as untyped");
+    assert_eq!(session(gw, &b).await, None, "the session is over");
+    let event = gw
+        .wait_for_log("kind", "backchannel", Duration::from_secs(5))
+        .expect("logout event logged");
+    assert_eq!(support::log_field(&event, "outcome"), Some("ok"), "{event}");
 }
 
 /// A token with only `sub` ends every session of that user created before

@@ -235,10 +235,44 @@ fn log_format_pretty_writes_human_lines() {
             }
         }
     };
-    let _ = child.kill();
-    let _ = child.wait();
     assert!(
         serde_json::from_str::<serde_json::Value>(&line).is_err() && line.contains("INFO"),
         "a pretty line, not JSON: {line}"
     );
+
+    // The access log follows the same format (the route's upstream is
+    // closed: a 502).
+    use std::io::{Read as _, Write as _};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.write_all(b"GET /pretty/x?token=secret HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    let access = loop {
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(line) if line.contains("portcullis::access") => break line,
+            Ok(_) => {}
+            Err(e) => {
+                let _ = child.kill();
+                panic!("no access log line: {e}");
+            }
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&access).is_err(),
+        "the access line is text, not JSON: {access}"
+    );
+    for field in [
+        " INFO ",
+        "method=GET",
+        "path=/pretty/x ",
+        "status=502",
+        "route=/ ",
+    ] {
+        assert!(access.contains(field), "{field} in {access}");
+    }
+    assert!(!access.contains("secret"), "no query: {access}");
 }

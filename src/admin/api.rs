@@ -3,7 +3,8 @@
 //! `{"revoked": n}`, and `GET /admin/sessions?sub=…` → that user's sessions
 //! (hashed ids, created, last seen). Every call needs `Authorization:
 //! Bearer <server.admin_token>`, compared in constant time; without a
-//! configured token the API does not exist (404).
+//! configured token the API does not exist (404), nor on a non-loopback
+//! admin listener without TLS (404, saying why).
 
 use http::header::{ALLOW, AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -32,6 +33,9 @@ pub enum AdminError {
     /// No admin token configured, no sessions, or an unknown path.
     #[error("not found")]
     NotFound,
+    /// A non-loopback admin listener without TLS: the API is off there.
+    #[error("the admin API is off: a non-loopback admin_listen needs [server.admin_tls]")]
+    NeedsTls,
     /// Missing or wrong bearer token.
     #[error("unauthorized")]
     Unauthorized,
@@ -52,7 +56,7 @@ pub enum AdminError {
 impl AdminError {
     fn status(&self) -> StatusCode {
         match self {
-            AdminError::NotFound => StatusCode::NOT_FOUND,
+            AdminError::NotFound | AdminError::NeedsTls => StatusCode::NOT_FOUND,
             AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
             AdminError::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -63,6 +67,7 @@ impl AdminError {
     fn code(&self) -> &'static str {
         match self {
             AdminError::NotFound => "not_found",
+            AdminError::NeedsTls => "admin_api_disabled",
             AdminError::Unauthorized => "unauthorized",
             AdminError::Method(_) => "method_not_allowed",
             AdminError::BadRequest(_) => "invalid_request",
@@ -93,10 +98,16 @@ fn bearer(req: &Request<Incoming>) -> Option<&[u8]> {
     (scheme.eq_ignore_ascii_case(b"bearer ") && !rest.is_empty()).then_some(rest)
 }
 
-/// Handles an admin API request (see [`is_api_path`]).
-pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
+/// Handles an admin API request (see [`is_api_path`]); `allowed` is false
+/// on a non-loopback listener without TLS.
+pub async fn handle(app: &App, req: Request<Incoming>, allowed: bool) -> Response<Body> {
     let gw = app.gateway();
-    match process(&gw, req).await {
+    let result = if allowed {
+        process(&gw, req).await
+    } else {
+        Err(AdminError::NeedsTls)
+    };
+    match result {
         Ok(value) => pages::json(StatusCode::OK, &value),
         Err(err) => {
             if err != AdminError::NotFound {

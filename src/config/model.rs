@@ -27,6 +27,21 @@ pub struct Config {
     pub headers: HeadersConfig,
     /// `[logout]`
     pub logout: LogoutConfig,
+    /// `[telemetry]`: span export; `None` (the default) exports nothing.
+    pub telemetry: Option<TelemetryConfig>,
+}
+
+/// `[telemetry]`: OTLP/HTTP export of spans.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    /// Where spans are POSTed (protobuf), used as given, e.g.
+    /// `http://collector:4318/v1/traces`.
+    pub otlp_endpoint: Url,
+    /// `service.name` of the exported spans (default `portcullis`).
+    pub service_name: String,
+    /// Share of new traces recorded, 0.0–1.0 (default 1.0); a trusted
+    /// caller's sampling decision is followed.
+    pub sample_ratio: f64,
 }
 
 /// A secret value. Its `Debug` and `Display` never show the value, so a
@@ -124,6 +139,9 @@ pub struct ServerConfig {
     pub allow_insecure_http: bool,
     /// TLS termination on the public listeners.
     pub tls: Option<TlsConfig>,
+    /// TLS on the admin listener; without it a non-loopback admin listener
+    /// serves probes and metrics but not the admin API.
+    pub admin_tls: Option<TlsConfig>,
     /// How long a client may take to send the request head
     /// ([`DEFAULT_HEADER_READ_TIMEOUT`]).
     pub header_read_timeout: Duration,

@@ -175,6 +175,14 @@ pub struct RawHeaders {
     pub jwt_signing_key_file: Option<Str>,
 }
 
+/// `[telemetry]`
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct RawTelemetry {
+    pub otlp_endpoint: Option<Str>,
+    pub service_name: Option<Str>,
+    pub sample_ratio: Option<Spanned<f64>>,
+}
+
 /// `[logout]`
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct RawLogout {
@@ -189,7 +197,15 @@ pub struct RawLogout {
 }
 
 /// The top-level tables.
-pub const SECTIONS: &[&str] = &["server", "oidc", "session", "route", "headers", "logout"];
+pub const SECTIONS: &[&str] = &[
+    "server",
+    "oidc",
+    "session",
+    "route",
+    "headers",
+    "logout",
+    "telemetry",
+];
 
 /// The keys a struct accepts, as serde sees them (so the list cannot drift
 /// from the struct).

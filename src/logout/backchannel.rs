@@ -81,7 +81,7 @@ pub enum BackchannelError {
     /// Not a compact JWS with a parseable header.
     #[error("malformed logout token: {0}")]
     Malformed(&'static str),
-    /// `typ` present and not `logout+jwt`.
+    /// `typ` present and neither `logout+jwt` nor `JWT`.
     #[error("wrong token type (typ)")]
     Typ,
     /// The algorithm is not one the IdP signs ID tokens with (or is
@@ -279,13 +279,16 @@ pub fn decode_claims_unverified(token: &str) -> Result<Value, BackchannelError> 
     serde_json::from_slice(&raw).map_err(|_| BackchannelError::Malformed("payload is not JSON"))
 }
 
-/// Whether `typ` is acceptable: absent, or `logout+jwt` compared
-/// case-insensitively after dropping a leading `application/`.
+/// Whether `typ` is acceptable: absent, `logout+jwt`, or `JWT` (taken as
+/// untyped: Glewlwyd 2.7 and older Keycloak releases send it, and §2.6 does
+/// not check `typ`; the `events` claim and the `nonce` ban already keep an
+/// ID token out), compared case-insensitively after dropping a leading
+/// `application/`. Any other type (`at+jwt`, …) is refused.
 fn typ_ok(typ: Option<&str>) -> bool {
     let Some(t) = typ else { return true };
     let t = t.to_ascii_lowercase();
     let t = t.strip_prefix("application/").unwrap_or(&t);
-    t == "logout+jwt"
+    t == "logout+jwt" || t == "jwt"
 }
 
 /// A NumericDate claim as whole seconds; fractions are allowed by RFC 7519
@@ -608,6 +611,11 @@ mod tests {
             "application/logout+jwt",
             "Logout+JWT",
             "APPLICATION/LOGOUT+JWT",
+            // `JWT` is taken as untyped, spelled any way.
+            "JWT",
+            "jwt",
+            "application/jwt",
+            "Application/JWT",
         ] {
             assert!(validate_claims(&header(Some(typ)), &good(), NOW, &rules()).is_ok());
         }
@@ -680,10 +688,19 @@ mod tests {
             let got = validate_claims(&header(Some("logout+jwt")), &claims, NOW, &rules());
             assert_eq!(got.err(), Some(want), "case {i}: {claims}");
         }
-        let wrong_typ = validate_claims(&header(Some("JWT")), &good(), NOW, &rules());
-        assert_eq!(wrong_typ.err(), Some(E::Typ));
-        let id_typ = validate_claims(&header(Some("application/jwt")), &good(), NOW, &rules());
-        assert_eq!(id_typ.err(), Some(E::Typ));
+        for typ in [
+            "at+jwt",
+            "application/at+jwt",
+            "secevent+jwt",
+            "JWS",
+            "jwt+logout",
+            "",
+            "application/",
+            "logout",
+        ] {
+            let got = validate_claims(&header(Some(typ)), &good(), NOW, &rules());
+            assert_eq!(got.err(), Some(E::Typ), "typ {typ:?}");
+        }
     }
 
     #[test]

@@ -118,6 +118,7 @@ impl HttpClient {
             return Err(HttpError::InsecureScheme(redacted_uri(request.uri())));
         }
         let (parts, body) = request.into_parts();
+        let (method, uri) = (parts.method.clone(), parts.uri.clone());
         let request = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
         let max_body = self.max_body;
         let exchange = async {
@@ -139,9 +140,18 @@ impl HttpClient {
                 collected.to_bytes().to_vec(),
             ))
         };
-        tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| HttpError::Timeout)?
+        crate::telemetry::otel::traced!(
+            "idp.request",
+            async {
+                tokio::time::timeout(self.timeout, exchange)
+                    .await
+                    .map_err(|_| HttpError::Timeout)
+                    .and_then(|r| r)
+            },
+            otel.kind = "client",
+            http.request.method = %method,
+            url.full = %redacted_uri(&uri)
+        )
     }
 
     /// A GET of `url` asking for JSON.

@@ -171,6 +171,9 @@ pub struct Forward<'a> {
     pub session_route: bool,
     /// Request id, sent upstream as `X-Request-Id`.
     pub request_id: &'a str,
+    /// Trace context, sent upstream as `traceparent`/`tracestate` in place
+    /// of the client's.
+    pub trace: &'a crate::telemetry::trace_context::TraceContext,
     /// Resolves when an upgraded connection must close (session revoked or
     /// expired); `None` keeps it open until either side closes.
     pub upgrade_deadline: Option<upgrade::Deadline>,
@@ -206,6 +209,7 @@ pub async fn forward(
     if let Ok(v) = HeaderValue::from_str(f.request_id) {
         h.insert(HeaderName::from_static("x-request-id"), v);
     }
+    f.trace.set_headers(h);
     for (name, value) in f.set_headers {
         h.insert(name.clone(), value.clone());
     }

@@ -118,10 +118,17 @@ pub async fn run(config_path: PathBuf, loaded: Loaded) -> Result<(), ServerError
     let mut tasks = Vec::new();
     if let Some(listener) = admin_listener {
         if let Ok(addr) = listener.local_addr() {
-            tracing::info!(%addr, "admin listening");
+            tracing::info!(%addr, tls = cfg.server.admin_tls.is_some(), "admin listening");
         }
+        let admin_tls = cfg
+            .server
+            .admin_tls
+            .as_ref()
+            .map(tls::server_config)
+            .transpose()?;
         tasks.push(tokio::spawn(admin::serve(
             listener,
+            admin_tls,
             app.clone(),
             stop_rx.clone(),
         )));

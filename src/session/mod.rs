@@ -249,7 +249,10 @@ impl Sessions {
     /// (malformed, unknown, tampered, expired). `Err`: the store cannot
     /// tell — never treat that as "no session" nor as "session ok".
     pub async fn load(&self, cookie_value: &str) -> Result<Option<Session>, SessionError> {
-        self.load_inner(cookie_value, true, false).await
+        crate::telemetry::otel::traced!(
+            "session.lookup",
+            self.load_inner(cookie_value, true, false)
+        )
     }
 
     /// Like [`Sessions::load`] but never slides (for `/.portcullis/session`).
@@ -257,7 +260,10 @@ impl Sessions {
         &self,
         cookie_value: &str,
     ) -> Result<Option<Session>, SessionError> {
-        self.load_inner(cookie_value, false, false).await
+        crate::telemetry::otel::traced!(
+            "session.lookup",
+            self.load_inner(cookie_value, false, false)
+        )
     }
 
     /// Like [`Sessions::load_without_slide`], but read from the store itself,
@@ -265,7 +271,10 @@ impl Sessions {
     /// see another instance's write at once, such as whether a token refresh
     /// is still needed once the refresh lock is held.
     pub async fn load_fresh(&self, cookie_value: &str) -> Result<Option<Session>, SessionError> {
-        self.load_inner(cookie_value, false, true).await
+        crate::telemetry::otel::traced!(
+            "session.lookup",
+            self.load_inner(cookie_value, false, true)
+        )
     }
 
     async fn load_inner(

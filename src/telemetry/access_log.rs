@@ -1,4 +1,5 @@
-//! The access log: one JSON line per request on stdout.
+//! The access log: one line per request on stdout, JSON, or `key=value`
+//! text like the other log lines under `--log-format pretty`.
 //!
 //! It bypasses the tracing formatter on purpose. Formatting through
 //! tracing's JSON layer and handing every line to a writer thread (one
@@ -8,12 +9,13 @@
 //! same stdout lock as the other logs, so lines never interleave.
 //!
 //! Fields: `timestamp`, `level`, `target` ("portcullis::access"), `message`
-//! ("request"), `request_id`, `method`, `path` (never the query: it can hold
-//! codes and tokens), `status`, `duration_ms`, `route`, `upstream`, `error`,
-//! `peer`.
+//! ("request"), `request_id`, `trace_id` (W3C, 32 hex digits), `method`,
+//! `path` (never the query: it can hold codes and tokens), `status`,
+//! `duration_ms`, `route`, `upstream`, `error`, `peer`.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, Once, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -31,6 +33,14 @@ struct Shared {
 }
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
+/// Whether lines are written as human-readable text rather than JSON.
+static PRETTY: AtomicBool = AtomicBool::new(false);
+
+/// Chooses the line format: human-readable text (`--log-format pretty`)
+/// or JSON (the default).
+pub fn set_pretty(pretty: bool) {
+    PRETTY.store(pretty, Ordering::Relaxed);
+}
 static WRITER: Once = Once::new();
 
 fn shared() -> &'static Shared {
@@ -87,6 +97,8 @@ pub fn flush() {
 pub struct Entry<'a> {
     /// Request id.
     pub request_id: &'a str,
+    /// W3C trace id (the one sent upstream in `traceparent`).
+    pub trace_id: &'a [u8; 16],
     /// Method.
     pub method: &'a str,
     /// Path, without the query.
@@ -186,7 +198,9 @@ fn format_line(entry: &Entry<'_>) -> String {
     push_timestamp(&mut line, SystemTime::now());
     line.push_str("\",\"level\":\"INFO\",\"target\":\"portcullis::access\",\"message\":\"request\",\"request_id\":");
     json_str(&mut line, entry.request_id);
-    line.push_str(",\"method\":");
+    line.push_str(",\"trace_id\":\"");
+    super::trace_context::push_hex(&mut line, entry.trace_id);
+    line.push_str("\",\"method\":");
     json_str(&mut line, entry.method);
     line.push_str(",\"path\":");
     json_str(&mut line, entry.path);
@@ -210,9 +224,58 @@ fn format_line(entry: &Entry<'_>) -> String {
     line
 }
 
+/// A value for a `key=value` line: as is when it is plain printable ASCII
+/// without spaces or quotes, else quoted with Rust's escapes (so a crafted
+/// path cannot forge a field or a line).
+fn text_value(out: &mut String, s: &str) {
+    let plain = !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic() && b != b'"');
+    if plain {
+        out.push_str(s);
+    } else {
+        let _ = write!(out, "{s:?}");
+    }
+}
+
+/// One entry as a human-readable line in the shape of the other
+/// `--log-format pretty` lines: time, level, target, message, then fields.
+fn format_pretty(entry: &Entry<'_>) -> String {
+    let mut line = String::with_capacity(256);
+    let mut num = itoa::Buffer::new();
+    push_timestamp(&mut line, SystemTime::now());
+    line.push_str("  INFO portcullis::access: request request_id=");
+    text_value(&mut line, entry.request_id);
+    line.push_str(" trace_id=");
+    super::trace_context::push_hex(&mut line, entry.trace_id);
+    line.push_str(" method=");
+    text_value(&mut line, entry.method);
+    line.push_str(" path=");
+    text_value(&mut line, entry.path);
+    line.push_str(" status=");
+    line.push_str(num.format(entry.status));
+    let micros = entry.duration.as_micros();
+    line.push_str(" duration_ms=");
+    line.push_str(num.format(micros / 1000));
+    line.push('.');
+    push_padded(&mut line, (micros % 1000) as u32, 3);
+    line.push_str(" route=");
+    text_value(&mut line, entry.route);
+    line.push_str(" upstream=");
+    text_value(&mut line, entry.upstream);
+    line.push_str(" error=");
+    text_value(&mut line, entry.error);
+    line.push_str(" peer=");
+    text_value(&mut line, entry.peer);
+    line.push('\n');
+    line
+}
+
 /// Formats and queues one line.
 pub fn write(entry: &Entry<'_>) {
-    let line = format_line(entry);
+    let line = if PRETTY.load(Ordering::Relaxed) {
+        format_pretty(entry)
+    } else {
+        format_line(entry)
+    };
     let shared = shared();
     let mut guard = shared.buf.lock().unwrap_or_else(|p| p.into_inner());
     while guard.len() > MAX_BUFFER {
@@ -249,6 +312,7 @@ mod tests {
         // The line goes to the shared buffer; format it the same way here.
         let entry = Entry {
             request_id: "abc",
+            trace_id: &[0xab; 16],
             method: "GET",
             path: "/a\"b",
             status: 200,
@@ -265,11 +329,49 @@ mod tests {
         assert_eq!(v["status"], 200);
         assert_eq!(v["duration_ms"].as_f64(), Some(1234.567));
         assert_eq!(v["peer"], "10.1.2.3");
+        assert_eq!(v["trace_id"], "ab".repeat(16));
         let small = format_line(&Entry {
             duration: Duration::from_micros(5),
             ..entry
         });
         assert!(small.contains("\"duration_ms\":0.005,"), "{small}");
+    }
+
+    #[test]
+    fn pretty_line_is_key_value_text() {
+        let line = format_pretty(&Entry {
+            request_id: "abc",
+            trace_id: &[0xab; 16],
+            method: "GET",
+            path: "/a b\"c\nx",
+            status: 502,
+            duration: Duration::from_micros(1_234_567),
+            route: "/",
+            upstream: "http://127.0.0.1:1",
+            error: "",
+            peer: "10.1.2.3",
+        });
+        assert!(
+            line.ends_with('\n') && line.matches('\n').count() == 1,
+            "{line}"
+        );
+        assert!(
+            line.contains(&format!(
+                "  INFO portcullis::access: request request_id=abc trace_id={} method=GET ",
+                "ab".repeat(16)
+            )),
+            "{line}"
+        );
+        // A path with a space, a quote and a newline is quoted and escaped.
+        assert!(
+            line.contains(r#" path="/a b\"c\nx" status=502 duration_ms=1234.567 route=/ "#),
+            "{line}"
+        );
+        assert!(
+            line.contains(r#" upstream=http://127.0.0.1:1 error="" peer=10.1.2.3"#),
+            "{line}"
+        );
+        assert!(serde_json::from_str::<serde_json::Value>(&line).is_err());
     }
 
     #[test]

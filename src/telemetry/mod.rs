@@ -3,6 +3,8 @@
 //! fixed kinds); never a user, email, token or cookie.
 
 pub mod access_log;
+pub mod otel;
+pub mod trace_context;
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -38,12 +40,22 @@ pub enum LogFormat {
 pub type LogGuard = tracing_appender::non_blocking::WorkerGuard;
 
 /// Installs the global tracing subscriber. `RUST_LOG` overrides the level.
+/// With `tracer` (span export on), a second layer hands the gateway's spans
+/// ([`otel::TARGET`]) to OpenTelemetry; the log formatter never sees spans.
 ///
 /// Lines are formatted on the request's thread but written by a background
 /// thread in batches: a `write` per access-log line on the request path
 /// halved throughput. The queue never drops lines (`lossy(false)`): when it
 /// is full, requests wait, so an access log is never silently incomplete.
-pub fn init_logging(format: LogFormat) -> LogGuard {
+pub fn init_logging(
+    format: LogFormat,
+    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+) -> LogGuard {
+    use tracing_subscriber::filter::{FilterExt as _, filter_fn};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{Layer as _, fmt};
+
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .buffered_lines_limit(65_536)
@@ -54,17 +66,36 @@ pub fn init_logging(format: LogFormat) -> LogGuard {
         ));
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    let result = match format {
-        LogFormat::Json => builder
+    let logs_only = filter.and(filter_fn(|meta| !meta.is_span()));
+    access_log::set_pretty(format == LogFormat::Pretty);
+    let fmt_layer = match format {
+        LogFormat::Json => fmt::layer()
+            .with_writer(writer)
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .try_init(),
-        LogFormat::Pretty => builder.try_init(),
+            .with_span_list(false)
+            .with_filter(logs_only)
+            .boxed(),
+        LogFormat::Pretty => fmt::layer()
+            .with_writer(writer)
+            .with_filter(logs_only)
+            .boxed(),
     };
+    let export = tracer.map(|tracer| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_filter(filter_fn(|meta| {
+                meta.is_span() && meta.target() == otel::TARGET
+            }))
+    });
+    let result = tracing_subscriber::registry()
+        .with(fmt_layer)
+        .with(export)
+        .try_init();
     // A second init (tests) keeps the first subscriber.
     let _ = result;
     guard

@@ -3,7 +3,7 @@
 //! It runs on its own thread and tokio runtime, so it works the same from
 //! `#[test]` and `#[tokio::test]` functions and is not slowed by the test's
 //! own runtime. Every request is answered with a JSON echo of what arrived
-//! (like `examples/echo.rs`), except on these paths:
+//! (like the demo app, `demo/src/main.rs`), except on these paths:
 //!
 //! | path | answer |
 //! |---|---|

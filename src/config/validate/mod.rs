@@ -20,6 +20,7 @@ mod server;
 mod session;
 mod session_redis;
 mod table;
+mod telemetry;
 mod values;
 
 use std::collections::HashMap;
@@ -106,21 +107,26 @@ impl V<'_> {
         }
         let mut take = |name: &str| found.remove(name);
 
-        let (server, tls) = match take("server") {
+        let (server, tls, admin_tls) = match take("server") {
             Some((h, val)) => {
-                let (s, mut subs) = self.table::<RawServer>("[server]", "server", h, val, &["tls"]);
+                let (s, mut subs) =
+                    self.table::<RawServer>("[server]", "server", h, val, &["tls", "admin_tls"]);
                 let tls = subs.remove("tls").map(|(h, val)| {
                     self.table::<RawTls>("[server.tls]", "server.tls", h, val, &[])
                         .0
                 });
-                (s, tls)
+                let admin_tls = subs.remove("admin_tls").map(|(h, val)| {
+                    self.table::<RawTls>("[server.admin_tls]", "server.admin_tls", h, val, &[])
+                        .0
+                });
+                (s, tls, admin_tls)
             }
             None => {
                 self.sink.error(
                     &(0..0),
                     "missing [server] section (it needs at least `listen` and `public_url`)",
                 );
-                (Section::Broken, None)
+                (Section::Broken, None, None)
             }
         };
         let oidc = match take("oidc") {
@@ -160,8 +166,15 @@ impl V<'_> {
             Some((h, val)) => self.table::<RawLogout>("[logout]", "logout", h, val, &[]).0,
             None => Section::Absent,
         };
+        let telemetry = match take("telemetry") {
+            Some((h, val)) => {
+                self.table::<RawTelemetry>("[telemetry]", "telemetry", h, val, &[])
+                    .0
+            }
+            None => Section::Absent,
+        };
 
-        let server = self.server(server, tls);
+        let server = self.server(server, tls, admin_tls);
         let oidc_present = match &oidc {
             Section::Absent => Some(false),
             Section::Broken => None,
@@ -176,6 +189,7 @@ impl V<'_> {
         let routes = routes.map(|r| self.route_models(r, server.as_ref(), oidc_present));
         let headers = self.headers(headers);
         let logout = self.logout(logout);
+        let telemetry = self.telemetry(telemetry);
 
         Some(Config {
             server: server?,
@@ -184,6 +198,7 @@ impl V<'_> {
             routes: routes??,
             headers: headers?,
             logout: logout?,
+            telemetry: telemetry?,
         })
     }
 }

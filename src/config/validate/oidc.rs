@@ -206,7 +206,12 @@ impl V<'_> {
 
     /// An absolute http(s) URL. `insecure_ok`: whether http on a
     /// non-loopback host is allowed (`None`: unknown, do not check).
-    fn http_url(&mut self, v: &Str, key: &str, insecure_ok: Option<bool>) -> Option<Url> {
+    pub(super) fn http_url(
+        &mut self,
+        v: &Str,
+        key: &str,
+        insecure_ok: Option<bool>,
+    ) -> Option<Url> {
         let raw = v.get_ref();
         let url = match Url::parse(raw) {
             Ok(u) => u,

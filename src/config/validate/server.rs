@@ -1,17 +1,19 @@
-//! `[server]` and `[server.tls]`: listeners, public origins, the admin
+//! `[server]`, `[server.tls]` and `[server.admin_tls]`: listeners, public origins, the admin
 //! listener and token, trusted proxies, TLS files and the connection limits.
 //!
 //! Why some rules exist:
 //! - An `http` public URL on a non-loopback host is refused unless
 //!   `allow_insecure_http` says TLS ends elsewhere: the session cookie would
 //!   otherwise cross the network in clear text.
-//! - `admin_listen` must be loopback: the admin listener has no TLS, and it
-//!   carries the admin token and metrics.
+//! - `admin_listen` may be any address (probes and scrapes reach a pod by
+//!   its IP), but the admin API's token must not cross a network in clear
+//!   text: off loopback the API needs `[server.admin_tls]`, else it is off
+//!   there and a configured token gets a warning.
 //! - `max_header_bytes` has a floor of 8 KiB because hyper's HTTP/1 reader
 //!   needs at least that much buffer.
 //! - TLS files are opened now, so a typo fails `check` rather than start-up.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use ipnet::IpNet;
@@ -40,12 +42,15 @@ impl V<'_> {
         &mut self,
         s: Section<RawServer>,
         tls: Option<Section<RawTls>>,
+        admin_tls: Option<Section<RawTls>>,
     ) -> Option<ServerConfig> {
-        let tls = match tls {
+        let mut tls_section = |t: Option<Section<RawTls>>, label: &str| match t {
             None | Some(Section::Absent) => Some(None),
             Some(Section::Broken) => None,
-            Some(Section::Read(t)) => self.tls(t).map(Some),
+            Some(Section::Read(t)) => self.tls(t, label).map(Some),
         };
+        let tls = tls_section(tls, "[server.tls]");
+        let admin_tls = tls_section(admin_tls, "[server.admin_tls]");
         let Section::Read(t) = s else {
             return None;
         };
@@ -133,18 +138,6 @@ impl V<'_> {
         let admin_listen = match &r.admin_listen {
             None => None,
             Some(a) => match self.socket_addr(a, "admin_listen") {
-                Some(addr) if !addr.ip().is_loopback() => {
-                    self.sink.error(
-                        &a.span(),
-                        format!(
-                            "admin_listen {addr} is not a loopback address: the admin listener has no TLS yet, \
-                             so the admin API token and metrics would cross the network in clear text; \
-                             listen on 127.0.0.1 or ::1 (and put a TLS proxy in front if needed)"
-                        ),
-                    );
-                    ok = false;
-                    None
-                }
                 Some(addr) if listen.contains(&addr) => {
                     self.sink.error(
                         &a.span(),
@@ -187,6 +180,15 @@ impl V<'_> {
                     self.sink.warn(
                         &span,
                         "admin_token is set but admin_listen is not, so there is no admin API",
+                    );
+                }
+                let plain = matches!(admin_tls, Some(None));
+                if plain && admin_listen.is_some_and(|a: SocketAddr| !a.ip().is_loopback()) {
+                    self.sink.warn(
+                        &span,
+                        "admin API disabled on a non-loopback listener without [server.admin_tls]: \
+                         admin_listen serves /healthz, /readyz and /metrics only; add [server.admin_tls] \
+                         (cert, key) to serve the admin API there, or listen on 127.0.0.1",
                     );
                 }
                 Some(Secret::new(token))
@@ -263,6 +265,7 @@ impl V<'_> {
             trusted_proxies,
             allow_insecure_http,
             tls: tls?,
+            admin_tls: admin_tls?,
             header_read_timeout: header_read_timeout?,
             max_header_bytes: max_header_bytes?,
             shutdown_timeout: shutdown_timeout?,
@@ -270,9 +273,9 @@ impl V<'_> {
         })
     }
 
-    fn tls(&mut self, t: Table<RawTls>) -> Option<TlsConfig> {
-        let cert = self.readable_path(&t, "cert", &t.raw.cert);
-        let key = self.readable_path(&t, "key", &t.raw.key);
+    fn tls(&mut self, t: Table<RawTls>, section: &str) -> Option<TlsConfig> {
+        let cert = self.readable_path(&t, section, "cert", &t.raw.cert);
+        let key = self.readable_path(&t, section, "key", &t.raw.key);
         Some(TlsConfig {
             cert: cert?,
             key: key?,
@@ -280,12 +283,18 @@ impl V<'_> {
     }
 
     /// A required path to a file that must be readable now.
-    fn readable_path<T>(&mut self, t: &Table<T>, key: &str, v: &Option<Str>) -> Option<PathBuf> {
+    fn readable_path<T>(
+        &mut self,
+        t: &Table<T>,
+        section: &str,
+        key: &str,
+        v: &Option<Str>,
+    ) -> Option<PathBuf> {
         let Some(v) = v else {
             self.missing(
                 &t.header,
                 t.is_broken(key),
-                format!("missing key `{key}` in [server.tls] (a PEM file)"),
+                format!("missing key `{key}` in {section} (a PEM file)"),
             );
             return None;
         };

@@ -85,12 +85,20 @@ pub enum Store {
     Redis(RedisStore),
 }
 
+/// Calls the same method on whichever store this is, inside a
+/// `store.<method>` span when spans are exported.
 macro_rules! each {
-    ($self:ident, $s:ident => $e:expr) => {
-        match $self {
-            Store::Memory($s) => $e,
-            Store::Redis($s) => $e,
-        }
+    ($self:ident, $s:ident => $recv:ident . $m:ident ( $($arg:expr),* ) . await) => {
+        crate::telemetry::otel::traced!(
+            concat!("store.", stringify!($m)),
+            async {
+                match $self {
+                    Store::Memory($s) => $recv.$m($($arg),*).await,
+                    Store::Redis($s) => $recv.$m($($arg),*).await,
+                }
+            },
+            otel.kind = "client"
+        )
     };
 }
 

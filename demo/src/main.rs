@@ -3,7 +3,7 @@
 //! Put it behind Portcullis to see the identity headers the gateway sends:
 //!
 //! ```text
-//! cargo run --release --example echo -- --listen 127.0.0.1:3000
+//! cargo run --release -p portcullis-demo -- --listen 127.0.0.1:3000
 //! ```
 //!
 //! Browsers (`Accept: text/html`) get a small page with a logout button per
