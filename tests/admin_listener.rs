@@ -1,11 +1,11 @@
-//! The admin listener on a non-loopback address, as kubelet and Prometheus
+//! The admin listener on a non-loopback address (0.0.0.0), as kubelet and Prometheus
 //! reach a pod by its IP: probes and metrics answer there; the admin API
 //! does not without `[server.admin_tls]`, and does over TLS with it.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should stop the test
 
 mod support;
 
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -15,41 +15,17 @@ use support::setup::{CLIENT_ID, gateway_client, login, session};
 use support::signing::idp_jwks;
 use support::{Gateway, TEST_ADMIN_TOKEN, Upstream, free_port, run_check};
 
-/// An IPv4 address of this machine that is not loopback (127.0.0.0/8 is
-/// all loopback, so 127.0.0.2 would prove nothing). Taken from
-/// `hostname -I`; when the machine has none, a dummy interface gets one
-/// (root only).
-fn non_loopback_ip() -> IpAddr {
-    let listed = std::process::Command::new("hostname")
-        .arg("-I")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    let found = listed
-        .split_whitespace()
-        .filter_map(|w| w.parse::<IpAddr>().ok())
-        .find(|ip| ip.is_ipv4() && !ip.is_loopback() && TcpListener::bind((*ip, 0)).is_ok());
-    if let Some(ip) = found {
-        return ip;
-    }
-    let ip: IpAddr = "10.213.0.1".parse().expect("IP");
-    if TcpListener::bind((ip, 0)).is_err() {
-        let run = |args: &[&str]| {
-            std::process::Command::new("ip")
-                .args(args)
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        // Either may already exist (another test made it).
-        run(&["link", "add", "portcullis0", "type", "dummy"]);
-        run(&["link", "set", "portcullis0", "up"]);
-        run(&["addr", "add", "10.213.0.1/32", "dev", "portcullis0"]);
-    }
-    assert!(
-        TcpListener::bind((ip, 0)).is_ok(),
-        "no non-loopback address on this machine and none could be added"
-    );
-    ip
+/// The admin listener binds the unspecified address, as in a pod
+/// (`admin_listen = "0.0.0.0:9090"` in deploy/kubernetes/): that is a
+/// non-loopback listener, which is what decides whether the admin API is
+/// served. The test reaches it through 127.0.0.1, so no traffic leaves
+/// loopback (this machine's other addresses are not ours to send to).
+fn pod_style_admin() -> (SocketAddr, SocketAddr) {
+    let port = free_port();
+    (
+        SocketAddr::new(IpAddr::from([0, 0, 0, 0]), port),
+        SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port),
+    )
 }
 
 /// A gateway whose admin listener is on `admin` (not the harness's
@@ -112,8 +88,7 @@ async fn wait_ready(http: &reqwest::Client, url: &str, gw: &Gateway) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn probes_and_metrics_answer_on_a_pod_ip_but_the_admin_api_needs_tls() {
-    let ip = non_loopback_ip();
-    let admin = SocketAddr::new(ip, free_port());
+    let (admin, reach) = pod_style_admin();
     let upstream = Upstream::start();
     let idp_port = free_port();
 
@@ -136,7 +111,7 @@ async fn probes_and_metrics_answer_on_a_pod_ip_but_the_admin_api_needs_tls() {
     let gw = gateway(admin, idp_port, "", &upstream);
     let _idp = start_idp(&gw, idp_port);
     let http = reqwest::Client::new();
-    let base = format!("http://{admin}");
+    let base = format!("http://{reach}");
     wait_ready(&http, &format!("{base}/readyz"), &gw).await;
 
     let health = http.get(format!("{base}/healthz")).send().await.unwrap();
@@ -173,11 +148,10 @@ async fn probes_and_metrics_answer_on_a_pod_ip_but_the_admin_api_needs_tls() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_admin_tls_the_admin_api_is_served_over_tls_on_a_pod_ip() {
-    let ip = non_loopback_ip();
-    let admin = SocketAddr::new(ip, free_port());
+    let (admin, reach) = pod_style_admin();
     let upstream = Upstream::start();
     let idp_port = free_port();
-    let ck = rcgen::generate_simple_self_signed(vec![ip.to_string()]).unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec![reach.ip().to_string()]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("admin.crt"), dir.path().join("admin.key"));
     std::fs::write(&cert, ck.cert.pem()).unwrap();
@@ -194,7 +168,7 @@ async fn with_admin_tls_the_admin_api_is_served_over_tls_on_a_pod_ip() {
         .add_root_certificate(reqwest::Certificate::from_pem(ck.cert.pem().as_bytes()).unwrap())
         .build()
         .unwrap();
-    let base = format!("https://{admin}");
+    let base = format!("https://{reach}");
     wait_ready(&https, &format!("{base}/readyz"), &gw).await;
     assert!(
         !gw.logs().iter().any(|l| l.contains("admin API disabled")),
@@ -203,7 +177,7 @@ async fn with_admin_tls_the_admin_api_is_served_over_tls_on_a_pod_ip() {
 
     // Plain HTTP gets no answer from a TLS listener.
     let plain = reqwest::Client::new()
-        .get(format!("http://{admin}/healthz"))
+        .get(format!("http://{reach}/healthz"))
         .timeout(Duration::from_secs(5))
         .send()
         .await;
