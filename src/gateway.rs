@@ -67,6 +67,8 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Largest request head.
     pub max_header_bytes: usize,
+    /// How long a connection may stay idle; how long a proxied body may stall.
+    pub idle_timeout: Duration,
 }
 
 /// A route ready to serve: its config, its upstream and its metrics label.
@@ -270,6 +272,7 @@ impl App {
         Limits {
             header_read_timeout: server.header_read_timeout,
             max_header_bytes: server.max_header_bytes,
+            idle_timeout: server.idle_timeout,
         }
     }
 
@@ -506,6 +509,7 @@ impl Gateway {
             session_route,
             request_id: &log.id,
             upgrade_deadline,
+            body_stall: self.config.server.idle_timeout,
         };
         match proxy::forward(req, forward).await {
             Ok(resp) => resp,

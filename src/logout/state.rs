@@ -102,7 +102,7 @@ pub async fn take(sessions: &Sessions, state: &str) -> Result<Option<LogoutState
 
 /// [`take`] as of `now` (Unix seconds). The record's own `expires_at` is
 /// checked, not only the store's expiry: a store may keep an entry a little
-/// longer than asked, and `peek` puts a record back with its old deadline.
+/// longer than asked.
 async fn take_at(
     sessions: &Sessions,
     state: &str,
@@ -115,25 +115,47 @@ async fn take_at(
     let Some(sealed) = sessions.take_temp(&key).await? else {
         return Ok(None);
     };
-    let opened = sessions
-        .keys()
-        .sealer(crypto::PURPOSE_LOGOUT_STATE)
-        .open(key.as_bytes(), &sealed)
-        .ok()
-        .and_then(|json| serde_json::from_slice::<LogoutState>(&json).ok())
-        .filter(|r| r.expires_at > now);
-    Ok(opened)
+    Ok(open(sessions, &key, &sealed, now))
 }
 
 /// Reads a state without using it up (for `/logout/continue`, which a
 /// silent logout may visit twice: once in its iframe, once in the fallback).
-/// It is put back with only the time it had left.
+/// Only a read: a `/logout/done` racing it uses the state up for good.
 pub async fn peek(sessions: &Sessions, state: &str) -> Result<Option<LogoutState>, SessionError> {
-    let Some(record) = take(sessions, state).await? else {
+    if !well_formed(state) {
+        return Ok(None);
+    }
+    let key = store_key(state);
+    let Some(sealed) = sessions.get_temp(&key).await? else {
         return Ok(None);
     };
-    save(sessions, state, &record).await?;
-    Ok(Some(record))
+    Ok(open(sessions, &key, &sealed, unix_now()))
+}
+
+/// Rewrites a state that is still unused (its deadline unchanged); a state
+/// used meanwhile stays used. `false` when it was gone.
+pub async fn update(
+    sessions: &Sessions,
+    state: &str,
+    record: &LogoutState,
+) -> Result<bool, SessionError> {
+    let key = store_key(state);
+    let json = serde_json::to_vec(record).map_err(|_| SessionError::Encode)?;
+    let sealed = sessions
+        .keys()
+        .sealer(crypto::PURPOSE_LOGOUT_STATE)
+        .seal(key.as_bytes(), &json)?;
+    sessions.replace_temp(&key, sealed).await
+}
+
+fn open(sessions: &Sessions, key: &str, sealed: &[u8], now: u64) -> Option<LogoutState> {
+    sessions
+        .keys()
+        .sealer(crypto::PURPOSE_LOGOUT_STATE)
+        .open(key.as_bytes(), sealed)
+        .ok()
+        .and_then(|json| serde_json::from_slice::<LogoutState>(&json).ok())
+        .filter(|r| r.expires_at > now)
 }
 
 #[cfg(test)]

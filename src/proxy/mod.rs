@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod headers;
+pub mod stall;
 pub mod upgrade;
 
 use std::time::Duration;
@@ -172,6 +173,8 @@ pub struct Forward<'a> {
     /// Resolves when an upgraded connection must close (session revoked or
     /// expired); `None` keeps it open until either side closes.
     pub upgrade_deadline: Option<upgrade::Deadline>,
+    /// How long the client's body may stall before the request ends.
+    pub body_stall: std::time::Duration,
 }
 
 /// Forwards `req` upstream and returns the response to send back.
@@ -210,7 +213,7 @@ pub async fn forward(
     if websocket {
         upgrade::set_upgrade_headers(h);
     }
-    let upstream_req = Request::from_parts(parts, body);
+    let upstream_req = Request::from_parts(parts, stall::RequestBody::new(body, f.body_stall));
 
     let mut resp = match tokio::time::timeout(
         f.upstream.timeout,
