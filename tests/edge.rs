@@ -8,7 +8,6 @@ mod support;
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, LOCATION};
-use support::idp::IdpOptions;
 use support::stack::{DEFAULT_ROUTES, Stack, StackOptions, location, navigate, new_browser};
 
 const LOGOUT: &str = r#"
@@ -384,4 +383,95 @@ async fn a_body_dripped_to_logout_is_cut_off() {
         took >= Duration::from_millis(1800) && took < Duration::from_secs(6),
         "cut off after {took:?}"
     );
+}
+
+/// `%25` and two hex digits, and `;` encoded inside a dot-segment, get
+/// 400 and never reach the upstream. (Before: `/%2561dmin` went upstream
+/// as is, and `/public/..%3B/x` passed as a `/public/` path.)
+#[test]
+fn double_encoding_and_encoded_dot_segment_parameters_get_400() {
+    let app = support::Upstream::start();
+    let gw = open_gateway(&app, "");
+    for bad in [
+        "/%2561dmin",
+        "/public/%252e%252e/x",
+        "/public/..%3B/x",
+        "/public/..%3b/x",
+        "/a/.%3Bx/b",
+    ] {
+        let status = get_status(&gw, bad, Duration::from_secs(5)).unwrap_or_default();
+        assert!(status.contains(" 400"), "{bad}: {status}");
+    }
+    assert_eq!(app.request_count(), 0, "none reached the upstream");
+    for fine in ["/%25", "/100%25/x", "/a%3Bb/c", "/a/..;b"] {
+        let status = get_status(&gw, fine, Duration::from_secs(5)).unwrap_or_default();
+        let expect = if fine.ends_with("..;b") {
+            " 400"
+        } else {
+            " 200"
+        };
+        assert!(status.contains(expect), "{fine}: {status}");
+    }
+}
+
+/// `check` warns when a session route is followed by a broader open route,
+/// naming both; the safe layout (protect `/`, open the public prefixes)
+/// gets no such warning.
+#[test]
+fn check_warns_about_an_open_route_after_a_narrower_session_route() {
+    let config = |routes: &str| {
+        format!(
+            r#"[server]
+listen = "{{listen}}"
+public_url = "{{public_url}}"
+
+[oidc]
+issuer = "http://127.0.0.1:9"
+client_id = "portcullis"
+client_secret = "s"
+
+[session]
+secret = "0123456789abcdef0123456789abcdef"
+{routes}"#
+        )
+    };
+    let risky = support::run_check(&config(
+        r#"
+[[route]]
+prefix = "/admin/"
+upstream = "http://127.0.0.1:9"
+
+[[route]]
+prefix = "/"
+upstream = "http://127.0.0.1:9"
+auth = "none"
+"#,
+    ));
+    assert_eq!(
+        risky.code,
+        Some(0),
+        "a warning, not an error: {}",
+        risky.stderr
+    );
+    assert!(
+        risky.stderr.contains("warning:")
+            && risky.stderr.contains("route #1 (/admin)")
+            && risky.stderr.contains("/ADMIN/x"),
+        "{}",
+        risky.stderr
+    );
+    let safe = support::run_check(&config(
+        r#"
+[[route]]
+prefix = "/public/"
+upstream = "http://127.0.0.1:9"
+auth = "none"
+
+[[route]]
+prefix = "/"
+upstream = "http://127.0.0.1:9"
+"#,
+    ));
+    assert_eq!(safe.code, Some(0), "{}", safe.stderr);
+    assert!(!safe.stderr.contains("session route"), "{}", safe.stderr);
 }

@@ -13,8 +13,10 @@
 //!
 //! - encoded `/` (`%2F`), `\` (`%5C`) and `.` (`%2E`) are rejected, as is a raw
 //!   `\` (some servers treat it as `/`);
-//! - a dot-segment with parameters (`..;x`, `.;x`) is rejected (servlet
-//!   containers treat `/..;/` as `/../`);
+//! - a dot-segment with parameters (`..;x`, `.;x`, `..%3Bx`) is rejected
+//!   (servlet containers treat `/..;/` as `/../`);
+//! - a double-encoded percent (`%25` and two hex digits) is rejected: an
+//!   upstream that decodes twice would see `/%2561dmin` as `/admin`;
 //! - control characters, raw or percent-encoded, and malformed percent
 //!   escapes are rejected;
 //! - runs of `/` are merged, so `//admin` cannot slip past a `/admin` route
@@ -41,9 +43,13 @@ pub enum PathError {
     /// A control character, raw or percent-encoded.
     #[error("control character in path")]
     ControlCharacter,
-    /// `..;` or `.;` segments.
+    /// `..;` or `.;` segments (`;` raw or as `%3B`).
     #[error("parameters on a dot-segment in path")]
     DotSegmentParameters,
+    /// `%25` followed by two hex digits: an upstream that decodes twice
+    /// would see another path than the one matched.
+    #[error("double-encoded percent in path")]
+    DoubleEncoded,
 }
 
 const fn is_unreserved(b: u8) -> bool {
@@ -88,6 +94,12 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
                 if matches!(v, b'/' | b'\\' | b'.') {
                     return Err(PathError::EncodedSeparator);
                 }
+                if v == b'%'
+                    && bytes.get(i + 3).copied().and_then(hex_value).is_some()
+                    && bytes.get(i + 4).copied().and_then(hex_value).is_some()
+                {
+                    return Err(PathError::DoubleEncoded);
+                }
                 if is_unreserved(v) {
                     decoded.push(char::from(v));
                 } else {
@@ -120,7 +132,13 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
         || decoded == "/.";
     let mut out: Vec<&str> = Vec::new();
     for segment in decoded.split('/').skip(1) {
-        let name = segment.split(';').next().unwrap_or(segment);
+        // Pass 1 upper-cased the hex, so an encoded `;` is always `%3B`.
+        let name_end = [segment.find(';'), segment.find("%3B")]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(segment.len());
+        let name = &segment[..name_end];
         let has_params = name.len() != segment.len();
         match name {
             "." | ".." if has_params => return Err(PathError::DotSegmentParameters),
