@@ -519,6 +519,7 @@ impl Gateway {
                 let message = match err.status() {
                     StatusCode::GATEWAY_TIMEOUT => "The application did not answer in time.",
                     StatusCode::FORBIDDEN => "Cross-origin WebSocket connections are not allowed.",
+                    StatusCode::BAD_REQUEST => "The WebSocket handshake is malformed.",
                     _ => "The application is unavailable.",
                 };
                 pages::error(kind, err.status(), err.kind(), message)

@@ -475,3 +475,143 @@ upstream = "http://127.0.0.1:9"
     assert_eq!(safe.code, Some(0), "{}", safe.stderr);
     assert!(!safe.stderr.contains("session route"), "{}", safe.stderr);
 }
+
+/// Sends `head` on a fresh connection and returns the response head.
+fn raw_exchange(gw: &support::Gateway, head: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(gw.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// A WebSocket handshake needs one 16-byte `Sec-WebSocket-Key` and
+/// `Sec-WebSocket-Version: 13` (else 400, nothing sent upstream).
+/// (Before: forwarded as they came.)
+#[test]
+fn websocket_handshakes_without_key_or_version_13_get_400() {
+    let app = support::Upstream::start();
+    let gw = open_gateway(&app, "");
+    let origin = gw.public_url();
+    let cases = [
+        ("no key", "Sec-WebSocket-Version: 13\r\n".to_owned()),
+        (
+            "short key",
+            "Sec-WebSocket-Key: c2hvcnQ=\r\nSec-WebSocket-Version: 13\r\n".to_owned(),
+        ),
+        (
+            "version 8",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n"
+                .to_owned(),
+        ),
+        (
+            "no version",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n".to_owned(),
+        ),
+    ];
+    for (name, extra) in cases {
+        let reply = raw_exchange(
+            &gw,
+            &format!(
+                "GET /ws HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n{extra}\r\n"
+            ),
+        );
+        assert!(reply.starts_with("HTTP/1.1 400"), "{name}: {reply}");
+    }
+    assert_eq!(app.request_count(), 0, "nothing reached the upstream");
+    // A valid one still works (the real WebSocket echo server).
+    let reply = raw_exchange(
+        &gw,
+        &format!(
+            "GET /ws HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ),
+    );
+    assert!(reply.starts_with("HTTP/1.1 101"), "{reply}");
+    assert!(reply.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{reply}");
+}
+
+/// An upstream that answers 101 without the matching
+/// `Sec-WebSocket-Accept` (an HTTP server that keeps parsing HTTP) gets
+/// 502 and no tunnel: a request written after the handshake never reaches
+/// it. (Before: 101, and the raw request went through.)
+#[test]
+fn an_upstream_101_without_the_matching_accept_is_502_and_nothing_is_tunnelled() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    // What each upstream connection received.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen_by_server = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let seen = seen_by_server.clone();
+            let index = {
+                let mut seen = seen.lock().unwrap();
+                seen.push(String::new());
+                seen.len() - 1
+            };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut answered = false;
+                conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    seen.lock().unwrap()[index].push_str(&String::from_utf8_lossy(&buf[..n]));
+                    if !answered {
+                        answered = true;
+                        let _ = conn.write_all(
+                            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+                        );
+                    }
+                }
+            });
+        }
+    });
+    let gw = support::Gateway::builder(&format!(
+        r#"
+[server]
+listen = "{{listen}}"
+public_url = "{{public_url}}"
+
+[[route]]
+prefix = "/"
+upstream = "{upstream}"
+auth = "none"
+"#
+    ))
+    .start();
+    let origin = gw.public_url();
+    let mut s = std::net::TcpStream::connect(gw.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    write!(
+        s,
+        "GET /ws HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let _ = s.write_all(b"GET /internal-admin HTTP/1.1\r\nHost: x\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(reply.starts_with("HTTP/1.1 502"), "{reply}");
+    let seen = seen.lock().unwrap().clone();
+    let handshake = seen
+        .iter()
+        .find(|c| c.contains("GET /ws"))
+        .expect("the handshake went upstream");
+    assert!(
+        !handshake.contains("/internal-admin"),
+        "bytes after the handshake were tunnelled: {handshake}"
+    );
+}
