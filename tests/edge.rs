@@ -615,3 +615,57 @@ auth = "none"
         "bytes after the handshake were tunnelled: {handshake}"
     );
 }
+
+/// An upstream `Set-Cookie` with an empty name is dropped: a browser would
+/// send `=portcullis=evil` back as `portcullis=evil`. (Before: passed.)
+#[tokio::test]
+async fn an_upstream_set_cookie_with_an_empty_name_is_dropped() {
+    let app = support::Upstream::start();
+    let gw = open_gateway(&app, "");
+    let resp = no_redirects()
+        .get(gw.url("/set-cookie?name=&name=%20&name=app&value=portcullis%3Devil"))
+        .send()
+        .await
+        .unwrap();
+    let cookies: Vec<String> = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    assert_eq!(cookies, ["app=portcullis=evil; Path=/"]);
+}
+
+/// Client-IP and host headers beyond `X-Forwarded-*` are removed from
+/// untrusted peers and kept from trusted proxies. (Before: most passed.)
+#[tokio::test]
+async fn client_ip_and_host_headers_from_untrusted_peers_are_removed() {
+    const SPOOFED: [&str; 8] = [
+        "true-client-ip",
+        "cf-connecting-ip",
+        "x-client-ip",
+        "x-cluster-client-ip",
+        "fastly-client-ip",
+        "x-original-host",
+        "x-host",
+        "x-forwarded-server",
+    ];
+    let app = support::Upstream::start();
+    for (extra, trusted) in [("", false), ("trusted_proxies = [\"127.0.0.0/8\"]", true)] {
+        let gw = open_gateway(&app, extra);
+        let mut req = no_redirects().get(gw.url("/echo"));
+        for name in SPOOFED {
+            req = req.header(name, "203.0.113.7");
+        }
+        assert_eq!(req.send().await.unwrap().status(), 200);
+        let seen = app.last_request().unwrap();
+        for name in SPOOFED {
+            assert_eq!(
+                seen.header(name).is_some(),
+                trusted,
+                "{name} from a {} peer",
+                if trusted { "trusted" } else { "untrusted" }
+            );
+        }
+    }
+}

@@ -236,6 +236,41 @@ mod tests {
         );
     }
 
+    /// `/logout/continue` (read, then rewrite for a fallback) racing
+    /// `/logout/done` (take): `/done` always gets the state and nothing
+    /// brings it back afterwards. A take-then-save `peek` lost both ways.
+    #[test]
+    fn continue_racing_done_never_revives_a_used_state() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let sessions = rt.block_on(sessions());
+        for _ in 0..300 {
+            let state = new_state(sessions.keys()).unwrap();
+            let mut rec = record();
+            rec.mode = "popup".into();
+            rt.block_on(save(&sessions, &state, &rec)).unwrap();
+            let (s1, st1) = (sessions.clone(), state.clone());
+            let cont = rt.spawn(async move {
+                if let Some(mut r) = peek(&s1, &st1).await.unwrap() {
+                    r.mode = "redirect".into();
+                    let _ = update(&s1, &st1, &r).await.unwrap();
+                }
+            });
+            let (s2, st2) = (sessions.clone(), state.clone());
+            let done = rt.spawn(async move { take(&s2, &st2).await.unwrap() });
+            let got = rt.block_on(done).unwrap();
+            rt.block_on(cont).unwrap();
+            assert!(got.is_some(), "/done lost the state to /continue");
+            assert!(
+                rt.block_on(take(&sessions, &state)).unwrap().is_none(),
+                "a used state came back"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn malformed_states_are_unknown() {
         let sessions = sessions().await;

@@ -445,12 +445,26 @@ impl MemoryStore {
     }
 
     pub(super) async fn take_temp(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
+        // Through the entry's compute, not a plain `remove`: moka serialises
+        // a key only among compute calls, so a `replace_temp` between its
+        // read and its put would otherwise bring a taken value back.
+        let res = self
             .temp
-            .remove(&format!("tmp:{key}"))
-            .await
-            .filter(|e| e.deadline > Instant::now())
-            .map(|e| e.value.to_vec()))
+            .entry(format!("tmp:{key}"))
+            .and_compute_with(|cur| {
+                std::future::ready(match cur {
+                    Some(_) => Op::Remove,
+                    None => Op::Nop,
+                })
+            })
+            .await;
+        Ok(match res {
+            CompResult::Removed(e) => {
+                let e = e.into_value();
+                (e.deadline > Instant::now()).then(|| e.value.to_vec())
+            }
+            _ => None,
+        })
     }
 
     pub(super) async fn get_temp(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
