@@ -669,3 +669,33 @@ async fn client_ip_and_host_headers_from_untrusted_peers_are_removed() {
         }
     }
 }
+
+/// Without script, a silent or popup logout still reaches the IdP: the
+/// page's `<noscript>` refresh (and link) turn it into a redirect logout
+/// that ends at the destination. (Before: the page only ran logout.js.)
+#[tokio::test]
+async fn silent_and_popup_pages_work_without_script() {
+    let stack = stack();
+    for mode in ["silent", "popup"] {
+        let browser = new_browser();
+        assert_eq!(stack.login(&browser, "alice", "/").await.status(), 200);
+        let page =
+            logout_same_origin(&stack, &browser, &format!("?mode={mode}&return_to=/after")).await;
+        assert_eq!(page.status(), 200, "{mode}");
+        let html = page.text().await.unwrap();
+        let target = support::stack::meta_refresh_target(&html)
+            .unwrap_or_else(|| panic!("{mode}: no <noscript> refresh in {html}"));
+        assert!(html.contains("<noscript><p><a href="), "{mode}: no link");
+        assert!(target.contains("fallback=redirect"), "{target}");
+        let resp = navigate(
+            &browser,
+            &stack
+                .gateway
+                .url(target.trim_start_matches(&stack.gateway.public_url())),
+        )
+        .await;
+        let done = through_the_idp(&stack, &browser, resp).await;
+        assert_eq!(done.status(), 303, "{mode}: a redirect at the end");
+        assert_eq!(done.headers()[LOCATION], "/after", "{mode}");
+    }
+}
