@@ -8,6 +8,7 @@ mod support;
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, LOCATION};
+use support::idp::IdpOptions;
 use support::stack::{DEFAULT_ROUTES, Stack, StackOptions, location, navigate, new_browser};
 
 const LOGOUT: &str = r#"
@@ -698,4 +699,44 @@ async fn silent_and_popup_pages_work_without_script() {
         assert_eq!(done.status(), 303, "{mode}: a redirect at the end");
         assert_eq!(done.headers()[LOCATION], "/after", "{mode}");
     }
+}
+
+/// However many logouts arrive, the gateway opens at most one probe
+/// connection to the IdP every few seconds; and none at all when no IdP
+/// leg runs (`mode=local`). (Before: one connection per logout.)
+#[tokio::test]
+async fn the_idp_probe_is_shared_and_skipped_without_an_idp_leg() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // The end-session endpoint (configured, as for an IdP that publishes
+    // none): a listener that only counts connections.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let end_session = format!("http://{}/end", listener.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(conn);
+        }
+    });
+    let stack = Stack::start(StackOptions {
+        idp: IdpOptions {
+            no_end_session: true,
+            ..Default::default()
+        },
+        oidc: format!("end_session_endpoint = \"{end_session}\""),
+        rest: Some(format!("{DEFAULT_ROUTES}{LOGOUT}")),
+        ..Default::default()
+    });
+    anonymous_logouts(&stack, "?mode=local", 100, 10).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 0, "no IdP leg, no probe");
+    let started = std::time::Instant::now();
+    anonymous_logouts(&stack, "", 300, 20).await;
+    let secs = started.elapsed().as_secs();
+    let probes = accepted.load(Ordering::SeqCst);
+    // One per 5 s window the flood spanned.
+    assert!(
+        probes >= 1 && probes as u64 <= secs / 5 + 2,
+        "{probes} probe connections for 300 logouts in {secs} s"
+    );
 }
