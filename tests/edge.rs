@@ -2,6 +2,7 @@
 //! real binary: anonymous logouts keep nothing, kept values are capped, the
 //! IdP probe is shared, connections are limited and timed, bodies have
 //! deadlines, hostile paths, WebSocket handshakes and headers are refused.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should stop the test
 
 mod support;
 

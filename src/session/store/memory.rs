@@ -173,7 +173,7 @@ impl MemoryStore {
             .build();
         let temp = Cache::builder()
             .max_capacity(aux_capacity_bytes)
-            .weigher(aux_weight)
+            .weigher(|k: &String, v: &AuxEntry| aux_weight(k, v))
             .eviction_policy(EvictionPolicy::lru())
             .expire_after(WriteTtl)
             .build();
@@ -182,7 +182,7 @@ impl MemoryStore {
         // old figure; the headroom keeps eviction from ever being reached.
         let claims = Cache::builder()
             .max_capacity(aux_capacity_bytes.saturating_mul(2))
-            .weigher(aux_weight)
+            .weigher(|k: &String, v: &AuxEntry| aux_weight(k, v))
             .eviction_policy(EvictionPolicy::lru())
             .expire_after(WriteTtl)
             .build();
@@ -551,7 +551,7 @@ impl MemoryStore {
 }
 
 /// What a small value weighs against its table's bound.
-fn aux_weight(k: &String, v: &AuxEntry) -> u32 {
+fn aux_weight(k: &str, v: &AuxEntry) -> u32 {
     u32::try_from(k.len().saturating_add(v.value.len()))
         .unwrap_or(u32::MAX)
         .saturating_add(AUX_OVERHEAD)
