@@ -94,12 +94,6 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
                 if matches!(v, b'/' | b'\\' | b'.') {
                     return Err(PathError::EncodedSeparator);
                 }
-                if v == b'%'
-                    && bytes.get(i + 3).copied().and_then(hex_value).is_some()
-                    && bytes.get(i + 4).copied().and_then(hex_value).is_some()
-                {
-                    return Err(PathError::DoubleEncoded);
-                }
                 if is_unreserved(v) {
                     decoded.push(char::from(v));
                 } else {
@@ -123,6 +117,17 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
             }
         }
         i += 1;
+    }
+
+    // What goes upstream must not decode to another escape: `%25` then two
+    // hex digits, checked on the decoded form (`%25a%41` becomes `%25aA`).
+    let d = decoded.as_bytes();
+    if d.windows(5).any(|w| {
+        w[..3].eq_ignore_ascii_case(b"%25")
+            && hex_value(w[3]).is_some()
+            && hex_value(w[4]).is_some()
+    }) {
+        return Err(PathError::DoubleEncoded);
     }
 
     // Pass 2: remove dot-segments (RFC 3986 §5.2.4) over whole segments.
