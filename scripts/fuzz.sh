@@ -31,7 +31,9 @@ fi
 # Keep the fuzz build's artefacts apart from the main target directory.
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$PWD/fuzz/target}"
 # Build every target first, so the time limits below are fuzzing time.
-cargo "+${toolchain}" fuzz build $targets
+for target in $targets; do
+    cargo "+${toolchain}" fuzz build "${target}"
+done
 
 status=0
 summary=""
