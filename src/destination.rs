@@ -17,6 +17,11 @@
 
 use url::Url;
 
+/// Longest `return_to` accepted, raw and as emitted: a longer one is treated
+/// as absent (SPEC, "Limits"), so no client can make the gateway keep or
+/// carry a large value.
+pub const MAX_RETURN_TO: usize = 2048;
+
 /// The destination to send the user to: `raw` when it passes the rule,
 /// else `default`.
 pub fn resolve(raw: Option<&str>, route_origin: &str, allowed: &[String], default: &str) -> String {
@@ -26,7 +31,12 @@ pub fn resolve(raw: Option<&str>, route_origin: &str, allowed: &[String], defaul
 
 /// `Some(destination)` when `raw` passes the rule.
 pub fn accept(raw: &str, route_origin: &str, allowed: &[String]) -> Option<String> {
+    if raw.len() > MAX_RETURN_TO {
+        return None;
+    }
     same_origin_path(raw, route_origin)
+        // Parsing may percent-encode: the emitted value is capped too.
+        .filter(|out| out.len() <= MAX_RETURN_TO)
         .or_else(|| allowed.iter().find(|a| a.as_str() == raw).cloned())
 }
 

@@ -73,6 +73,8 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Largest request head.
     pub max_header_bytes: usize,
+    /// How long a connection may stay idle; how long a proxied body may stall.
+    pub idle_timeout: Duration,
 }
 
 /// A route ready to serve: its config, its upstream and its metrics label.
@@ -289,6 +291,7 @@ impl App {
         Limits {
             header_read_timeout: server.header_read_timeout,
             max_header_bytes: server.max_header_bytes,
+            idle_timeout: server.idle_timeout,
         }
     }
 
@@ -583,6 +586,7 @@ impl Gateway {
             request_id: &log.id,
             trace: &log.trace,
             upgrade_deadline,
+            body_stall: self.config.server.idle_timeout,
         };
         match proxy::forward(req, forward).await {
             Ok(resp) => resp,
@@ -592,6 +596,7 @@ impl Gateway {
                 let message = match err.status() {
                     StatusCode::GATEWAY_TIMEOUT => "The application did not answer in time.",
                     StatusCode::FORBIDDEN => "Cross-origin WebSocket connections are not allowed.",
+                    StatusCode::BAD_REQUEST => "The WebSocket handshake is malformed.",
                     _ => "The application is unavailable.",
                 };
                 pages::error(kind, err.status(), err.kind(), message)

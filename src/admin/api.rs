@@ -225,7 +225,7 @@ async fn parse_revoke(req: Request<Incoming>) -> Result<Target, AdminError> {
             BodyError::ContentType(_) => {
                 AdminError::BadRequest("content type must be application/json")
             }
-            BodyError::TooLarge | BodyError::Unreadable => {
+            BodyError::TooLarge | BodyError::Unreadable | BodyError::Timeout => {
                 AdminError::BadRequest("body unreadable or too large")
             }
         })?;

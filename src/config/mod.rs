@@ -14,6 +14,7 @@ pub mod env;
 mod listen;
 pub mod model;
 pub mod raw;
+pub mod route_lint;
 mod validate;
 
 use std::net::SocketAddr;

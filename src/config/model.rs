@@ -122,6 +122,17 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// `[server] workers` when not set: 0 means one serving thread per CPU core.
 pub const DEFAULT_WORKERS: usize = 0;
 
+/// `[server] idle_timeout` when not set: how long a client connection may
+/// sit idle (and a proxied request body stall) before it is closed.
+pub const DEFAULT_SERVER_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `[server] max_connections` when not set: client connections served at
+/// once; past it new ones wait in the listen backlog.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Largest `[server] max_connections` accepted.
+pub const MAX_MAX_CONNECTIONS: usize = 1_000_000;
+
 /// `[server]`
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -152,6 +163,13 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Serving threads; 0 ([`DEFAULT_WORKERS`]) means one per CPU core.
     pub workers: usize,
+    /// How long a client connection may stay idle (HTTP/1 between
+    /// requests, HTTP/2 with no open stream) before it is closed; also how
+    /// long a proxied request body may stall (default 60s).
+    pub idle_timeout: Duration,
+    /// Client connections served at once; past it new ones wait in the
+    /// listen backlog (default 10000).
+    pub max_connections: usize,
 }
 
 /// `[server.tls]`

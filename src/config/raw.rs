@@ -97,6 +97,8 @@ pub struct RawServer {
     pub max_header_bytes: Option<Spanned<i64>>,
     pub shutdown_timeout: Option<Str>,
     pub workers: Option<Spanned<i64>>,
+    pub idle_timeout: Option<Str>,
+    pub max_connections: Option<Spanned<i64>>,
 }
 
 /// `[server.tls]`

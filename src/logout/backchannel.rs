@@ -72,6 +72,9 @@ pub enum BackchannelError {
     /// The body could not be read.
     #[error("request body could not be read")]
     BodyRead,
+    /// The body did not arrive within `server.header_read_timeout`.
+    #[error("request body not received in time")]
+    BodyTimeout,
     /// No `logout_token` parameter (or an empty one).
     #[error("missing logout_token parameter")]
     MissingToken,
@@ -139,6 +142,7 @@ impl BackchannelError {
             E::ContentType => "content_type",
             E::BodyTooLarge => "body_size",
             E::BodyRead => "body_read",
+            E::BodyTimeout => "body_timeout",
             E::MissingToken => "logout_token_missing",
             E::DuplicateToken => "logout_token_duplicate",
             E::Malformed(_) => "malformed",
@@ -164,6 +168,7 @@ impl BackchannelError {
         match self {
             BackchannelError::Method => StatusCode::METHOD_NOT_ALLOWED,
             BackchannelError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            BackchannelError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -409,6 +414,7 @@ impl From<BodyError> for BackchannelError {
             BodyError::ContentType(_) => BackchannelError::ContentType,
             BodyError::TooLarge => BackchannelError::BodyTooLarge,
             BodyError::Unreadable => BackchannelError::BodyRead,
+            BodyError::Timeout => BackchannelError::BodyTimeout,
         }
     }
 }
@@ -490,7 +496,9 @@ async fn process(ctx: &Ctx<'_>, req: Request<Incoming>) -> Result<usize, Backcha
     if !rate_ok(ctx.peer) {
         return Err(BackchannelError::RateLimited);
     }
-    let body = body::read(req, body::FORM, MAX_BODY_BYTES).await?;
+    // The gateway's own paths take their bodies within the head's time.
+    let deadline = ctx.config.server.header_read_timeout;
+    let body = body::read_within(req, body::FORM, MAX_BODY_BYTES, deadline).await?;
     let token = parse_form(&body)?;
     let header = parse_header(&token)?;
     let meta = ctx

@@ -132,9 +132,14 @@ pub fn continue_page(
         )
     };
     let nonce = pages::nonce();
+    // Without script the IdP leg still runs: a top-level redirect logout
+    // (`fallback=redirect`), by meta refresh or by the link.
+    let fallback = pages::escape(&format!("{continue_url}&fallback=redirect"));
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Signing out</title>\
-         <script nonce=\"{nonce}\" src=\"{}\"></script></head><body><main>{body}</main>\
+         <noscript><meta http-equiv=\"refresh\" content=\"0;url={fallback}\"></noscript>\
+         <script nonce=\"{nonce}\" src=\"{}\"></script></head><body><main>{body}\
+         <noscript><p><a href=\"{fallback}\">Finish signing out at your identity provider</a></p></noscript></main>\
          <script nonce=\"{nonce}\">{script}</script></body></html>",
         crate::paths::LOGOUT_JS
     );

@@ -23,8 +23,10 @@ use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use url::Url;
 
+use super::anon_state::AnonState;
 use super::events::{self, Kind};
 use super::html::{self, ConfirmFields, ContinueMode, DoneTarget};
+use super::idp_probe;
 use super::state::{self, LogoutState};
 use super::trigger::{self, Decision};
 use crate::config::{ClearSiteData, LogoutMode};
@@ -43,9 +45,6 @@ const DONE_REDIRECT_CSP: &str = "default-src 'none'; frame-ancestors 'self'";
 
 /// Largest logout form body read.
 const MAX_FORM: usize = 16 * 1024;
-/// How long the IdP may take to accept a TCP connection before the logout
-/// goes on without it.
-const IDP_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The parameters of a logout request (query, then form body).
 #[derive(Debug, Default)]
@@ -75,7 +74,8 @@ impl Params {
 
 async fn read_params(
     req: Request<Incoming>,
-) -> Result<(http::request::Parts, Params), &'static str> {
+    deadline: Duration,
+) -> Result<(http::request::Parts, Params), (StatusCode, &'static str)> {
     let (parts, body) = req.into_parts();
     let mut params = Params::default();
     if let Some(q) = parts.uri.query() {
@@ -91,9 +91,19 @@ async fn read_params(
     // Only a form body is read; another type's body is ignored, as it
     // always was, so the request counts as one without form fields.
     if parts.method == Method::POST && body::has_media_type(&parts.headers, body::FORM) {
-        let bytes = body::read_checked(&parts.headers, body, MAX_FORM)
+        // The gateway's own paths take their bodies within the head's time.
+        let bytes = body::read_checked_within(&parts.headers, body, MAX_FORM, deadline)
             .await
-            .map_err(|_| "logout form too large or unreadable")?;
+            .map_err(|e| match e {
+                body::BodyError::Timeout => (
+                    StatusCode::REQUEST_TIMEOUT,
+                    "logout form not received in time",
+                ),
+                _ => (
+                    StatusCode::BAD_REQUEST,
+                    "logout form too large or unreadable",
+                ),
+            })?;
         params.absorb(&bytes);
     }
     Ok((parts, params))
@@ -161,22 +171,6 @@ fn store_unavailable(ctx: &Ctx<'_>) -> Response<Body> {
     resp
 }
 
-/// Whether the IdP accepts TCP connections at the end-session URL's host.
-async fn idp_reachable(url: &Url) -> bool {
-    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
-        return false;
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    matches!(
-        tokio::time::timeout(
-            IDP_PROBE_TIMEOUT,
-            tokio::net::TcpStream::connect((host, port))
-        )
-        .await,
-        Ok(Ok(_))
-    )
-}
-
 /// A session's refresh and access tokens, for revocation.
 fn tokens_of(session: &Session) -> crate::oidc::revoke::SessionTokens {
     (
@@ -195,9 +189,17 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         return pages::method_not_allowed(ctx.kind, "GET, HEAD, POST");
     }
     let session_cfg = ctx.session_config;
-    let (parts, params) = match read_params(req).await {
+    let (parts, params) = match read_params(req, ctx.config.server.header_read_timeout).await {
         Ok(p) => p,
-        Err(why) => return pages::error(ctx.kind, StatusCode::BAD_REQUEST, "bad_request", why),
+        Err((status, why)) => {
+            let mut resp = pages::error(ctx.kind, status, "bad_request", why);
+            if status == StatusCode::REQUEST_TIMEOUT {
+                // The rest of the body may still trickle in: end it here.
+                resp.headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return resp;
+        }
     };
     let logout_cfg = &ctx.config.logout;
 
@@ -425,35 +427,38 @@ async fn idp_leg(
     mode: LogoutMode,
     destination: &str,
 ) -> Option<IdpLeg> {
-    let state = state::new_state(ctx.sessions.keys())?;
     let post_logout = Url::parse(&ctx.url(paths::LOGOUT_DONE)).ok()?;
-    let hint = session.map(|s| s.record.id_token.expose());
-    let url = ctx.oidc.end_session_url(hint, &post_logout, &state)?;
-    if !idp_reachable(&url).await {
+    // Probed before anything is prepared; the answer is shared for a few
+    // seconds, so a flood of logouts opens no flood of connections.
+    let probe_url = ctx.oidc.end_session_url(None, &post_logout, "")?;
+    if !idp_probe::reachable(&probe_url).await {
         tracing::warn!(
             request_id = ctx.request_id,
             "IdP unreachable at logout; the gateway session is ended, the IdP's may not be"
         );
         return Some(IdpLeg::Unreachable);
     }
+    let Some(session) = session else {
+        // Nothing stored for a logout that ended no session: the state
+        // carries what /logout/done needs, sealed and time-limited.
+        let state = AnonState::new(destination, mode, crate::clock::unix_now())
+            .seal(ctx.sessions.keys())?;
+        let url = ctx.oidc.end_session_url(None, &post_logout, &state)?;
+        return Some(IdpLeg::Continue {
+            state,
+            url: url.to_string(),
+        });
+    };
+    let state = state::new_state(ctx.sessions.keys())?;
+    let url =
+        ctx.oidc
+            .end_session_url(Some(session.record.id_token.expose()), &post_logout, &state)?;
     let record = LogoutState {
         destination: destination.to_owned(),
         mode: mode.as_str().to_owned(),
         end_session_url: url.to_string(),
         expires_at: 0,
     };
-    // A session-less redirect logout to the default destination needs no
-    // stored state (an unknown state lands there anyway); not storing one
-    // keeps anonymous requests from filling the store.
-    let needed = session.is_some()
-        || mode != LogoutMode::Redirect
-        || destination != ctx.config.logout.default_return_to;
-    if !needed {
-        return Some(IdpLeg::Continue {
-            state,
-            url: url.to_string(),
-        });
-    }
     if let Err(err) = state::save(ctx.sessions, &state, &record).await {
         // The IdP leg still runs; /logout/done will send the user to the
         // default destination since it cannot find the state.
@@ -485,6 +490,13 @@ pub async fn continue_(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> 
         return pages::method_not_allowed(ctx.kind, "GET");
     }
     let state = state_param(&req);
+    let fallback = query_param(&req, "fallback").as_deref() == Some("redirect");
+    if let Some(anon) = state
+        .as_deref()
+        .and_then(|s| AnonState::open(ctx.sessions.keys(), s, crate::clock::unix_now()))
+    {
+        return continue_anonymous(ctx, anon, state.as_deref().unwrap_or_default(), fallback);
+    }
     let found = match &state {
         Some(s) => state::peek(ctx.sessions, s).await,
         None => Ok(None),
@@ -494,13 +506,19 @@ pub async fn continue_(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> 
             // logout.js falling back from a silent or popup attempt to the
             // top level: /logout/done should then just redirect, not
             // render the page that announces to a parent or opener.
-            if query_param(&req, "fallback").as_deref() == Some("redirect")
+            if fallback
                 && record.mode() != LogoutMode::Redirect
                 && let Some(s) = &state
             {
                 record.mode = LogoutMode::Redirect.as_str().to_owned();
-                if let Err(err) = state::save(ctx.sessions, s, &record).await {
-                    tracing::warn!(request_id = ctx.request_id, error = %err, "logout state not updated");
+                // Only while unused: a /logout/done that took the state
+                // meanwhile keeps it taken.
+                match state::update(ctx.sessions, s, &record).await {
+                    Ok(true) => {}
+                    Ok(false) => return redirect(&ctx.config.logout.default_return_to),
+                    Err(err) => {
+                        tracing::warn!(request_id = ctx.request_id, error = %err, "logout state not updated")
+                    }
                 }
             }
             redirect(&record.end_session_url)
@@ -510,6 +528,32 @@ pub async fn continue_(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> 
             tracing::error!(request_id = ctx.request_id, error = %err, "logout state lookup failed");
             redirect(&ctx.config.logout.default_return_to)
         }
+    }
+}
+
+/// `/logout/continue` for a logout that ended no session: the IdP URL is
+/// rebuilt from the configuration; a fallback to the top level reseals the
+/// state in redirect mode (nothing is stored either way).
+fn continue_anonymous(
+    ctx: &Ctx<'_>,
+    mut anon: AnonState,
+    state: &str,
+    fallback: bool,
+) -> Response<Body> {
+    let mut state = state.to_owned();
+    if fallback && anon.mode() != LogoutMode::Redirect {
+        anon.mode = LogoutMode::Redirect.as_str().to_owned();
+        match anon.seal(ctx.sessions.keys()) {
+            Some(resealed) => state = resealed,
+            None => return redirect(&anon.destination),
+        }
+    }
+    let url = Url::parse(&ctx.url(paths::LOGOUT_DONE))
+        .ok()
+        .and_then(|done| ctx.oidc.end_session_url(None, &done, &state));
+    match url {
+        Some(url) => redirect(url.as_str()),
+        None => redirect(&anon.destination),
     }
 }
 
@@ -542,9 +586,18 @@ async fn done_response(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> 
         return pages::method_not_allowed(ctx.kind, "GET");
     }
     let state = state_param(&req);
-    let found = match &state {
-        Some(s) => state::take(ctx.sessions, s).await,
-        None => Ok(None),
+    let anon = state
+        .as_deref()
+        .and_then(|s| AnonState::open(ctx.sessions.keys(), s, crate::clock::unix_now()));
+    let found = match (&state, anon) {
+        (_, Some(anon)) => Ok(Some(LogoutState {
+            mode: anon.mode.clone(),
+            destination: anon.destination,
+            end_session_url: String::new(),
+            expires_at: anon.expires_at,
+        })),
+        (Some(s), None) => state::take(ctx.sessions, s).await,
+        (None, None) => Ok(None),
     };
     let record = match found {
         Ok(Some(record)) => record,

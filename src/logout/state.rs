@@ -102,7 +102,7 @@ pub async fn take(sessions: &Sessions, state: &str) -> Result<Option<LogoutState
 
 /// [`take`] as of `now` (Unix seconds). The record's own `expires_at` is
 /// checked, not only the store's expiry: a store may keep an entry a little
-/// longer than asked, and `peek` puts a record back with its old deadline.
+/// longer than asked.
 async fn take_at(
     sessions: &Sessions,
     state: &str,
@@ -115,25 +115,47 @@ async fn take_at(
     let Some(sealed) = sessions.take_temp(&key).await? else {
         return Ok(None);
     };
-    let opened = sessions
-        .keys()
-        .sealer(crypto::PURPOSE_LOGOUT_STATE)
-        .open(key.as_bytes(), &sealed)
-        .ok()
-        .and_then(|json| serde_json::from_slice::<LogoutState>(&json).ok())
-        .filter(|r| r.expires_at > now);
-    Ok(opened)
+    Ok(open(sessions, &key, &sealed, now))
 }
 
 /// Reads a state without using it up (for `/logout/continue`, which a
 /// silent logout may visit twice: once in its iframe, once in the fallback).
-/// It is put back with only the time it had left.
+/// Only a read: a `/logout/done` racing it uses the state up for good.
 pub async fn peek(sessions: &Sessions, state: &str) -> Result<Option<LogoutState>, SessionError> {
-    let Some(record) = take(sessions, state).await? else {
+    if !well_formed(state) {
+        return Ok(None);
+    }
+    let key = store_key(state);
+    let Some(sealed) = sessions.get_temp(&key).await? else {
         return Ok(None);
     };
-    save(sessions, state, &record).await?;
-    Ok(Some(record))
+    Ok(open(sessions, &key, &sealed, unix_now()))
+}
+
+/// Rewrites a state that is still unused (its deadline unchanged); a state
+/// used meanwhile stays used. `false` when it was gone.
+pub async fn update(
+    sessions: &Sessions,
+    state: &str,
+    record: &LogoutState,
+) -> Result<bool, SessionError> {
+    let key = store_key(state);
+    let json = serde_json::to_vec(record).map_err(|_| SessionError::Encode)?;
+    let sealed = sessions
+        .keys()
+        .sealer(crypto::PURPOSE_LOGOUT_STATE)
+        .seal(key.as_bytes(), &json)?;
+    sessions.replace_temp(&key, sealed).await
+}
+
+fn open(sessions: &Sessions, key: &str, sealed: &[u8], now: u64) -> Option<LogoutState> {
+    sessions
+        .keys()
+        .sealer(crypto::PURPOSE_LOGOUT_STATE)
+        .open(key.as_bytes(), sealed)
+        .ok()
+        .and_then(|json| serde_json::from_slice::<LogoutState>(&json).ok())
+        .filter(|r| r.expires_at > now)
 }
 
 #[cfg(test)]
@@ -212,6 +234,41 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    /// `/logout/continue` (read, then rewrite for a fallback) racing
+    /// `/logout/done` (take): `/done` always gets the state and nothing
+    /// brings it back afterwards. A take-then-save `peek` lost both ways.
+    #[test]
+    fn continue_racing_done_never_revives_a_used_state() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let sessions = rt.block_on(sessions());
+        for _ in 0..300 {
+            let state = new_state(sessions.keys()).unwrap();
+            let mut rec = record();
+            rec.mode = "popup".into();
+            rt.block_on(save(&sessions, &state, &rec)).unwrap();
+            let (s1, st1) = (sessions.clone(), state.clone());
+            let cont = rt.spawn(async move {
+                if let Some(mut r) = peek(&s1, &st1).await.unwrap() {
+                    r.mode = "redirect".into();
+                    let _ = update(&s1, &st1, &r).await.unwrap();
+                }
+            });
+            let (s2, st2) = (sessions.clone(), state.clone());
+            let done = rt.spawn(async move { take(&s2, &st2).await.unwrap() });
+            let got = rt.block_on(done).unwrap();
+            rt.block_on(cont).unwrap();
+            assert!(got.is_some(), "/done lost the state to /continue");
+            assert!(
+                rt.block_on(take(&sessions, &state)).unwrap().is_none(),
+                "a used state came back"
+            );
+        }
     }
 
     #[tokio::test]

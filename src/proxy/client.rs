@@ -25,6 +25,8 @@ use bytes::Bytes;
 use http::{Request, Response, Uri};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
+
+use super::stall::RequestBody;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -68,7 +70,7 @@ struct Inner {
 }
 
 struct Idle {
-    tx: SendRequest<Incoming>,
+    tx: SendRequest<RequestBody>,
     since: Instant,
 }
 
@@ -131,7 +133,7 @@ impl UpstreamClient {
     pub async fn send(
         &self,
         target: &Uri,
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
     ) -> Result<Response<PooledBody>, ClientError> {
         loop {
             let (mut tx, reused) = match self.checkout() {
@@ -159,7 +161,7 @@ impl UpstreamClient {
     }
 
     /// The most recently used idle connection that can take a request.
-    fn checkout(&self) -> Option<SendRequest<Incoming>> {
+    fn checkout(&self) -> Option<SendRequest<RequestBody>> {
         let mut idle = self.inner.lock_idle();
         while let Some(conn) = idle.pop() {
             if conn.tx.is_ready() && conn.since.elapsed() < IDLE_TIMEOUT {
@@ -169,7 +171,7 @@ impl UpstreamClient {
         None
     }
 
-    async fn connect(&self, target: &Uri) -> Result<SendRequest<Incoming>, ClientError> {
+    async fn connect(&self, target: &Uri) -> Result<SendRequest<RequestBody>, ClientError> {
         if !self
             .inner
             .sweeping
@@ -221,7 +223,7 @@ impl Inner {
         });
     }
 
-    fn put(&self, tx: SendRequest<Incoming>) {
+    fn put(&self, tx: SendRequest<RequestBody>) {
         let mut idle = self.lock_idle();
         if idle.len() >= MAX_IDLE {
             Inner::prune(&mut idle);
@@ -237,7 +239,7 @@ impl Inner {
     /// Returns the connection once it can take the next request: at once
     /// when it already can, else when it says so (its task has noticed the
     /// end of the body); a connection that closes instead is dropped.
-    fn give_back(self: Arc<Self>, mut tx: SendRequest<Incoming>) {
+    fn give_back(self: Arc<Self>, mut tx: SendRequest<RequestBody>) {
         if tx.is_ready() {
             self.put(tx);
         } else if !tx.is_closed() {
@@ -258,7 +260,7 @@ pin_project_lite::pin_project! {
     pub struct PooledBody {
         #[pin]
         body: Incoming,
-        tx: Option<SendRequest<Incoming>>,
+        tx: Option<SendRequest<RequestBody>>,
         pool: Arc<Inner>,
     }
 

@@ -63,8 +63,21 @@ const DEFAULT_IDENTITY_HEADERS: [&str; 5] = [
     "x-forwarded-access-token",
 ];
 
-/// Client-address headers believed only from trusted proxies.
-const FORWARDING_HEADERS: [&str; 3] = ["forwarded", "x-real-ip", "x-client-ip"];
+/// Client-address and host headers believed only from trusted proxies:
+/// besides the `X-Forwarded-*` family, those CDNs and load balancers set
+/// and apps read (SPEC, "Limits").
+const FORWARDING_HEADERS: [&str; 10] = [
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-cluster-client-ip",
+    "fastly-client-ip",
+    "x-original-host",
+    "x-host",
+    "x-forwarded-server",
+];
 
 /// Compares a header name to a canonical lower-case, `-`-separated name the
 /// way a lenient upstream (CGI, PHP, Rails) would: `_` and `-` alike.
@@ -235,7 +248,9 @@ fn set_cookie_name(value: &[u8]) -> std::borrow::Cow<'_, str> {
 }
 
 /// Drops upstream `Set-Cookie` lines that would set one of the gateway's
-/// cookies.
+/// cookies, and those with an empty name: a browser sends such a cookie
+/// back as its bare value, so `=portcullis=evil` would return as
+/// `portcullis=evil`.
 pub fn filter_set_cookies(headers: &mut HeaderMap, is_gateway_cookie: impl Fn(&str) -> bool) {
     if !headers.contains_key(SET_COOKIE) {
         return;
@@ -243,7 +258,10 @@ pub fn filter_set_cookies(headers: &mut HeaderMap, is_gateway_cookie: impl Fn(&s
     let kept: Vec<HeaderValue> = headers
         .get_all(SET_COOKIE)
         .iter()
-        .filter(|v| !is_gateway_cookie(&set_cookie_name(v.as_bytes())))
+        .filter(|v| {
+            let name = set_cookie_name(v.as_bytes());
+            !name.is_empty() && !is_gateway_cookie(&name)
+        })
         .cloned()
         .collect();
     headers.remove(SET_COOKIE);

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod headers;
+pub mod stall;
 pub mod upgrade;
 
 use std::time::Duration;
@@ -36,6 +37,9 @@ pub enum ProxyError {
     /// A WebSocket handshake from a foreign origin (403).
     #[error("WebSocket handshake from a foreign origin")]
     ForeignOrigin,
+    /// A WebSocket handshake without a valid key or version 13 (400).
+    #[error("malformed WebSocket handshake: {0}")]
+    BadHandshake(&'static str),
     /// The upstream URL could not be combined with the request path (500).
     #[error("cannot build the upstream URL: {0}")]
     BadUri(String),
@@ -48,6 +52,7 @@ impl ProxyError {
             ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::ForeignOrigin => StatusCode::FORBIDDEN,
+            ProxyError::BadHandshake(_) => StatusCode::BAD_REQUEST,
             ProxyError::BadUri(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -58,6 +63,7 @@ impl ProxyError {
             ProxyError::Timeout(_) => "timeout",
             ProxyError::Upstream(_) => "upstream",
             ProxyError::ForeignOrigin => "foreign_origin",
+            ProxyError::BadHandshake(_) => "bad_handshake",
             ProxyError::BadUri(_) => "bad_uri",
         }
     }
@@ -177,6 +183,8 @@ pub struct Forward<'a> {
     /// Resolves when an upgraded connection must close (session revoked or
     /// expired); `None` keeps it open until either side closes.
     pub upgrade_deadline: Option<upgrade::Deadline>,
+    /// How long the client's body may stall before the request ends.
+    pub body_stall: std::time::Duration,
 }
 
 /// Forwards `req` upstream and returns the response to send back.
@@ -188,6 +196,12 @@ pub async fn forward(
     if websocket && !upgrade::origin_allowed(req.headers(), &f.origin.origin) {
         return Err(ProxyError::ForeignOrigin);
     }
+    // The Sec-WebSocket-Accept the upstream must answer with.
+    let expected_accept = if websocket {
+        Some(upgrade::expected_accept(req.headers()).map_err(ProxyError::BadHandshake)?)
+    } else {
+        None
+    };
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
 
     let uri = f.upstream.uri_for(f.path, req.uri().query())?;
@@ -219,7 +233,7 @@ pub async fn forward(
     if websocket {
         upgrade::set_upgrade_headers(h);
     }
-    let upstream_req = Request::from_parts(parts, body);
+    let upstream_req = Request::from_parts(parts, stall::RequestBody::new(body, f.body_stall));
 
     let mut resp = match tokio::time::timeout(
         f.upstream.timeout,
@@ -242,6 +256,17 @@ pub async fn forward(
         if !upgrade::is_websocket_response(resp.headers()) {
             return Err(ProxyError::Upstream(
                 "101 without Upgrade: websocket".into(),
+            ));
+        }
+        // A backend that answers 101 but keeps parsing HTTP would let raw
+        // requests through the tunnel: only a real WebSocket server
+        // computes the accept value.
+        if !expected_accept
+            .as_deref()
+            .is_some_and(|want| upgrade::accept_matches(resp.headers(), want))
+        {
+            return Err(ProxyError::Upstream(
+                "101 without the matching Sec-WebSocket-Accept".into(),
             ));
         }
         let upstream_upgrade = hyper::upgrade::on(&mut resp);

@@ -52,6 +52,44 @@ pub fn origin_allowed(headers: &HeaderMap, route_origin: &str) -> bool {
     }
 }
 
+/// RFC 6455 §1.3: the GUID appended to the key before hashing.
+const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Checks a handshake's `Sec-WebSocket-Key` (one, base64 of 16 bytes, RFC
+/// 6455 §4.2.1) and `Sec-WebSocket-Version: 13`, and returns the
+/// `Sec-WebSocket-Accept` the upstream must answer with.
+pub fn expected_accept(headers: &HeaderMap) -> Result<String, &'static str> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    let mut versions = headers.get_all("sec-websocket-version").iter();
+    match (versions.next(), versions.next()) {
+        (Some(v), None) if v.as_bytes().trim_ascii() == b"13" => {}
+        _ => return Err("Sec-WebSocket-Version must be 13"),
+    }
+    let mut keys = headers.get_all("sec-websocket-key").iter();
+    let key = match (keys.next(), keys.next()) {
+        (Some(k), None) => k.as_bytes().trim_ascii(),
+        _ => return Err("exactly one Sec-WebSocket-Key is required"),
+    };
+    if STANDARD.decode(key).map(|k| k.len()) != Ok(16) {
+        return Err("Sec-WebSocket-Key must be 16 bytes in base64");
+    }
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(key);
+    ctx.update(WEBSOCKET_GUID.as_bytes());
+    Ok(STANDARD.encode(ctx.finish().as_ref()))
+}
+
+/// Whether an upstream 101 carries exactly one `Sec-WebSocket-Accept`, equal
+/// to `expected`.
+pub fn accept_matches(headers: &HeaderMap, expected: &str) -> bool {
+    let mut accepts = headers.get_all("sec-websocket-accept").iter();
+    match (accepts.next(), accepts.next()) {
+        (Some(a), None) => a.as_bytes().trim_ascii() == expected.as_bytes(),
+        _ => false,
+    }
+}
+
 /// Restores the upgrade headers hop-by-hop stripping removed.
 pub fn set_upgrade_headers(headers: &mut HeaderMap) {
     headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
@@ -82,4 +120,23 @@ pub fn spawn_tunnel(client: OnUpgrade, upstream: OnUpgrade, deadline: Option<Dea
             () = deadline => tracing::info!("websocket closed: session ended"),
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc6455_example_accept() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "sec-websocket-key",
+            HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="),
+        );
+        h.insert("sec-websocket-version", HeaderValue::from_static("13"));
+        // RFC 6455 §1.3's worked example.
+        assert_eq!(expected_accept(&h).unwrap(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        h.insert("sec-websocket-version", HeaderValue::from_static("8"));
+        assert!(expected_accept(&h).is_err());
+    }
 }

@@ -30,6 +30,9 @@ pub enum BodyError {
     /// The body could not be read (the client went away, bad framing).
     #[error("request body could not be read")]
     Unreadable,
+    /// The body did not arrive within its deadline.
+    #[error("request body not received in time")]
+    Timeout,
 }
 
 /// Whether the request's `Content-Type` names the media type `expected`
@@ -59,6 +62,40 @@ where
     }
     let (parts, body) = req.into_parts();
     read_checked(&parts.headers, body, max).await
+}
+
+/// [`read`], within `deadline` (SPEC, "Limits": a body for the gateway's
+/// own paths arrives within `header_read_timeout`), so a client dripping a
+/// body cannot hold the request open.
+pub async fn read_within<B>(
+    req: http::Request<B>,
+    expected: &'static str,
+    max: usize,
+    deadline: std::time::Duration,
+) -> Result<Bytes, BodyError>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::time::timeout(deadline, read(req, expected, max))
+        .await
+        .map_err(|_| BodyError::Timeout)?
+}
+
+/// [`read_checked`], within `deadline`.
+pub async fn read_checked_within<B>(
+    headers: &HeaderMap,
+    body: B,
+    max: usize,
+    deadline: std::time::Duration,
+) -> Result<Bytes, BodyError>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::time::timeout(deadline, read_checked(headers, body, max))
+        .await
+        .map_err(|_| BodyError::Timeout)?
 }
 
 /// The whole `body`, at most `max` bytes, for a caller that has checked

@@ -13,8 +13,10 @@
 //!
 //! - encoded `/` (`%2F`), `\` (`%5C`) and `.` (`%2E`) are rejected, as is a raw
 //!   `\` (some servers treat it as `/`);
-//! - a dot-segment with parameters (`..;x`, `.;x`) is rejected (servlet
-//!   containers treat `/..;/` as `/../`);
+//! - a dot-segment with parameters (`..;x`, `.;x`, `..%3Bx`) is rejected
+//!   (servlet containers treat `/..;/` as `/../`);
+//! - a double-encoded percent (`%25` and two hex digits) is rejected: an
+//!   upstream that decodes twice would see `/%2561dmin` as `/admin`;
 //! - control characters, raw or percent-encoded, and malformed percent
 //!   escapes are rejected;
 //! - runs of `/` are merged, so `//admin` cannot slip past a `/admin` route
@@ -41,9 +43,13 @@ pub enum PathError {
     /// A control character, raw or percent-encoded.
     #[error("control character in path")]
     ControlCharacter,
-    /// `..;` or `.;` segments.
+    /// `..;` or `.;` segments (`;` raw or as `%3B`).
     #[error("parameters on a dot-segment in path")]
     DotSegmentParameters,
+    /// `%25` followed by two hex digits: an upstream that decodes twice
+    /// would see another path than the one matched.
+    #[error("double-encoded percent in path")]
+    DoubleEncoded,
 }
 
 const fn is_unreserved(b: u8) -> bool {
@@ -113,6 +119,17 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
         i += 1;
     }
 
+    // What goes upstream must not decode to another escape: `%25` then two
+    // hex digits, checked on the decoded form (`%25a%41` becomes `%25aA`).
+    let d = decoded.as_bytes();
+    if d.windows(5).any(|w| {
+        w[..3].eq_ignore_ascii_case(b"%25")
+            && hex_value(w[3]).is_some()
+            && hex_value(w[4]).is_some()
+    }) {
+        return Err(PathError::DoubleEncoded);
+    }
+
     // Pass 2: remove dot-segments (RFC 3986 §5.2.4) over whole segments.
     let trailing_slash = decoded.ends_with('/')
         || decoded.ends_with("/.")
@@ -120,7 +137,13 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
         || decoded == "/.";
     let mut out: Vec<&str> = Vec::new();
     for segment in decoded.split('/').skip(1) {
-        let name = segment.split(';').next().unwrap_or(segment);
+        // Pass 1 upper-cased the hex, so an encoded `;` is always `%3B`.
+        let name_end = [segment.find(';'), segment.find("%3B")]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(segment.len());
+        let name = &segment[..name_end];
         let has_params = name.len() != segment.len();
         match name {
             "." | ".." if has_params => return Err(PathError::DotSegmentParameters),
@@ -147,7 +170,9 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
 /// containers and others ignore path parameters, so `/admin;x/panel` must
 /// be matched like `/admin/panel`, or it would slip past an `/admin` route.
 pub fn without_params(path: &str) -> std::borrow::Cow<'_, str> {
-    if !path.contains(';') {
+    // `%3B` too (pass 1 upper-cases the hex): an upstream that decodes it
+    // and then drops parameters would see `/admin%3B/x` as `/admin/x`.
+    if !path.contains(';') && !path.contains("%3B") {
         return std::borrow::Cow::Borrowed(path);
     }
     let mut out = String::with_capacity(path.len());
@@ -155,7 +180,12 @@ pub fn without_params(path: &str) -> std::borrow::Cow<'_, str> {
         if i > 0 {
             out.push('/');
         }
-        out.push_str(segment.split(';').next().unwrap_or(segment));
+        let end = [segment.find(';'), segment.find("%3B")]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(segment.len());
+        out.push_str(&segment[..end]);
     }
     std::borrow::Cow::Owned(out)
 }
@@ -269,6 +299,9 @@ mod tests {
         assert_eq!(without_params("/admin;x/panel"), "/admin/panel");
         assert_eq!(without_params("/a;jsessionid=1"), "/a");
         assert_eq!(without_params("/plain/path"), "/plain/path");
+        // Found by the path_route fuzz target: an encoded `;` is a
+        // parameter for an upstream that decodes before dropping them.
+        assert_eq!(without_params("/admin%3B/x"), "/admin/x");
         assert!(under_prefix(&without_params("/admin;x/panel"), "/admin"));
         assert!(under_prefix(&without_params("/admin;x"), "/admin"));
     }

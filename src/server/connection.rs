@@ -10,34 +10,45 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::gateway::{App, ConnInfo};
 use crate::request::framing::{FramingFlag, Sniffed};
 
+use super::conns::{self, Activity, Slots, Tracked, Verdict, Watched};
+
 /// How long a TLS handshake may take before the connection is dropped.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accepts connections on `listener` until `stop` turns true; each one is
-/// served on its own task on this thread's runtime.
+/// Accepts connections on `listener` until `stop` turns true, each once a
+/// connection slot is free; each one is served on its own task on this
+/// thread's runtime.
 pub(super) async fn accept_loop(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     app: Arc<App>,
-    graceful: Arc<GracefulShutdown>,
+    slots: Arc<Slots>,
     mut stop: watch::Receiver<bool>,
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
+        // A slot first: past max_connections, new connections wait in the
+        // listen backlog rather than costing memory here.
+        let slot = tokio::select! {
+            _ = stop.changed() => return,
+            slot = slots.take() => match slot {
+                Some(slot) => slot,
+                None => return,
+            },
+        };
         let (stream, peer) = tokio::select! {
             _ = stop.changed() => return,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(err) => {
                     // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %err, "accept failed");
+                    conns::log_accept_error(&err);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -45,17 +56,16 @@ pub(super) async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             match acceptor {
-                None => serve_connection(stream, peer, app, watcher).await,
+                None => serve_connection(stream, peer, app, stop).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
-                        Ok(Ok(tls_stream)) => {
-                            serve_connection(tls_stream, peer, app, watcher).await
-                        }
+                        Ok(Ok(tls_stream)) => serve_connection(tls_stream, peer, app, stop).await,
                         Ok(Err(err)) => {
                             tracing::debug!(%peer, error = %err, "TLS handshake failed")
                         }
@@ -67,39 +77,105 @@ pub(super) async fn accept_loop(
     }
 }
 
-async fn serve_connection<S>(stream: S, peer: SocketAddr, app: Arc<App>, watcher: Watcher)
-where
+/// How long a connection told to close (idle, or the gateway stopping
+/// with nothing in flight) may take to do so before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    app: Arc<App>,
+    mut stop: watch::Receiver<bool>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let flag = Arc::new(FramingFlag::default());
-    let io = TokioIo::new(Sniffed::new(stream, flag.clone()));
+    let activity = Activity::new();
+    let io = TokioIo::new(Watched::new(
+        Sniffed::new(stream, flag.clone()),
+        activity.clone(),
+    ));
     let limits = app.limits();
     let conn_info = Arc::new(ConnInfo {
         peer,
         peer_text: peer.ip().to_string(),
         framing: flag,
     });
+    let requests = activity.clone();
     let service = service_fn(move |req: hyper::Request<Incoming>| {
         let app = app.clone();
         let conn_info = conn_info.clone();
-        async move { Ok::<_, Infallible>(app.handle(req, &conn_info).await) }
+        let in_flight = requests.request_started();
+        async move {
+            let resp = app.handle(req, &conn_info).await;
+            Ok::<_, Infallible>(resp.map(|body| Tracked::new(body, in_flight)))
+        }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // Timed by `conns` (hyper's timer would also cut idle keep-alive).
+        .header_read_timeout(None)
         // The config check keeps this at 8 KiB or more, hyper's minimum
         // (it panics below); the max() only guards that assumption.
         .max_buf_size(limits.max_header_bytes.max(8192));
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        // Rapid reset (CVE-2023-44487) and its kin: at most 200 streams at
+        // once, GOAWAY after 20 streams the client resets before they are
+        // served, and after 1024 streams the gateway had to reset for
+        // protocol errors (RUSTSEC-2024-0003). hyper's and h2's defaults,
+        // set here so that an upgrade cannot silently change them.
+        .max_concurrent_streams(200)
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(1024)
+        // Pings find dead peers of connections with streams open.
+        .keep_alive_interval(limits.idle_timeout)
+        .keep_alive_timeout(Duration::from_secs(20));
     let conn = builder.serve_connection_with_upgrades(io, service);
-    let conn = watcher.watch(conn.into_owned());
-    if let Err(err) = conn.await {
-        log_connection_error(peer, err.as_ref());
+    let mut conn = std::pin::pin!(conn.into_owned());
+    // Told to close (idle, or the gateway stopping): hyper finishes what is
+    // in flight, then ends the connection. An idle one that does not end
+    // within CLOSE_GRACE is dropped.
+    let mut told_to_close = false;
+    let mut drop_at: Option<tokio::time::Instant> = None;
+    loop {
+        let due = match activity.verdict(limits.header_read_timeout, limits.idle_timeout) {
+            Verdict::WaitUntil(at) => tokio::time::Instant::from_std(at),
+            Verdict::HeadTimeout => {
+                tracing::info!(peer = %peer.ip(), "request head not received in time");
+                return;
+            }
+            Verdict::Idle => {
+                if !told_to_close {
+                    conn.as_mut().graceful_shutdown();
+                    told_to_close = true;
+                }
+                *drop_at.get_or_insert_with(|| tokio::time::Instant::now() + CLOSE_GRACE)
+            }
+        };
+        let due = drop_at.map_or(due, |d| due.min(d));
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(err) = res {
+                    log_connection_error(peer, err.as_ref());
+                }
+                return;
+            }
+            _ = stop.changed(), if !told_to_close => {
+                conn.as_mut().graceful_shutdown();
+                told_to_close = true;
+            }
+            () = activity.head_started() => {}
+            () = tokio::time::sleep_until(due) => {
+                if drop_at.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                    return;
+                }
+            }
+        }
     }
 }
 

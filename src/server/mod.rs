@@ -3,6 +3,7 @@
 //! and graceful shutdown.
 
 mod connection;
+pub mod conns;
 pub mod tls;
 pub mod workers;
 
@@ -10,7 +11,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use hyper_util::server::graceful::GracefulShutdown;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -91,7 +91,8 @@ pub async fn run(config_path: PathBuf, loaded: Loaded) -> Result<(), ServerError
     let _announcement = announce(&config_path, cfg);
     let app = Arc::new(App::new(&loaded.config).await?);
 
-    let graceful = Arc::new(GracefulShutdown::new());
+    // Read once: a reload does not resize the slots.
+    let slots = Arc::new(conns::Slots::new(cfg.server.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut std_listeners = Vec::with_capacity(public.len());
     for listener in public {
@@ -106,14 +107,8 @@ pub async fn run(config_path: PathBuf, loaded: Loaded) -> Result<(), ServerError
         std_listeners.push(listener);
     }
     let threads = threads::count(cfg.server.workers);
-    let mut workers = workers::Workers::start(
-        threads,
-        std_listeners,
-        tls.clone(),
-        &app,
-        &graceful,
-        &stop_rx,
-    )?;
+    let mut workers =
+        workers::Workers::start(threads, std_listeners, tls.clone(), &app, &slots, &stop_rx)?;
     tracing::info!(threads, "serving threads started");
     let mut tasks = Vec::new();
     if let Some(listener) = admin_listener {
@@ -141,13 +136,11 @@ pub async fn run(config_path: PathBuf, loaded: Loaded) -> Result<(), ServerError
         let _ = task.await;
     }
     workers.stopped_accepting().await;
-    // The accept loops held the only other references and have ended.
-    match Arc::try_unwrap(graceful) {
-        Ok(graceful) => tokio::select! {
-            () = graceful.shutdown() => tracing::info!("all connections drained"),
-            () = tokio::time::sleep(shutdown_timeout) => tracing::warn!("shutdown timeout: closing remaining connections"),
-        },
-        Err(_) => tracing::error!("connections could not be drained"),
+    // Every connection was told to finish (the stop signal) and gives its
+    // slot back when it has.
+    tokio::select! {
+        () = slots.drained() => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(shutdown_timeout) => tracing::warn!("shutdown timeout: closing remaining connections"),
     }
     workers.finish().await;
     Ok(())

@@ -12,11 +12,11 @@
 
 use std::sync::Arc;
 
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use super::connection::accept_loop;
+use super::conns::Slots;
 use crate::gateway::App;
 use crate::threads;
 
@@ -44,7 +44,7 @@ impl Workers {
         listeners: Vec<std::net::TcpListener>,
         tls: Option<Arc<rustls::ServerConfig>>,
         app: &Arc<App>,
-        graceful: &Arc<GracefulShutdown>,
+        slots: &Arc<Slots>,
         stop: &watch::Receiver<bool>,
     ) -> Result<Workers, WorkerError> {
         let (stopped_tx, stopped_accepting) = mpsc::channel(n.max(1));
@@ -60,8 +60,7 @@ impl Workers {
                 .enable_all()
                 .build()
                 .map_err(|e| WorkerError(format!("cannot start a runtime: {e}")))?;
-            let (tls, app, graceful, stop) =
-                (tls.clone(), app.clone(), graceful.clone(), stop.clone());
+            let (tls, app, slots, stop) = (tls.clone(), app.clone(), slots.clone(), stop.clone());
             let (stopped_tx, mut release_rx) = (stopped_tx.clone(), release_rx.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("portcullis-w{index}"))
@@ -75,7 +74,7 @@ impl Workers {
                                     l,
                                     tls.clone(),
                                     app.clone(),
-                                    graceful.clone(),
+                                    slots.clone(),
                                     stop.clone(),
                                 ))),
                                 Err(err) => {
@@ -86,9 +85,7 @@ impl Workers {
                         for l in loops {
                             let _ = l.await;
                         }
-                        // The main thread takes `graceful` back once every
-                        // thread has let go of it.
-                        drop(graceful);
+                        drop(slots);
                         let _ = stopped_tx.send(()).await;
                         let _ = release_rx.wait_for(|r| *r).await;
                     });

@@ -106,7 +106,7 @@ impl Sessions {
         let store = match &cfg.store {
             StoreConfig::Memory => Store::Memory(MemoryStore::new(
                 store::DEFAULT_SESSION_CAPACITY_BYTES,
-                store::DEFAULT_AUX_CAPACITY,
+                store::DEFAULT_AUX_CAPACITY_BYTES,
                 revoked.clone(),
             )),
             StoreConfig::Redis(r) => Store::Redis(
@@ -564,6 +564,17 @@ impl Sessions {
         ttl: Duration,
     ) -> Result<(), SessionError> {
         Ok(self.store.put_temp(key, value, ttl).await?)
+    }
+
+    /// Reads a single-use value without using it up.
+    pub async fn get_temp(&self, key: &str) -> Result<Option<Vec<u8>>, SessionError> {
+        Ok(self.store.get_temp(key).await?)
+    }
+
+    /// Rewrites a single-use value only while it is unused, keeping its
+    /// expiry (one step); `false` when it was used or expired meanwhile.
+    pub async fn replace_temp(&self, key: &str, value: Vec<u8>) -> Result<bool, SessionError> {
+        Ok(self.store.replace_temp(key, value).await?)
     }
 
     /// Takes a single-use value; a second take gets `None`.

@@ -27,6 +27,8 @@ pub struct StackOptions {
     pub rest: Option<String>,
     /// `[oidc] scopes`.
     pub scopes: Option<String>,
+    /// Lines appended to `[server]` (e.g. `header_read_timeout = "2s"`).
+    pub server: String,
 }
 
 /// A running IdP + upstream + gateway.
@@ -147,8 +149,12 @@ impl Stack {
                 .unwrap_or(r#"["openid", "email", "profile", "offline_access"]"#),
             options.oidc
         );
+        let server = format!(
+            "admin_token = \"${{PORTCULLIS_ADMIN_TOKEN}}\"\n{}",
+            options.server
+        );
         let config = GatewayConfig {
-            server: "admin_token = \"${PORTCULLIS_ADMIN_TOKEN}\"",
+            server: &server,
             issuer: "{issuer}",
             client_id: "portcullis",
             oidc: &scopes,

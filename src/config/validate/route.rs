@@ -22,6 +22,7 @@ use super::table::{Section, Table};
 use super::{V, Val};
 use crate::config::model::*;
 use crate::config::raw::*;
+use crate::config::route_lint;
 
 impl V<'_> {
     /// Deserializes each `[[route]]` table; the checks come later, in
@@ -91,6 +92,10 @@ impl V<'_> {
                         );
                     }
                     seen.push((route.host.clone(), route.prefix.clone(), index));
+                    if let Some(session) = route_lint::shadowed_session_route(&out, &route) {
+                        self.sink
+                            .warn(&t.key("prefix"), route_lint::warning(session));
+                    }
                     out.push(route);
                 }
                 None => ok = false,

@@ -254,6 +254,26 @@ impl V<'_> {
             },
         };
 
+        let idle_timeout = self.duration(
+            &r.idle_timeout,
+            "idle_timeout",
+            DEFAULT_SERVER_IDLE_TIMEOUT,
+            true,
+        );
+        let max_connections = match &r.max_connections {
+            None => Some(DEFAULT_MAX_CONNECTIONS),
+            Some(n) => match usize::try_from(*n.get_ref()) {
+                Ok(n) if (1..=MAX_MAX_CONNECTIONS).contains(&n) => Some(n),
+                _ => {
+                    self.sink.error(
+                        &n.span(),
+                        format!("max_connections must be between 1 and {MAX_MAX_CONNECTIONS}"),
+                    );
+                    None
+                }
+            },
+        };
+
         if !ok {
             return None;
         }
@@ -270,6 +290,8 @@ impl V<'_> {
             max_header_bytes: max_header_bytes?,
             shutdown_timeout: shutdown_timeout?,
             workers: workers?,
+            idle_timeout: idle_timeout?,
+            max_connections: max_connections?,
         })
     }
 

@@ -19,8 +19,12 @@ use crate::session::id::StoreKey;
 /// fixed per-entry overhead): 256 MiB, room for ~100k sessions with large
 /// tokens or far more with small ones.
 pub const DEFAULT_SESSION_CAPACITY_BYTES: u64 = 256 * 1024 * 1024;
-/// Default bound of the single-use values (`jti`s, logout states, locks).
-pub const DEFAULT_AUX_CAPACITY: u64 = 1_000_000;
+/// Default bound, in bytes, of each of the two tables of small values: the
+/// temporary values (logout states) and the claims and locks (`jti`s,
+/// login-state claims, refresh locks). 64 MiB each.
+pub const DEFAULT_AUX_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
+/// Bookkeeping bytes counted per small value besides its key and value.
+const AUX_OVERHEAD: u32 = 96;
 /// Bookkeeping bytes counted per session besides its sealed record.
 const ENTRY_OVERHEAD: u32 = 256;
 /// Longest expiry the cache is given: far beyond any configured lifetime,
@@ -85,7 +89,16 @@ impl<K, V: HasTtl> Expiry<K, V> for WriteTtl {
 #[derive(Clone)]
 pub struct MemoryStore {
     sessions: Cache<StoreKey, SessEntry>,
-    aux: Cache<String, AuxEntry>,
+    /// Temporary values (`put_temp`): evicted least recently used first
+    /// when full; losing one only sends a user to the default page.
+    temp: Cache<String, AuxEntry>,
+    /// Claims and locks, in a table of their own so that no flood of
+    /// temporary values can evict one (an evicted claim is a replay
+    /// accepted). When it is full a new claim is refused (an error, so the
+    /// caller answers 503) rather than evicting an old one.
+    claims: Cache<String, AuxEntry>,
+    /// The byte bound of `claims` at which new claims are refused.
+    claims_capacity: u64,
     index: Arc<Mutex<Index>>,
     revoked: broadcast::Sender<StoreKey>,
     lock_seq: Arc<AtomicU64>,
@@ -99,10 +112,11 @@ fn lock_index(index: &Mutex<Index>) -> std::sync::MutexGuard<'_, Index> {
 
 impl MemoryStore {
     /// A store bounded to `session_capacity_bytes` of records and
-    /// `aux_capacity` single-use values; revocations go to `revoked`.
+    /// `aux_capacity_bytes` for each of its two tables of small values
+    /// (temporary values; claims and locks); revocations go to `revoked`.
     pub fn new(
         session_capacity_bytes: u64,
-        aux_capacity: u64,
+        aux_capacity_bytes: u64,
         revoked: broadcast::Sender<StoreKey>,
     ) -> Self {
         let index = Arc::new(Mutex::new(Index::default()));
@@ -122,14 +136,26 @@ impl MemoryStore {
                 }
             })
             .build();
-        let aux = Cache::builder()
-            .max_capacity(aux_capacity)
+        let temp = Cache::builder()
+            .max_capacity(aux_capacity_bytes)
+            .weigher(|k: &String, v: &AuxEntry| aux_weight(k, v))
+            .eviction_policy(EvictionPolicy::lru())
+            .expire_after(WriteTtl)
+            .build();
+        // Twice the refusal bound: the cache's size is only brought up to
+        // date by its maintenance, so the refusal check runs on a slightly
+        // old figure; the headroom keeps eviction from ever being reached.
+        let claims = Cache::builder()
+            .max_capacity(aux_capacity_bytes.saturating_mul(2))
+            .weigher(|k: &String, v: &AuxEntry| aux_weight(k, v))
             .eviction_policy(EvictionPolicy::lru())
             .expire_after(WriteTtl)
             .build();
         MemoryStore {
             sessions,
-            aux,
+            temp,
+            claims,
+            claims_capacity: aux_capacity_bytes,
             index,
             revoked,
             lock_seq: Arc::new(AtomicU64::new(1)),
@@ -307,14 +333,26 @@ impl MemoryStore {
         }
     }
 
-    /// Set-if-absent on the aux cache: true when this call stored `value`.
+    /// Set-if-absent on the claims table: true when this call stored `value`.
     /// moka's `entry().or_insert` is a read followed by a separate insert, so
     /// two threads can both see "absent" and both win; `and_compute_with`
     /// runs under the entry's lock, which makes the check and the write one
     /// step.
-    async fn set_if_absent(&self, key: String, value: Vec<u8>, ttl: Duration) -> bool {
+    async fn set_if_absent(
+        &self,
+        key: String,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        if self.claims.weighted_size() >= self.claims_capacity {
+            // Maybe only stale: bring the figure up to date once.
+            self.claims.run_pending_tasks().await;
+            if self.claims.weighted_size() >= self.claims_capacity {
+                return Err(StoreError::Unavailable("claim table full".into()));
+            }
+        }
         let res = self
-            .aux
+            .claims
             .entry(key)
             .and_compute_with(|cur| {
                 std::future::ready(match cur {
@@ -323,13 +361,12 @@ impl MemoryStore {
                 })
             })
             .await;
-        matches!(res, CompResult::Inserted(_))
+        Ok(matches!(res, CompResult::Inserted(_)))
     }
 
     pub(super) async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-        Ok(self
-            .set_if_absent(format!("once:{key}"), Vec::new(), ttl)
-            .await)
+        self.set_if_absent(format!("once:{key}"), Vec::new(), ttl)
+            .await
     }
 
     pub(super) async fn revoke_once(
@@ -372,19 +409,70 @@ impl MemoryStore {
         value: Vec<u8>,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        self.aux
+        self.temp
             .insert(format!("tmp:{key}"), Self::aux_entry(value, ttl))
             .await;
         Ok(())
     }
 
     pub(super) async fn take_temp(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        // Through the entry's compute, not a plain `remove`: moka serialises
+        // a key only among compute calls, so a `replace_temp` between its
+        // read and its put would otherwise bring a taken value back.
+        let res = self
+            .temp
+            .entry(format!("tmp:{key}"))
+            .and_compute_with(|cur| {
+                std::future::ready(match cur {
+                    Some(_) => Op::Remove,
+                    None => Op::Nop,
+                })
+            })
+            .await;
+        Ok(match res {
+            CompResult::Removed(e) => {
+                let e = e.into_value();
+                (e.deadline > Instant::now()).then(|| e.value.to_vec())
+            }
+            _ => None,
+        })
+    }
+
+    pub(super) async fn get_temp(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
-            .aux
-            .remove(&format!("tmp:{key}"))
+            .temp
+            .get(&format!("tmp:{key}"))
             .await
             .filter(|e| e.deadline > Instant::now())
             .map(|e| e.value.to_vec()))
+    }
+
+    pub(super) async fn replace_temp(&self, key: &str, value: Vec<u8>) -> Result<bool, StoreError> {
+        // Under the entry's lock, like the takes' removal: a value taken
+        // meanwhile stays taken.
+        let res = self
+            .temp
+            .entry(format!("tmp:{key}"))
+            .and_compute_with(|cur| {
+                let op = match cur {
+                    Some(cur) => {
+                        let now = Instant::now();
+                        let old = cur.into_value();
+                        match old.deadline.checked_duration_since(now) {
+                            Some(left) if !left.is_zero() => Op::Put(AuxEntry {
+                                value: value.into(),
+                                deadline: old.deadline,
+                                ttl: left,
+                            }),
+                            _ => Op::Nop,
+                        }
+                    }
+                    None => Op::Nop,
+                };
+                std::future::ready(op)
+            })
+            .await;
+        Ok(matches!(res, CompResult::ReplacedWith(_)))
     }
 
     pub(super) async fn try_lock(
@@ -395,13 +483,13 @@ impl MemoryStore {
         let token = self.lock_seq.fetch_add(1, Ordering::Relaxed).to_string();
         let won = self
             .set_if_absent(format!("lock:{key}"), token.clone().into_bytes(), ttl)
-            .await;
+            .await?;
         Ok(won.then_some(LockToken(token)))
     }
 
     pub(super) async fn unlock(&self, key: &str, token: &LockToken) -> Result<(), StoreError> {
         let want = token.0.as_bytes().to_vec();
-        self.aux
+        self.claims
             .entry(format!("lock:{key}"))
             .and_compute_with(|cur| {
                 let op = match cur {
@@ -422,6 +510,20 @@ impl MemoryStore {
     /// for tests that check bounds.
     pub async fn run_pending_tasks(&self) {
         self.sessions.run_pending_tasks().await;
-        self.aux.run_pending_tasks().await;
+        self.temp.run_pending_tasks().await;
+        self.claims.run_pending_tasks().await;
     }
+
+    /// Bytes held by the temporary values and by the claims and locks (as
+    /// of the last maintenance), for tests that check bounds.
+    pub fn aux_weights(&self) -> (u64, u64) {
+        (self.temp.weighted_size(), self.claims.weighted_size())
+    }
+}
+
+/// What a small value weighs against its table's bound.
+fn aux_weight(k: &str, v: &AuxEntry) -> u32 {
+    u32::try_from(k.len().saturating_add(v.value.len()))
+        .unwrap_or(u32::MAX)
+        .saturating_add(AUX_OVERHEAD)
 }

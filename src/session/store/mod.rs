@@ -18,7 +18,7 @@ mod redis_pubsub;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use memory::{DEFAULT_AUX_CAPACITY, DEFAULT_SESSION_CAPACITY_BYTES, MemoryStore};
+pub use memory::{DEFAULT_AUX_CAPACITY_BYTES, DEFAULT_SESSION_CAPACITY_BYTES, MemoryStore};
 pub use redis::{REVOCATION_CHANNEL, RedisStore};
 
 use super::id::StoreKey;
@@ -36,7 +36,15 @@ pub enum StoreError {
     /// The store's configuration is unusable (e.g. a malformed URL).
     #[error("session store misconfigured: {0}")]
     Config(String),
+    /// A value longer than the store keeps was offered (its length).
+    #[error("value of {0} bytes refused: longer than the store keeps")]
+    TooLarge(usize),
 }
+
+/// Longest value [`Store::put_temp`] keeps: a sealed logout state holds a
+/// destination of at most 2 KiB (as emitted) and the IdP end-session URL
+/// with its ID token hint.
+pub const MAX_TEMP_VALUE: usize = 32 * 1024;
 
 /// The index entries of one session: hashed keys, never plaintext claims.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,14 +210,34 @@ impl Store {
         each!(self, s => s.revoke_once(claim, ttl, target).await)
     }
 
-    /// Stores a value that [`Store::take_temp`] returns at most once.
+    /// Stores a value that [`Store::take_temp`] returns at most once. A
+    /// value over [`MAX_TEMP_VALUE`] bytes is refused (an error): every
+    /// kept value has a length limit.
     pub async fn put_temp(
         &self,
         key: &str,
         value: Vec<u8>,
         ttl: Duration,
     ) -> Result<(), StoreError> {
+        if value.len() > MAX_TEMP_VALUE {
+            return Err(StoreError::TooLarge(value.len()));
+        }
         each!(self, s => s.put_temp(key, value, ttl).await)
+    }
+
+    /// A value stored by [`Store::put_temp`], left in place.
+    pub async fn get_temp(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        each!(self, s => s.get_temp(key).await)
+    }
+
+    /// Rewrites a value stored by [`Store::put_temp`] only while it is still
+    /// there, keeping its expiry, as one step: a value taken meanwhile is
+    /// never brought back. `false` when it was gone.
+    pub async fn replace_temp(&self, key: &str, value: Vec<u8>) -> Result<bool, StoreError> {
+        if value.len() > MAX_TEMP_VALUE {
+            return Err(StoreError::TooLarge(value.len()));
+        }
+        each!(self, s => s.replace_temp(key, value).await)
     }
 
     /// Returns and removes a value stored by [`Store::put_temp`] (atomic:

@@ -658,6 +658,30 @@ impl RedisStore {
             .map_err(unavailable)
     }
 
+    pub(super) async fn get_temp(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("GET")
+            .arg(format!("{PREFIX}tmp:{key}"))
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(super) async fn replace_temp(&self, key: &str, value: Vec<u8>) -> Result<bool, StoreError> {
+        // XX: only while it exists (a value taken meanwhile stays taken);
+        // KEEPTTL: a rewrite never extends it.
+        let mut c = self.conn.clone();
+        let r: Option<String> = redis::cmd("SET")
+            .arg(format!("{PREFIX}tmp:{key}"))
+            .arg(value.as_slice())
+            .arg("XX")
+            .arg("KEEPTTL")
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(r.is_some())
+    }
+
     pub(super) async fn try_lock(
         &self,
         key: &str,
