@@ -124,10 +124,13 @@ if [[ -n $cont ]]; then
     csd_is "$h" "Clear-Site-Data on the response that ends the flow"
     [[ $(header_of "$h" content-security-policy) == *"frame-ancestors 'self'"* ]] && ok "/logout/done sends its CSP" \
         || fail "/logout/done sends its CSP" "$(header_of "$h" content-security-policy)"
-    h=$(head_of "$done_url")
+    # This logout ended no session, so its state is sealed and carries its
+    # own deadline instead of a single-use record (nothing is stored for an
+    # anonymous logout); a state the gateway did not seal goes nowhere else.
+    h=$(head_of "${done_url}x")
     loc=$(header_of "$h" location)
     [[ $(status_of "$h") == 303 && $loc == "$default_dest" && -z $(header_of "$h" clear-site-data) ]] \
-        && ok "a used state goes to the default destination" || fail "a used state goes to the default destination" "$(status_of "$h") $loc"
+        && ok "an unknown state goes to the default destination" || fail "an unknown state goes to the default destination" "$(status_of "$h") $loc"
 else
     [[ $(json_field "$body" return_to) == /smoke-signed-out ]] && ok "a logout with no IdP leg ends at once" \
         || fail "a logout with no IdP leg ends at once" "$body"
