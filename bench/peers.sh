@@ -96,8 +96,8 @@ start_forward_auth() {
     code=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$gw_port/.portcullis/auth?mode=401")
     [[ $code != 404 ]] || { skip_reason="this Portcullis has no forward-auth endpoint (/.portcullis/auth answers 404)"; return 1; }
     start_nginx forward-auth "
-    upstream app { server ${upstream#http://}; keepalive 64; }
-    upstream portcullis { server 127.0.0.1:$gw_port; keepalive 64; }
+    upstream app { server ${upstream#http://}; keepalive 64; keepalive_requests 1000000; }
+    upstream portcullis { server 127.0.0.1:$gw_port; keepalive 64; keepalive_requests 1000000; }
     server {
         listen 127.0.0.1:$port;
         proxy_http_version 1.1;
