@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Soak: Portcullis for a long time at about 80% of its saturation with a mix
 # of traffic, recording errors and the gateway's RSS over time (not in CI).
-#   - proxied requests on a session route (wrk, paced to ~80% of the
+#   - proxied requests on a session route (h2load at a fixed rate, ~80% of the
 #     saturation measured first, with a session cookie from a real login);
 #   - logins and logouts in every mode (redirect, silent, popup, local),
 #     each logout through the IdP's confirmation, which also sends the
@@ -45,7 +45,7 @@ total=$(seconds "$duration") slice=$(seconds "$interval")
 
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
-need nginx=nginx-light wrk=wrk curl=curl python3=python3 node=nodejs
+need nginx=nginx-light wrk=wrk h2load=nghttp2-client curl=curl python3=python3 node=nodejs
 [[ -d tests/idp/node_modules ]] || die "tests/idp not installed (run scripts/test-deps.sh)"
 
 build_portcullis
@@ -98,12 +98,10 @@ wrk -t2 -c"$connections" -d5s -H "Cookie: portcullis=$cookie" "$gw/" >"$work/sat
 saturation=$(rps_of "$work/saturation.txt")
 ((saturation > 0)) || die "no saturation figure: $(cat "$work/saturation.txt")"
 target=$((saturation * 8 / 10))
-# Each connection waits this long before each request: connections * 1000 / target ms.
-delay_ms=$((connections * 1000 / (target > 0 ? target : 1)))
-cat >"$work/pace.lua" <<LUA
-function delay() return $delay_ms end
-LUA
-log "saturation $saturation req/s; pacing to ~$target req/s ($delay_ms ms between requests per connection)"
+# h2load sends at a fixed rate per connection whatever the answers (wrk's
+# delay() counts whole milliseconds, too coarse at tens of thousands a second).
+per_conn=$(((target + connections - 1) / connections))
+log "saturation $saturation req/s; pacing to ~$target req/s (h2load, $per_conn req/s on each of $connections connections)"
 
 # --- the soak ----------------------------------------------------------------------------------
 rss() { ps -o rss= -p "$gw_pid" | tr -d ' '; }
@@ -115,12 +113,14 @@ echo "t,rss_kb,proxied,proxied_errors,flow_requests,flow_errors" >"$csv"
 echo "0,$(rss),0,0,0,0" >>"$csv"
 elapsed=0 proxied_total=0 proxied_errors_total=0
 while ((elapsed < total)); do
-    wrk -t2 -c"$connections" -d"${slice}s" -s "$work/pace.lua" -H "Cookie: portcullis=$cookie" "$gw/" >"$work/slice.txt" 2>&1 || true
+    h2load --h1 -t2 -c"$connections" --rps="$per_conn" -D"$slice" -H "Cookie: portcullis=$cookie" "$gw/" >"$work/slice.txt" 2>&1 || true
+    # "requests: T total, S started, D done, OK succeeded, F failed, E errored, X timeout"
+    # "status codes: A 2xx, B 3xx, C 4xx, D 5xx"; anything but a 2xx is an error.
+    read -r requests failed < <(sed -n 's/^requests: \([0-9]*\) total.* \([0-9]*\) failed.*/\1 \2/p' "$work/slice.txt")
+    read -r ok2xx < <(sed -n 's/^status codes: \([0-9]*\) 2xx.*/\1/p' "$work/slice.txt")
+    done_requests=$(sed -n 's/^requests: .* \([0-9]*\) done.*/\1/p' "$work/slice.txt")
+    errors=$((${failed:-0} + ${done_requests:-0} - ${ok2xx:-0}))
     elapsed=$((elapsed + slice))
-    requests=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$work/slice.txt")
-    non2xx=$(sed -n 's/^ *Non-2xx or 3xx responses: *//p' "$work/slice.txt")
-    socket=$(sed -n 's/^ *Socket errors: *//p' "$work/slice.txt" | tr -cs '0-9' ' ' | awk '{ s = 0; for (i = 1; i <= NF; i++) s += $i; print s }')
-    errors=$((${non2xx:-0} + ${socket:-0}))
     proxied_total=$((proxied_total + ${requests:-0}))
     proxied_errors_total=$((proxied_errors_total + errors))
     last=$(tail -n 1 "$work/flows.jsonl" 2>/dev/null || true)
@@ -173,6 +173,13 @@ open(chart, "w").write("\n".join(svg) + "\n")
 
 errors = rows[-1]["proxied_errors"] + final.get("errors", rows[-1]["flow_errors"])
 growth = (rows[-1]["rss_kb"] - rows[1]["rss_kb"]) / 1024 if len(rows) > 1 else 0
+# The trend of the second half (least squares, MiB per minute): by then the
+# 10-minute states (login and logout states, jti claims) have turned over.
+late = [r for r in rows if r["t"] >= rows[-1]["t"] / 2]
+mt = sum(r["t"] for r in late) / len(late)
+mv = sum(r["rss_kb"] for r in late) / len(late)
+den = sum((r["t"] - mt) ** 2 for r in late)
+trend = sum((r["t"] - mt) * (r["rss_kb"] - mv) for r in late) / den * 60 / 1024 if den else 0.0
 lines = [
     "# Soak results",
     "",
@@ -186,7 +193,9 @@ lines = [
     f"**Errors: {errors}** (proxied {rows[-1]['proxied_errors']}, flows {final.get('errors', 0)})"
     + (f"; last flow error: `{final.get('last_error')}`" if final.get("last_error") else "") + ".",
     f"**RSS growth after the first interval: {growth:+.1f} MiB** "
-    f"({rows[1]['rss_kb'] / 1024 if len(rows) > 1 else 0:.1f} → {rows[-1]['rss_kb'] / 1024:.1f} MiB).",
+    f"({rows[1]['rss_kb'] / 1024 if len(rows) > 1 else 0:.1f} → {rows[-1]['rss_kb'] / 1024:.1f} MiB); "
+    f"second half: {min(r['rss_kb'] for r in late) / 1024:.1f}–{max(r['rss_kb'] for r in late) / 1024:.1f} MiB, "
+    f"trend {trend:+.2f} MiB per minute.",
     "",
     f"![RSS over time]({os.path.basename(chart)})",
     "",

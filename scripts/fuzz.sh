@@ -8,6 +8,7 @@
 #   scripts/fuzz.sh                          # 60 s per target
 #   FUZZ_SECONDS=600 scripts/fuzz.sh         # longer
 #   FUZZ_TARGETS="return_to path_route" scripts/fuzz.sh
+#   FUZZ_RUNS=10000000 scripts/fuzz.sh       # a number of executions instead
 #
 # Prints executions and executions per second per target. Exit status is
 # non-zero if any target finds a crash; the crashing input is kept under
@@ -16,6 +17,12 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-60}"
+runs_wanted="${FUZZ_RUNS:-}"
+if [[ -n "${runs_wanted}" ]]; then
+    limit=(-runs="${runs_wanted}") bound="${runs_wanted} executions"
+else
+    limit=(-max_total_time="${seconds}") bound="${seconds}s"
+fi
 toolchain="${FUZZ_TOOLCHAIN:-nightly}"
 targets="${FUZZ_TARGETS:-$(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^portcullis-fuzz$')}"
 
@@ -41,9 +48,9 @@ for target in $targets; do
     # Start from the committed seeds; new corpus entries stay local (ignored).
     mkdir -p "fuzz/corpus/${target}"
     log="$(mktemp)"
-    echo "== ${target}: ${seconds}s"
+    echo "== ${target}: ${bound}"
     if ! cargo "+${toolchain}" fuzz run "${target}" -- \
-        -max_total_time="${seconds}" -max_len=20000 -timeout=10 -print_final_stats=1 \
+        "${limit[@]}" -max_len=20000 -timeout=10 -print_final_stats=1 \
         >"${log}" 2>&1; then
         status=1
         tail -n 40 "${log}"
@@ -54,6 +61,6 @@ for target in $targets; do
     summary+=$(printf '%-16s %12s executions  %8s exec/s\n' "${target}" "${runs:-?}" "${took:-?}")$'\n'
     rm -f "${log}"
 done
-echo "== summary (${seconds}s per target)"
+echo "== summary (${bound} per target)"
 printf '%s' "${summary}"
 exit "${status}"
