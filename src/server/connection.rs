@@ -3,7 +3,9 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -136,46 +138,120 @@ async fn serve_connection<S>(
         .keep_alive_interval(limits.idle_timeout)
         .keep_alive_timeout(Duration::from_secs(20));
     let conn = builder.serve_connection_with_upgrades(io, service);
-    let mut conn = std::pin::pin!(conn.into_owned());
-    // Told to close (idle, or the gateway stopping): hyper finishes what is
-    // in flight, then ends the connection. An idle one that does not end
-    // within CLOSE_GRACE is dropped.
-    let mut told_to_close = false;
-    let mut drop_at: Option<tokio::time::Instant> = None;
-    loop {
-        let due = match activity.verdict(limits.header_read_timeout, limits.idle_timeout) {
-            Verdict::WaitUntil(at) => tokio::time::Instant::from_std(at),
-            Verdict::HeadTimeout => {
-                tracing::info!(peer = %peer.ip(), "request head not received in time");
-                return;
-            }
-            Verdict::Idle => {
-                if !told_to_close {
-                    conn.as_mut().graceful_shutdown();
-                    told_to_close = true;
-                }
-                *drop_at.get_or_insert_with(|| tokio::time::Instant::now() + CLOSE_GRACE)
-            }
-        };
-        let due = drop_at.map_or(due, |d| due.min(d));
-        tokio::select! {
-            res = conn.as_mut() => {
+    let conn = std::pin::pin!(conn.into_owned());
+    let timers = Timers {
+        activity,
+        limits,
+        peer,
+        timer: Box::pin(tokio::time::sleep(limits.idle_timeout)),
+        seen: None,
+        told_to_close: false,
+        drop_at: None,
+    };
+    let mut stopped = std::pin::pin!(stop.changed());
+    let (mut conn, mut timers) = (conn, timers);
+    std::future::poll_fn(|cx| {
+        loop {
+            if let Poll::Ready(res) = conn.as_mut().poll(cx) {
                 if let Err(err) = res {
-                    log_connection_error(peer, err.as_ref());
+                    log_connection_error(timers.peer, err.as_ref());
                 }
-                return;
+                return Poll::Ready(());
             }
-            _ = stop.changed(), if !told_to_close => {
+            if !timers.told_to_close && stopped.as_mut().poll(cx).is_ready() {
+                timers.told_to_close = true;
                 conn.as_mut().graceful_shutdown();
-                told_to_close = true;
+                continue;
             }
-            () = activity.head_started() => {}
-            () = tokio::time::sleep_until(due) => {
-                if drop_at.is_some_and(|d| tokio::time::Instant::now() >= d) {
-                    return;
-                }
+            match timers.check(cx) {
+                Due::Wait => return Poll::Pending,
+                Due::Drop => return Poll::Ready(()),
+                // Poll it again so that it acts on being told.
+                Due::Close => conn.as_mut().graceful_shutdown(),
             }
         }
+    })
+    .await;
+}
+
+/// A connection's timers, checked in the connection's own task after each
+/// poll of it: every read that could start a head happens inside that poll,
+/// so no wake-up or fresh timer is needed per request. The one timer only
+/// moves earlier (a slow head) when it must; a later deadline waits until it
+/// fires and is then re-read.
+struct Timers {
+    activity: Arc<Activity>,
+    limits: crate::gateway::Limits,
+    peer: SocketAddr,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// The activity generation the timer was last set for.
+    seen: Option<u32>,
+    /// Idle, or the gateway stopping: hyper finishes what is in flight,
+    /// then ends the connection.
+    told_to_close: bool,
+    /// When a connection told to close is dropped if it has not ended.
+    drop_at: Option<tokio::time::Instant>,
+}
+
+/// What the timers decided.
+enum Due {
+    /// Keep serving.
+    Wait,
+    /// Tell the connection to close gracefully.
+    Close,
+    /// Drop it now.
+    Drop,
+}
+
+impl Timers {
+    fn check(&mut self, cx: &mut Context<'_>) -> Due {
+        loop {
+            let fired = self.timer.as_mut().poll(cx).is_ready();
+            let generation = self.activity.generation();
+            if !fired && self.seen == Some(generation) {
+                return Due::Wait;
+            }
+            self.seen = Some(generation);
+            let now = tokio::time::Instant::now();
+            if fired && self.drop_at.is_some_and(|d| now >= d) {
+                return Due::Drop;
+            }
+            let limits = &self.limits;
+            let due = match self
+                .activity
+                .verdict(limits.header_read_timeout, limits.idle_timeout)
+            {
+                // A request may take as long as its route allows; look again later.
+                Verdict::Busy => fired.then(|| now + limits.idle_timeout),
+                Verdict::WaitUntil(at) => Some(tokio::time::Instant::from_std(at)),
+                Verdict::HeadTimeout => {
+                    tracing::info!(peer = %self.peer.ip(), "request head not received in time");
+                    return Due::Drop;
+                }
+                Verdict::Idle => {
+                    let drop_at = *self.drop_at.get_or_insert(now + CLOSE_GRACE);
+                    if !self.told_to_close {
+                        self.told_to_close = true;
+                        self.reset(drop_at);
+                        return Due::Close;
+                    }
+                    Some(drop_at)
+                }
+            };
+            let due = match (due, self.drop_at) {
+                (Some(due), Some(d)) => Some(due.min(d)),
+                (due, _) => due,
+            };
+            match due {
+                // Set it again and poll it (loop) so that it wakes this task.
+                Some(due) if fired || due < self.timer.deadline() => self.reset(due),
+                _ => return Due::Wait,
+            }
+        }
+    }
+
+    fn reset(&mut self, due: tokio::time::Instant) {
+        self.timer.as_mut().reset(due);
     }
 }
 

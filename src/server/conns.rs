@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The connection slots of the public listeners, shared by every serving
 /// thread.
@@ -70,14 +70,17 @@ pub struct Activity {
     h2: AtomicBool,
     /// Nothing has been read yet.
     fresh: AtomicBool,
-    /// Wakes the connection's timer when a head starts (its deadline is
-    /// then sooner than the idle one it sleeps toward).
-    head_started: Notify,
+    /// Bumped whenever a head starts or a request starts or ends, so the
+    /// connection re-reads its timers only when one of them may have moved.
+    generation: AtomicU32,
 }
 
 /// What a connection's timers say now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
+    /// A request is in flight: it may take as long as its route allows, so
+    /// no connection timer applies.
+    Busy,
     /// Nothing due before this instant.
     WaitUntil(Instant),
     /// Idle past `idle_timeout`: close it gracefully.
@@ -96,7 +99,7 @@ impl Activity {
             head_since: AtomicU64::new(0),
             h2: AtomicBool::new(false),
             fresh: AtomicBool::new(true),
-            head_started: Notify::new(),
+            generation: AtomicU32::new(0),
         })
     }
 
@@ -121,13 +124,18 @@ impl Activity {
         {
             self.head_since
                 .store(self.now_ms().saturating_add(1), Ordering::Relaxed);
-            self.head_started.notify_one();
+            self.changed();
         }
     }
 
-    /// Resolves when a request head starts arriving.
-    pub async fn head_started(&self) {
-        self.head_started.notified().await;
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// A number that changes whenever the verdict may have: compare it with
+    /// the one seen at the last [`Activity::verdict`] to skip re-reading.
+    pub fn generation(&self) -> u32 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// A request reached the gateway (its head is complete); the returned
@@ -135,16 +143,16 @@ impl Activity {
     pub fn request_started(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.head_since.store(0, Ordering::Relaxed);
+        self.changed();
         InFlight(self.clone())
     }
 
     /// The timers' verdict at `now`.
     pub fn verdict(&self, header_read_timeout: Duration, idle_timeout: Duration) -> Verdict {
-        let now = Instant::now();
         if self.in_flight.load(Ordering::Acquire) > 0 {
-            // A request may take as long as its route allows; look again later.
-            return Verdict::WaitUntil(now + idle_timeout);
+            return Verdict::Busy;
         }
+        let now = Instant::now();
         let head = self.head_since.load(Ordering::Relaxed);
         if head > 0 {
             let due = self.at(head - 1) + header_read_timeout;
@@ -172,6 +180,7 @@ impl Drop for InFlight {
         let a = &self.0;
         a.idle_since.store(a.now_ms(), Ordering::Relaxed);
         a.in_flight.fetch_sub(1, Ordering::AcqRel);
+        a.changed();
     }
 }
 
