@@ -92,9 +92,10 @@ done
 cookie=$(python3 bench/soak_driver.py login "$gw") || die "the first login failed"
 
 # --- saturation, then the pace ------------------------------------------------------------
+threads=$((connections < 2 ? connections : 2))
 rps_of() { sed -n 's/^Requests\/sec: *//p' "$1" | cut -d. -f1; }
 log "measuring saturation (5 s, $connections connections)"
-wrk -t2 -c"$connections" -d5s -H "Cookie: portcullis=$cookie" "$gw/" >"$work/saturation.txt"
+wrk -t"$threads" -c"$connections" -d5s -H "Cookie: portcullis=$cookie" "$gw/" >"$work/saturation.txt"
 saturation=$(rps_of "$work/saturation.txt")
 ((saturation > 0)) || die "no saturation figure: $(cat "$work/saturation.txt")"
 target=$((saturation * 8 / 10))
@@ -113,7 +114,7 @@ echo "t,rss_kb,proxied,proxied_errors,flow_requests,flow_errors" >"$csv"
 echo "0,$(rss),0,0,0,0" >>"$csv"
 elapsed=0 proxied_total=0 proxied_errors_total=0
 while ((elapsed < total)); do
-    h2load --h1 -t2 -c"$connections" --rps="$per_conn" -D"$slice" -H "Cookie: portcullis=$cookie" "$gw/" >"$work/slice.txt" 2>&1 || true
+    h2load --h1 -t"$threads" -c"$connections" --rps="$per_conn" -D"$slice" -H "Cookie: portcullis=$cookie" "$gw/" >"$work/slice.txt" 2>&1 || true
     # "requests: T total, S started, D done, OK succeeded, F failed, E errored, X timeout"
     # "status codes: A 2xx, B 3xx, C 4xx, D 5xx"; anything but a 2xx is an error.
     read -r requests failed < <(sed -n 's/^requests: \([0-9]*\) total.* \([0-9]*\) failed.*/\1 \2/p' "$work/slice.txt")
