@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -79,8 +78,9 @@ pub(super) async fn accept_loop(
     }
 }
 
-/// How long a connection told to close (idle, or the gateway stopping
-/// with nothing in flight) may take to do so before it is dropped.
+/// How long a connection found idle past `idle_timeout` (told to close then,
+/// or earlier by the gateway stopping) may take to close before it is
+/// dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 async fn serve_connection<S>(
@@ -138,8 +138,8 @@ async fn serve_connection<S>(
         .keep_alive_interval(limits.idle_timeout)
         .keep_alive_timeout(Duration::from_secs(20));
     let conn = builder.serve_connection_with_upgrades(io, service);
-    let conn = std::pin::pin!(conn.into_owned());
-    let timers = Timers {
+    let mut conn = std::pin::pin!(conn.into_owned());
+    let mut timers = Timers {
         activity,
         limits,
         peer,
@@ -149,7 +149,6 @@ async fn serve_connection<S>(
         drop_at: None,
     };
     let mut stopped = std::pin::pin!(stop.changed());
-    let (mut conn, mut timers) = (conn, timers);
     std::future::poll_fn(|cx| {
         loop {
             if let Poll::Ready(res) = conn.as_mut().poll(cx) {
@@ -175,14 +174,20 @@ async fn serve_connection<S>(
 }
 
 /// A connection's timers, checked in the connection's own task after each
-/// poll of it: every read that could start a head happens inside that poll,
-/// so no wake-up or fresh timer is needed per request. The one timer only
-/// moves earlier (a slow head) when it must; a later deadline waits until it
-/// fires and is then re-read.
+/// poll of it: every read that could start a head, and every HTTP/1 request
+/// start and end, happens inside that poll, so no wake-up or fresh timer is
+/// needed per request. The one timer only moves earlier (a slow head) when
+/// it must; a later deadline waits until the timer fires and is then re-read.
+/// An HTTP/2 request ends on its own task without waking this one; that only
+/// moves the idle deadline later, which the next firing finds.
 struct Timers {
+    /// What the connection has been doing.
     activity: Arc<Activity>,
+    /// The limits read when the connection started.
     limits: crate::gateway::Limits,
+    /// The client, for log lines.
     peer: SocketAddr,
+    /// Never later than the next deadline; re-read when it fires.
     timer: std::pin::Pin<Box<tokio::time::Sleep>>,
     /// The activity generation the timer was last set for.
     seen: Option<u32>,
@@ -204,6 +209,9 @@ enum Due {
 }
 
 impl Timers {
+    /// Re-reads the timers when the timer fired or the connection's
+    /// activity moved, and says what is due; leaves the timer polled, so
+    /// this task wakes when it fires.
     fn check(&mut self, cx: &mut Context<'_>) -> Due {
         loop {
             let fired = self.timer.as_mut().poll(cx).is_ready();
@@ -232,7 +240,7 @@ impl Timers {
                     let drop_at = *self.drop_at.get_or_insert(now + CLOSE_GRACE);
                     if !self.told_to_close {
                         self.told_to_close = true;
-                        self.reset(drop_at);
+                        self.timer.as_mut().reset(drop_at);
                         return Due::Close;
                     }
                     Some(drop_at)
@@ -244,21 +252,20 @@ impl Timers {
             };
             match due {
                 // Set it again and poll it (loop) so that it wakes this task.
-                Some(due) if fired || due < self.timer.deadline() => self.reset(due),
+                Some(due) if fired || due < self.timer.deadline() => {
+                    self.timer.as_mut().reset(due);
+                }
                 _ => return Due::Wait,
             }
         }
-    }
-
-    fn reset(&mut self, due: tokio::time::Instant) {
-        self.timer.as_mut().reset(due);
     }
 }
 
 /// Requests hyper refuses before the gateway sees them get one log line
 /// here, as every refusal does: a malformed or oversized head (hyper answers
-/// 400 or 431) and a head not sent within `header_read_timeout` (hyper
-/// closes the connection). Peers that just go away stay at debug.
+/// 400 or 431); a head not sent within `header_read_timeout` is logged by
+/// [`Timers::check`], which ends such connections (hyper's own head timer
+/// is off). Peers that just go away stay at debug.
 fn log_connection_error(peer: SocketAddr, err: &(dyn std::error::Error + 'static)) {
     match err.downcast_ref::<hyper::Error>() {
         Some(e) if e.is_parse_too_large() => {
@@ -267,9 +274,8 @@ fn log_connection_error(peer: SocketAddr, err: &(dyn std::error::Error + 'static
         Some(e) if e.is_parse() => {
             tracing::warn!(peer = %peer.ip(), error = %e, "request refused: malformed head")
         }
-        Some(e) if e.is_timeout() => {
-            tracing::info!(peer = %peer.ip(), "request head not received in time")
-        }
+        // HTTP/2 keep-alive pings left unanswered.
+        Some(e) if e.is_timeout() => tracing::info!(peer = %peer.ip(), "connection timed out"),
         _ => tracing::debug!(%peer, error = %err, "connection ended with an error"),
     }
 }

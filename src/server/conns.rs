@@ -79,7 +79,7 @@ pub struct Activity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// A request is in flight: it may take as long as its route allows, so
-    /// no connection timer applies.
+    /// neither the idle nor the head timer applies.
     Busy,
     /// Nothing due before this instant.
     WaitUntil(Instant),
@@ -128,6 +128,7 @@ impl Activity {
         }
     }
 
+    /// Marks that the verdict may have changed.
     fn changed(&self) {
         self.generation.fetch_add(1, Ordering::Release);
     }
@@ -147,7 +148,7 @@ impl Activity {
         InFlight(self.clone())
     }
 
-    /// The timers' verdict at `now`.
+    /// The timers' verdict now.
     pub fn verdict(&self, header_read_timeout: Duration, idle_timeout: Duration) -> Verdict {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return Verdict::Busy;
