@@ -324,6 +324,51 @@ fn idle_keep_alive_connections_close_after_idle_timeout() {
     );
 }
 
+/// An HTTP/2 connection with no open stream closes after `idle_timeout`,
+/// counted from the end of its last stream (which ends on a task of its
+/// own, so the connection's timer must find it when it fires).
+#[tokio::test]
+async fn idle_http2_connections_close_after_idle_timeout() {
+    use http_body_util::BodyExt;
+    let app = support::Upstream::start();
+    let gw = open_gateway(&app, "idle_timeout = \"2s\"\nheader_read_timeout = \"10s\"");
+    let tcp = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    // HTTP/2 with prior knowledge on the plain listener.
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let opened = std::time::Instant::now();
+    let conn = tokio::spawn(conn);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let req = http::Request::get(format!("http://{}/h2-idle", gw.addr()))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.into_body().collect().await.unwrap();
+    let idle_from = std::time::Instant::now();
+    // Still open past the idle_timeout counted from the connection's start.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        !conn.is_finished(),
+        "closed {:?} after it opened",
+        opened.elapsed()
+    );
+    tokio::time::timeout(Duration::from_secs(15), conn)
+        .await
+        .expect("the idle HTTP/2 connection was not closed")
+        .unwrap()
+        .unwrap();
+    let idle = idle_from.elapsed();
+    assert!(
+        idle >= Duration::from_millis(1800) && idle < Duration::from_secs(8),
+        "closed after {idle:?} idle"
+    );
+}
+
 /// A proxied body that stalls for longer than `idle_timeout` ends its
 /// request at once (502), rather than holding the upstream until the
 /// route's timeout. (Before: 504 after the route's 30 s.)
