@@ -128,7 +128,7 @@ async fn fill(a: &Args) -> Result<(), String> {
         store: StoreConfig::Memory,
     };
     let (revoked, _) = broadcast::channel(16);
-    let memory = MemoryStore::new(u64::MAX, store::DEFAULT_AUX_CAPACITY, revoked.clone());
+    let memory = MemoryStore::new(u64::MAX, store::DEFAULT_AUX_CAPACITY_BYTES, revoked.clone());
     let sessions = Sessions::with_store(&cfg, Store::Memory(memory.clone()), revoked)
         .map_err(|e| e.to_string())?;
     let iss = "http://127.0.0.1:41234";

@@ -31,7 +31,7 @@ if ! scripts/test-deps.sh; then
 fi
 
 run "format (cargo fmt --check)" cargo fmt --all -- --check
-run "lints (cargo clippy)" cargo clippy --workspace --all-targets -- -D warnings
+run "lints (cargo clippy)" cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

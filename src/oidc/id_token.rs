@@ -262,6 +262,46 @@ impl IdentityClaims {
     }
 }
 
+/// The claims [`IdentityClaims::from_id_token`] keeps, as they appear in an
+/// ID token's payload (JSON). Read by [`IdentityClaims::from_payload`].
+#[derive(serde::Deserialize)]
+struct PayloadClaims {
+    iss: String,
+    sub: String,
+    #[serde(default)]
+    sid: Option<serde_json::Value>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    email_verified: Option<bool>,
+    #[serde(default)]
+    preferred_username: Option<String>,
+    #[serde(default)]
+    groups: Option<serde_json::Value>,
+}
+
+impl IdentityClaims {
+    /// The identity read from the payload of an ID token validated earlier
+    /// (a stored session's), the way [`IdentityClaims::from_id_token`] reads
+    /// it. The session codec stores claims only when this does not give
+    /// them back exactly, so a difference costs bytes, never correctness.
+    pub fn from_payload(json: &[u8]) -> Option<Self> {
+        let p: PayloadClaims = serde_json::from_slice(json).ok()?;
+        Some(IdentityClaims {
+            iss: p.iss,
+            sub: p.sub,
+            sid: match p.sid {
+                Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s),
+                _ => None,
+            },
+            email: p.email,
+            email_verified: p.email_verified.unwrap_or(false),
+            preferred_username: p.preferred_username,
+            groups: groups_from(p.groups.as_ref()),
+        })
+    }
+}
+
 /// `groups` as a list of names: an array's strings, or a single string.
 fn groups_from(value: Option<&serde_json::Value>) -> Vec<String> {
     match value {

@@ -8,6 +8,7 @@
 //! the IdP's `iss`+`sid` and by `iss`+`sub` (keyed hashes), so IdP-initiated
 //! logout finds them without a cookie.
 
+pub mod codec;
 pub mod cookie;
 pub mod crypto;
 mod id;
@@ -195,8 +196,8 @@ impl Sessions {
     }
 
     fn seal(&self, key: &StoreKey, r: &Record) -> Result<Vec<u8>, SessionError> {
-        let json = serde_json::to_vec(r).map_err(|_| SessionError::Encode)?;
-        Ok(self.records.seal(key.as_str().as_bytes(), &json)?)
+        let bytes = codec::encode(r).map_err(|_| SessionError::Encode)?;
+        Ok(self.records.seal(key.as_str().as_bytes(), &bytes)?)
     }
 
     /// Opens a stored blob. Decrypting and decoding a record on every
@@ -213,8 +214,8 @@ impl Sessions {
         {
             return Some(hit.1.clone());
         }
-        let json = self.records.open(key.as_str().as_bytes(), blob).ok()?;
-        let record: Arc<Record> = Arc::new(serde_json::from_slice(&json).ok()?);
+        let bytes = self.records.open(key.as_str().as_bytes(), blob).ok()?;
+        let record: Arc<Record> = Arc::new(codec::decode(&bytes).ok()?);
         self.opened
             .insert(key.clone(), (blob.clone(), record.clone()));
         Some(record)
