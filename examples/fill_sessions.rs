@@ -175,9 +175,9 @@ async fn fill(a: &Args) -> Result<(), String> {
     let samples = n.div_ceil(1000);
     let blob = blob_bytes / samples;
     let per_session = (after.saturating_sub(before) * 1024) as f64 / n as f64;
-    // What the store's bound counts per session (src/session/store/memory.rs):
-    // the sealed record plus a fixed 256 bytes.
-    let weight = blob as u64 + 256;
+    // What the store's bound counts per session: the sealed record plus a
+    // fixed overhead.
+    let weight = blob as u64 + store::SESSION_ENTRY_OVERHEAD_BYTES;
     println!("sessions\t{}", a.sessions);
     println!("seconds\t{:.1}", took.as_secs_f64());
     println!("tokens_bytes_per_session\t{}", token_bytes / n);

@@ -1,123 +1,90 @@
-//! The memory store's indexes: the sessions under each `sid` hash and each
-//! `sub` hash.
+//! The memory store's indexes: which table slots hold the sessions of each
+//! `sid` hash and each `sub` hash.
 //!
-//! Nearly every `sid` has one session, and most `sub`s one or a few, so a
-//! value's keys are held inline while there is one and in a map only from
-//! the second on: a map per value cost about 450 bytes per session, a sixth
-//! of a session's memory (`bench/memory.sh`).
+//! Lean on purpose, because there is an entry per session in each (a map
+//! per value with the session's key cost about 450 bytes per session,
+//! `bench/memory.sh`): an index is keyed by the first 8 bytes of the hash
+//! and holds slot numbers, not keys. Both may be shared by another hash or
+//! a later session, so the table checks the slot's full hash before it
+//! trusts an answer from here.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use crate::session::id::StoreKey;
+/// A slot of the session table: its shard and its number in that shard.
+pub(super) type SlotRef = u64;
 
-/// The keys under one index value, each with its datum (`()` for `sid`,
-/// the creation time for `sub`).
-enum Keys<V> {
-    One(StoreKey, V),
-    Many(HashMap<StoreKey, V>),
+/// The slots under one index value: nearly every `sid` has one session and
+/// most `sub`s one or a few, so one is held inline.
+enum Refs {
+    One(SlotRef),
+    Many(Box<[SlotRef]>),
 }
 
-impl<V: Copy> Keys<V> {
-    fn insert(&mut self, key: &StoreKey, v: V) {
-        match self {
-            Keys::One(k, old) if k == key => *old = v,
-            Keys::One(k, old) => {
-                let mut map = HashMap::with_capacity(2);
-                map.insert(k.clone(), *old);
-                map.insert(key.clone(), v);
-                *self = Keys::Many(map);
-            }
-            Keys::Many(map) => {
-                map.insert(key.clone(), v);
-            }
-        }
-    }
-
-    /// Removes `key`; `true` when no key is left.
-    fn remove(&mut self, key: &StoreKey) -> bool {
-        match self {
-            Keys::One(k, _) => k == key,
-            Keys::Many(map) => {
-                map.remove(key);
-                if map.len() > 1 {
-                    return false;
-                }
-                let last = std::mem::take(map).into_iter().next();
-                match last {
-                    Some((k, v)) => {
-                        *self = Keys::One(k, v);
-                        false
-                    }
-                    None => true,
-                }
-            }
-        }
-    }
-
-    fn to_vec(&self) -> Vec<(StoreKey, V)> {
-        match self {
-            Keys::One(k, v) => vec![(k.clone(), *v)],
-            Keys::Many(map) => map.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-        }
-    }
-}
-
-/// Sessions by `sid` hash and by `sub` hash (with their creation times).
+/// Slots by a prefix of their index hash.
 #[derive(Default)]
 pub(super) struct Index {
-    sid: HashMap<Arc<str>, Keys<()>>,
-    sub: HashMap<Arc<str>, Keys<u64>>,
+    map: HashMap<u64, Refs>,
 }
 
 impl Index {
-    /// Indexes the session `key`.
-    pub(super) fn add(
-        &mut self,
-        key: &StoreKey,
-        sid: Option<&Arc<str>>,
-        sub: &Arc<str>,
-        created_ms: u64,
-    ) {
-        if let Some(sid) = sid {
-            match self.sid.get_mut(sid) {
-                Some(keys) => keys.insert(key, ()),
-                None => {
-                    self.sid.insert(sid.clone(), Keys::One(key.clone(), ()));
+    /// Files slot `r` under `h`.
+    pub(super) fn add(&mut self, h: u64, r: SlotRef) {
+        match self.map.get_mut(&h) {
+            None => {
+                self.map.insert(h, Refs::One(r));
+            }
+            Some(Refs::One(old)) if *old == r => {}
+            Some(refs @ Refs::One(_)) => {
+                if let Refs::One(old) = *refs {
+                    *refs = Refs::Many(Box::new([old, r]));
+                }
+            }
+            Some(refs @ Refs::Many(_)) => {
+                if let Refs::Many(v) = refs
+                    && !v.contains(&r)
+                {
+                    let mut grown = std::mem::take(v).into_vec();
+                    grown.push(r);
+                    *v = grown.into_boxed_slice();
                 }
             }
         }
-        match self.sub.get_mut(sub) {
-            Some(keys) => keys.insert(key, created_ms),
-            None => {
-                self.sub
-                    .insert(sub.clone(), Keys::One(key.clone(), created_ms));
+    }
+
+    /// Takes slot `r` from under `h`.
+    pub(super) fn remove(&mut self, h: u64, r: SlotRef) {
+        let empty = match self.map.get_mut(&h) {
+            None => false,
+            Some(Refs::One(old)) => *old == r,
+            Some(refs @ Refs::Many(_)) => {
+                if let Refs::Many(v) = refs {
+                    let kept: Vec<SlotRef> = v.iter().copied().filter(|x| *x != r).collect();
+                    *refs = match kept.as_slice() {
+                        [last] => Refs::One(*last),
+                        _ => Refs::Many(kept.into_boxed_slice()),
+                    };
+                }
+                matches!(refs, Refs::Many(v) if v.is_empty())
             }
+        };
+        if empty {
+            self.map.remove(&h);
         }
     }
 
-    /// Removes the session `key` from under its `sid` and `sub`.
-    pub(super) fn remove(&mut self, key: &StoreKey, sid: Option<&Arc<str>>, sub: &Arc<str>) {
-        if let Some(sid) = sid
-            && self.sid.get_mut(sid).is_some_and(|keys| keys.remove(key))
-        {
-            self.sid.remove(sid);
-        }
-        if self.sub.get_mut(sub).is_some_and(|keys| keys.remove(key)) {
-            self.sub.remove(sub);
+    /// The slots filed under `h`.
+    pub(super) fn get(&self, h: u64) -> Vec<SlotRef> {
+        match self.map.get(&h) {
+            None => Vec::new(),
+            Some(Refs::One(r)) => vec![*r],
+            Some(Refs::Many(v)) => v.to_vec(),
         }
     }
 
-    /// The sessions under a `sid` hash.
-    pub(super) fn by_sid(&self, sid: &str) -> Vec<StoreKey> {
-        self.sid.get(sid).map_or_else(Vec::new, |keys| {
-            keys.to_vec().into_iter().map(|(k, ())| k).collect()
-        })
-    }
-
-    /// The sessions under a `sub` hash, with their creation times.
-    pub(super) fn by_sub(&self, sub: &str) -> Vec<(StoreKey, u64)> {
-        self.sub.get(sub).map_or_else(Vec::new, Keys::to_vec)
+    /// How many values are filed (for tests).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map.len()
     }
 }
 
@@ -125,58 +92,37 @@ impl Index {
 mod tests {
     use super::*;
 
-    fn key(n: u8) -> StoreKey {
-        StoreKey::from_stored(&format!("{}{}", "A".repeat(42), char::from(b'A' + n))).unwrap()
-    }
-
-    fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    fn sorted(mut v: Vec<SlotRef>) -> Vec<SlotRef> {
         v.sort();
         v
     }
 
     #[test]
     fn one_then_many_then_none() {
-        let (sid, sub): (Arc<str>, Arc<str>) = (Arc::from("sid-hash"), Arc::from("sub-hash"));
         let mut index = Index::default();
-        index.add(&key(1), Some(&sid), &sub, 10);
-        assert_eq!(index.by_sid("sid-hash"), vec![key(1)]);
-        assert_eq!(index.by_sub("sub-hash"), vec![(key(1), 10)]);
-
-        index.add(&key(2), Some(&sid), &sub, 20);
-        index.add(&key(3), None, &sub, 30);
-        assert_eq!(sorted(index.by_sid("sid-hash")), vec![key(1), key(2)]);
-        assert_eq!(
-            sorted(index.by_sub("sub-hash")),
-            vec![(key(1), 10), (key(2), 20), (key(3), 30)]
-        );
-
-        index.remove(&key(1), Some(&sid), &sub);
-        assert_eq!(index.by_sid("sid-hash"), vec![key(2)]);
-        assert_eq!(
-            sorted(index.by_sub("sub-hash")),
-            vec![(key(2), 20), (key(3), 30)]
-        );
-
-        index.remove(&key(2), Some(&sid), &sub);
-        index.remove(&key(3), None, &sub);
-        assert!(index.by_sid("sid-hash").is_empty());
-        assert!(index.by_sub("sub-hash").is_empty());
-        assert!(
-            index.sid.is_empty() && index.sub.is_empty(),
-            "nothing left behind"
-        );
+        index.add(7, 1);
+        assert_eq!(index.get(7), vec![1]);
+        index.add(7, 2);
+        index.add(7, 3);
+        index.add(7, 3);
+        assert_eq!(sorted(index.get(7)), vec![1, 2, 3]);
+        index.remove(7, 1);
+        assert_eq!(sorted(index.get(7)), vec![2, 3]);
+        index.remove(7, 2);
+        assert_eq!(index.get(7), vec![3]);
+        index.remove(7, 3);
+        assert!(index.get(7).is_empty());
+        assert_eq!(index.len(), 0, "nothing left behind");
     }
 
     #[test]
-    fn removing_an_unknown_key_keeps_the_others() {
-        let (sid, sub): (Arc<str>, Arc<str>) = (Arc::from("s"), Arc::from("u"));
+    fn removing_an_unknown_slot_keeps_the_others() {
         let mut index = Index::default();
-        index.add(&key(1), Some(&sid), &sub, 1);
-        index.remove(&key(9), Some(&sid), &sub);
-        assert_eq!(index.by_sid("s"), vec![key(1)]);
-        assert_eq!(index.by_sub("u"), vec![(key(1), 1)]);
-        // Indexing the same key again updates it rather than adding one.
-        index.add(&key(1), Some(&sid), &sub, 5);
-        assert_eq!(index.by_sub("u"), vec![(key(1), 5)]);
+        index.add(1, 10);
+        index.remove(1, 11);
+        index.remove(2, 10);
+        assert_eq!(index.get(1), vec![10]);
+        index.add(1, 10);
+        assert_eq!(index.get(1), vec![10]);
     }
 }

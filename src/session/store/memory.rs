@@ -1,44 +1,34 @@
 //! The embedded store: moka caches, one instance.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
 use moka::future::Cache;
-use moka::notification::RemovalCause;
 use moka::ops::compute::{CompResult, Op};
 use moka::policy::EvictionPolicy;
 use tokio::sync::broadcast;
 
-use super::index::Index;
+use super::table::{self, Table};
 use super::{CasResult, IndexRefs, IndexTarget, LockToken, StoreError};
 use crate::session::id::StoreKey;
 
-/// Default bound of the session cache, in bytes of sealed records (plus a
-/// fixed per-entry overhead): 256 MiB, room for ~100k sessions with large
-/// tokens or far more with small ones.
+/// Default bound of the session table, in bytes of sealed records (plus a
+/// fixed per-entry overhead): 256 MiB, room for about 240,000 sessions with
+/// the test IdP's tokens (`bench/memory.sh`), more with small ones.
 pub const DEFAULT_SESSION_CAPACITY_BYTES: u64 = 256 * 1024 * 1024;
+/// Bytes the bound counts per session besides its sealed record.
+pub const SESSION_ENTRY_OVERHEAD_BYTES: u64 = table::ENTRY_OVERHEAD;
 /// Default bound, in bytes, of each of the two tables of small values: the
 /// temporary values (logout states) and the claims and locks (`jti`s,
 /// login-state claims, refresh locks). 64 MiB each.
 pub const DEFAULT_AUX_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
 /// Bookkeeping bytes counted per small value besides its key and value.
 const AUX_OVERHEAD: u32 = 96;
-/// Bookkeeping bytes counted per session besides its sealed record.
-const ENTRY_OVERHEAD: u32 = 256;
 /// Longest expiry the cache is given: far beyond any configured lifetime,
 /// short enough that `Instant` arithmetic cannot overflow.
 const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
-
-#[derive(Clone)]
-struct SessEntry {
-    blob: Arc<[u8]>,
-    sid: Option<Arc<str>>,
-    sub: Arc<str>,
-    created_ms: u64,
-    ttl: Duration,
-}
 
 #[derive(Clone)]
 struct AuxEntry {
@@ -51,44 +41,29 @@ struct AuxEntry {
 /// (the session layer decides about sliding, not the cache).
 struct WriteTtl;
 
-trait HasTtl {
-    fn ttl(&self) -> Duration;
-}
-impl HasTtl for SessEntry {
-    fn ttl(&self) -> Duration {
-        self.ttl
-    }
-}
-impl HasTtl for AuxEntry {
-    fn ttl(&self) -> Duration {
-        self.ttl
-    }
-}
-
-impl<K, V: HasTtl> Expiry<K, V> for WriteTtl {
-    fn expire_after_create(&self, _: &K, v: &V, _: Instant) -> Option<Duration> {
-        Some(v.ttl())
+impl<K> Expiry<K, AuxEntry> for WriteTtl {
+    fn expire_after_create(&self, _: &K, v: &AuxEntry, _: Instant) -> Option<Duration> {
+        Some(v.ttl)
     }
     fn expire_after_update(
         &self,
         _: &K,
-        v: &V,
+        v: &AuxEntry,
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(v.ttl())
+        Some(v.ttl)
     }
 }
 
-/// The embedded store. Sessions live in a moka cache bounded in bytes with
-/// **LRU** eviction: moka's default TinyLFU admission may refuse a new entry
-/// when the cache is full, and a fresh login must never vanish; LRU always
-/// admits and evicts the least recently used session instead. Index entries
-/// follow every removal (delete, expiry, eviction) through the eviction
-/// listener. Cheap to clone (shared state).
+/// The embedded store. Sessions live in a table of their own ([`Table`]),
+/// bounded in bytes with approximately least-recently-used eviction that
+/// always admits a fresh login, its `sid` and `sub` indexes updated in the
+/// same step as every write, delete, expiry and eviction. The small values
+/// live in moka caches. Cheap to clone (shared state).
 #[derive(Clone)]
 pub struct MemoryStore {
-    sessions: Cache<StoreKey, SessEntry>,
+    sessions: Arc<Table>,
     /// Temporary values (`put_temp`): evicted least recently used first
     /// when full; losing one only sends a user to the default page.
     temp: Cache<String, AuxEntry>,
@@ -99,15 +74,8 @@ pub struct MemoryStore {
     claims: Cache<String, AuxEntry>,
     /// The byte bound of `claims` at which new claims are refused.
     claims_capacity: u64,
-    index: Arc<Mutex<Index>>,
     revoked: broadcast::Sender<StoreKey>,
     lock_seq: Arc<AtomicU64>,
-}
-
-fn lock_index(index: &Mutex<Index>) -> std::sync::MutexGuard<'_, Index> {
-    // A panic elsewhere while holding the lock cannot leave the maps
-    // half-updated in a way that matters more than losing them: keep going.
-    index.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl MemoryStore {
@@ -119,23 +87,7 @@ impl MemoryStore {
         aux_capacity_bytes: u64,
         revoked: broadcast::Sender<StoreKey>,
     ) -> Self {
-        let index = Arc::new(Mutex::new(Index::default()));
-        let listener_index = index.clone();
-        let sessions = Cache::builder()
-            .max_capacity(session_capacity_bytes)
-            .weigher(|_k: &StoreKey, v: &SessEntry| {
-                u32::try_from(v.blob.len())
-                    .unwrap_or(u32::MAX)
-                    .saturating_add(ENTRY_OVERHEAD)
-            })
-            .eviction_policy(EvictionPolicy::lru())
-            .expire_after(WriteTtl)
-            .eviction_listener(move |k: Arc<StoreKey>, v: SessEntry, cause| {
-                if cause != RemovalCause::Replaced {
-                    lock_index(&listener_index).remove(&k, v.sid.as_ref(), &v.sub);
-                }
-            })
-            .build();
+        let sessions = Arc::new(Table::new(session_capacity_bytes));
         let temp = Cache::builder()
             .max_capacity(aux_capacity_bytes)
             .weigher(|k: &String, v: &AuxEntry| aux_weight(k, v))
@@ -156,7 +108,6 @@ impl MemoryStore {
             temp,
             claims,
             claims_capacity: aux_capacity_bytes,
-            index,
             revoked,
             lock_seq: Arc::new(AtomicU64::new(1)),
         }
@@ -169,15 +120,8 @@ impl MemoryStore {
         idx: &IndexRefs,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let e = SessEntry {
-            blob: blob.into(),
-            sid: idx.sid.as_deref().map(Arc::from),
-            sub: Arc::from(idx.sub.as_str()),
-            created_ms: idx.created_at_ms,
-            ttl: ttl.min(MAX_TTL),
-        };
-        lock_index(&self.index).add(key, e.sid.as_ref(), &e.sub, e.created_ms);
-        self.sessions.insert(key.clone(), e).await;
+        self.sessions
+            .insert(key, blob.into(), idx, ttl.min(MAX_TTL));
         Ok(())
     }
 
@@ -186,7 +130,7 @@ impl MemoryStore {
         key: &StoreKey,
         _fresh: bool,
     ) -> Result<Option<Arc<[u8]>>, StoreError> {
-        Ok(self.sessions.get(key).await.map(|e| e.blob))
+        Ok(self.sessions.get(key))
     }
 
     pub(super) async fn replace(
@@ -196,7 +140,10 @@ impl MemoryStore {
         ttl: Duration,
         idx: &IndexRefs,
     ) -> Result<bool, StoreError> {
-        Ok(self.write(key, None, blob, ttl, idx).await == CasResult::Replaced)
+        let res = self
+            .sessions
+            .replace(key, None, blob.into(), ttl.min(MAX_TTL), idx);
+        Ok(res == CasResult::Replaced)
     }
 
     pub(super) async fn replace_if(
@@ -207,97 +154,26 @@ impl MemoryStore {
         ttl: Duration,
         idx: &IndexRefs,
     ) -> Result<CasResult, StoreError> {
-        Ok(self.write(key, Some(expected), blob, ttl, idx).await)
-    }
-
-    /// Replaces the record of an existing session under the entry's lock,
-    /// when its current blob is `expected` (always when `None`).
-    async fn write(
-        &self,
-        key: &StoreKey,
-        expected: Option<&[u8]>,
-        blob: Vec<u8>,
-        ttl: Duration,
-        idx: &IndexRefs,
-    ) -> CasResult {
-        let blob: Arc<[u8]> = blob.into();
-        let res = self
+        Ok(self
             .sessions
-            .entry(key.clone())
-            .and_compute_with(|cur| {
-                let op = match cur {
-                    Some(cur) if expected.is_none_or(|x| *cur.value().blob == *x) => {
-                        let mut e = cur.into_value();
-                        e.blob = blob;
-                        e.ttl = ttl.min(MAX_TTL);
-                        // Re-sealed under a rotated secret: its index
-                        // entries follow, so lookups still find it once
-                        // the old secret is dropped.
-                        if *e.sub != *idx.sub || e.sid.as_deref() != idx.sid.as_deref() {
-                            let mut index = lock_index(&self.index);
-                            index.remove(key, e.sid.as_ref(), &e.sub);
-                            e.sub = Arc::from(idx.sub.as_str());
-                            e.sid = idx.sid.as_deref().map(Arc::from);
-                            index.add(key, e.sid.as_ref(), &e.sub, e.created_ms);
-                        }
-                        Op::Put(e)
-                    }
-                    _ => Op::Nop,
-                };
-                std::future::ready(op)
-            })
-            .await;
-        match res {
-            CompResult::ReplacedWith(_) => CasResult::Replaced,
-            CompResult::Unchanged(_) => CasResult::Changed,
-            _ => CasResult::Gone,
-        }
+            .replace(key, Some(expected), blob.into(), ttl.min(MAX_TTL), idx))
     }
 
     pub(super) async fn delete(&self, key: &StoreKey) -> Result<bool, StoreError> {
-        // Through the entry's compute, like `replace`: moka serialises a key
-        // only among compute calls, so a plain `remove` landing between a
-        // replace's read and its put would be undone (the session back,
-        // without its index entries).
-        let res = self
-            .sessions
-            .entry(key.clone())
-            .and_compute_with(|cur| {
-                std::future::ready(match cur {
-                    Some(_) => Op::Remove,
-                    None => Op::Nop,
-                })
-            })
-            .await;
-        match res {
-            CompResult::Removed(e) => {
-                // The eviction listener does this too, but maybe later (it
-                // may run on another thread): a caller's next lookup by
-                // index must not find the session.
-                let e = e.value();
-                lock_index(&self.index).remove(key, e.sid.as_ref(), &e.sub);
-                // Nobody listening is fine.
-                let _ = self.revoked.send(key.clone());
-                Ok(true)
-            }
-            _ => Ok(false),
+        if !self.sessions.delete(key) {
+            return Ok(false);
         }
+        // Nobody listening is fine.
+        let _ = self.revoked.send(key.clone());
+        Ok(true)
     }
 
     pub(super) async fn find_by_sid(&self, sid: &str) -> Result<Vec<StoreKey>, StoreError> {
-        let keys = lock_index(&self.index).by_sid(sid);
-        Ok(keys
-            .into_iter()
-            .filter(|k| self.sessions.contains_key(k))
-            .collect())
+        Ok(self.sessions.by_sid(sid))
     }
 
     pub(super) async fn find_by_sub(&self, sub: &str) -> Result<Vec<(StoreKey, u64)>, StoreError> {
-        let keys = lock_index(&self.index).by_sub(sub);
-        Ok(keys
-            .into_iter()
-            .filter(|(k, _)| self.sessions.contains_key(k))
-            .collect())
+        Ok(self.sessions.by_sub(sub))
     }
 
     pub(super) async fn delete_by_sid(&self, sid: &str) -> Result<Vec<StoreKey>, StoreError> {
@@ -506,10 +382,10 @@ impl MemoryStore {
         Ok(())
     }
 
-    /// Runs the cache's pending maintenance (evictions, listener calls) now;
-    /// for tests that check bounds.
+    /// Runs the pending maintenance now (expired sessions freed, the small
+    /// values' caches brought up to date); for tests that check bounds.
     pub async fn run_pending_tasks(&self) {
-        self.sessions.run_pending_tasks().await;
+        self.sessions.sweep();
         self.temp.run_pending_tasks().await;
         self.claims.run_pending_tasks().await;
     }

@@ -14,11 +14,15 @@ mod redis_cluster;
 mod redis_conn;
 mod redis_lua;
 mod redis_pubsub;
+mod table;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use memory::{DEFAULT_AUX_CAPACITY_BYTES, DEFAULT_SESSION_CAPACITY_BYTES, MemoryStore};
+pub use memory::{
+    DEFAULT_AUX_CAPACITY_BYTES, DEFAULT_SESSION_CAPACITY_BYTES, MemoryStore,
+    SESSION_ENTRY_OVERHEAD_BYTES,
+};
 pub use redis::{REVOCATION_CHANNEL, RedisStore};
 
 use super::id::StoreKey;

@@ -1,0 +1,685 @@
+//! The memory store's table of sessions: sealed records by store key, with
+//! their expiry, a byte bound, and the `sid` / `sub` indexes kept in step.
+//!
+//! Why not a general-purpose cache: at a million sessions, moka's
+//! bookkeeping per entry (its entry and policy records, LRU and timer-wheel
+//! nodes, a shared key) plus the indexes cost about 850 bytes per session,
+//! as much as the sealed record itself (`bench/memory.sh`). A slot here is
+//! 112 bytes and an index entry about 50.
+//!
+//! The table is split into shards, each a slab of slots found through a
+//! `hashbrown` table of slot numbers. Every operation on a session runs
+//! under its shard's lock, so a compare-and-set, a delete and a read of the
+//! same session are one step each. Eviction when the byte bound is reached
+//! is approximately least recently used, as in Redis: the least recently
+//! used of a few slots sampled at random goes, never the session just
+//! written, so a fresh login is always admitted. Expired sessions are never
+//! served; their slots are freed when met (read, write or sampled) and by a
+//! sweep that checks a few slots on every write.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hashbrown::HashTable;
+
+use super::index::{Index, SlotRef};
+use super::{CasResult, IndexRefs};
+use crate::session::id::StoreKey;
+
+/// Shards: enough that the serving threads rarely meet on one lock.
+const SHARDS: usize = 16;
+/// Slots looked at per shard to choose one to evict.
+const SAMPLES: usize = 5;
+/// Shards looked at to choose one to evict.
+const SHARD_SAMPLES: usize = 3;
+/// Below this many slots, eviction looks at every slot (exact LRU).
+const EXACT_BELOW: usize = 4096;
+/// Slots checked for expiry on every write.
+const SWEEP_STEP: usize = 8;
+/// Bytes the bound counts per session besides its sealed record: the slot,
+/// its share of the shard's hash table and the two index entries, rounded
+/// up (measured by `bench/memory.sh`).
+pub(super) const ENTRY_OVERHEAD: u64 = 192;
+
+/// An index hash as the table keeps it: 16 bytes. The store's index hashes
+/// are keyed HMAC-SHA256 outputs in base64url, so their first 16 bytes are
+/// as good as the whole for telling sessions apart and cannot be chosen by
+/// anyone without the secret; any other string (tests) is hashed first.
+type IndexId = [u8; 16];
+
+fn index_id(hash: &str) -> IndexId {
+    let mut id = [0u8; 16];
+    let mut buf = [0u8; 33];
+    match URL_SAFE_NO_PAD.decode_slice(hash, &mut buf) {
+        Ok(32) if hash.len() == 43 => id.copy_from_slice(&buf[..16]),
+        _ => {
+            use sha2::Digest as _;
+            id.copy_from_slice(&sha2::Sha256::digest(hash.as_bytes())[..16]);
+        }
+    }
+    id
+}
+
+/// The index maps are keyed by this much of an [`IndexId`].
+fn prefix(id: &IndexId) -> u64 {
+    let mut p = [0u8; 8];
+    p.copy_from_slice(&id[..8]);
+    u64::from_le_bytes(p)
+}
+
+/// The hash of a store key. A store key is SHA-256 of a session id, and
+/// only ids the gateway generated are ever stored, so the stored keys are
+/// uniform and a cheap mix of its characters is enough: a client's made-up
+/// cookie can only make its own lookup probe a little longer.
+fn hash(k: &StoreKey) -> u64 {
+    let mut h: u64 = 0;
+    for chunk in k.as_str().as_bytes().chunks(8) {
+        let mut w = [0u8; 8];
+        w[..chunk.len()].copy_from_slice(chunk);
+        h = (h.rotate_left(23) ^ u64::from_le_bytes(w)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    h ^ (h >> 29)
+}
+
+/// Bits 32–35 pick the shard: hashbrown uses the low bits for the bucket
+/// and the top seven for its tags, which must stay spread within a shard.
+fn shard_of(h: u64) -> usize {
+    usize::try_from((h >> 32) & (SHARDS as u64 - 1)).unwrap_or(0)
+}
+
+fn slot_ref(shard: usize, slot: u32) -> SlotRef {
+    ((shard as u64) << 32) | u64::from(slot)
+}
+
+fn split_ref(r: SlotRef) -> (usize, usize) {
+    (
+        usize::try_from(r >> 32).unwrap_or(usize::MAX),
+        usize::try_from(r & 0xFFFF_FFFF).unwrap_or(usize::MAX),
+    )
+}
+
+/// What the byte bound counts for a record of `len` bytes.
+pub(super) fn weight(len: usize) -> u64 {
+    u64::try_from(len)
+        .unwrap_or(u64::MAX)
+        .saturating_add(ENTRY_OVERHEAD)
+}
+
+struct Slot {
+    key: StoreKey,
+    /// `None`: the slot is free.
+    blob: Option<Arc<[u8]>>,
+    sid: Option<IndexId>,
+    sub: IndexId,
+    created_ms: u64,
+    /// Milliseconds after the table's start at which the session expires.
+    deadline: u64,
+    /// Last read or write, in milliseconds after the start, wrapping (only
+    /// ages are compared, and an age beyond 24 days just looks young).
+    used: u32,
+}
+
+impl Slot {
+    fn live(&self, now: u64) -> bool {
+        self.blob.is_some() && self.deadline > now
+    }
+}
+
+#[derive(Default)]
+struct Shard {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    table: HashTable<u32>,
+    /// Where the expiry sweep goes on.
+    sweep: usize,
+    /// State of the sampling generator (xorshift).
+    rng: u64,
+}
+
+impl Shard {
+    fn find(&self, h: u64, key: &StoreKey) -> Option<usize> {
+        let slots = &self.slots;
+        self.table
+            .find(h, |&i| slots.get(i as usize).is_some_and(|s| s.key == *key))
+            .map(|&i| i as usize)
+    }
+
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.rng | 1;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+}
+
+/// The sessions of one memory store.
+pub(super) struct Table {
+    shards: Box<[Mutex<Shard>]>,
+    sid: Mutex<Index>,
+    sub: Mutex<Index>,
+    /// What the bound counts of every live slot, in bytes.
+    weight: AtomicU64,
+    /// Slots in all shards, free or not.
+    slots: AtomicUsize,
+    /// The eviction's shard sampling state.
+    rng: AtomicU64,
+    capacity: u64,
+    start: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update here is completed before anything can panic, so a
+    // poisoned lock holds consistent data: keep going.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Table {
+    /// An empty table bounded to `capacity` bytes (see [`weight`]).
+    pub(super) fn new(capacity: u64) -> Self {
+        let start = Instant::now();
+        let shards = (0..SHARDS)
+            .map(|i| {
+                Mutex::new(Shard {
+                    rng: 0x2545_F491_4F6C_DD1D ^ (i as u64).wrapping_mul(0x9E37_79B9),
+                    ..Shard::default()
+                })
+            })
+            .collect();
+        Table {
+            shards,
+            sid: Mutex::default(),
+            sub: Mutex::default(),
+            weight: AtomicU64::new(0),
+            slots: AtomicUsize::new(0),
+            rng: AtomicU64::new(0),
+            capacity,
+            start,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn deadline(&self, now: u64, ttl: Duration) -> u64 {
+        now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// Stores a new session (or overwrites one under the same key).
+    pub(super) fn insert(&self, key: &StoreKey, blob: Arc<[u8]>, idx: &IndexRefs, ttl: Duration) {
+        let (h, now) = (hash(key), self.now());
+        let s = shard_of(h);
+        let slot = self.slot(key, blob, idx, idx.created_at_ms, now, ttl);
+        let mut shard = lock(&self.shards[s]);
+        let i = match shard.find(h, key) {
+            Some(i) => {
+                self.empty(&mut shard, s, i);
+                i
+            }
+            None => {
+                let i = match shard.free.pop() {
+                    Some(i) => i as usize,
+                    None => {
+                        shard.slots.push(Slot {
+                            key: key.clone(),
+                            blob: None,
+                            sid: None,
+                            sub: [0; 16],
+                            created_ms: 0,
+                            deadline: 0,
+                            used: 0,
+                        });
+                        self.slots.fetch_add(1, Ordering::Relaxed);
+                        shard.slots.len() - 1
+                    }
+                };
+                let Shard { slots, table, .. } = &mut *shard;
+                if let Some(free) = slots.get_mut(i) {
+                    free.key = key.clone();
+                }
+                table.insert_unique(h, i as u32, |&j| {
+                    slots.get(j as usize).map_or(0, |s| hash(&s.key))
+                });
+                i
+            }
+        };
+        self.settle(shard, s, i, slot, now);
+    }
+
+    /// A live slot for a session written at `now`.
+    fn slot(
+        &self,
+        key: &StoreKey,
+        blob: Arc<[u8]>,
+        idx: &IndexRefs,
+        created_ms: u64,
+        now: u64,
+        ttl: Duration,
+    ) -> Slot {
+        Slot {
+            key: key.clone(),
+            blob: Some(blob),
+            sid: idx.sid.as_deref().map(index_id),
+            sub: index_id(&idx.sub),
+            created_ms,
+            deadline: self.deadline(now, ttl),
+            used: now as u32,
+        }
+    }
+
+    /// Puts `slot` into the empty slot `i` of a locked shard, sweeps a few
+    /// slots, then (the shard unlocked) evicts down to the bound.
+    fn settle(&self, mut shard: MutexGuard<'_, Shard>, s: usize, i: usize, slot: Slot, now: u64) {
+        self.fill(&mut shard, s, i, slot);
+        self.sweep_step(&mut shard, s, now);
+        drop(shard);
+        self.evict(slot_ref(s, i as u32), now);
+    }
+
+    /// The sealed record of a live session.
+    pub(super) fn get(&self, key: &StoreKey) -> Option<Arc<[u8]>> {
+        let (h, now) = (hash(key), self.now());
+        let s = shard_of(h);
+        let mut shard = lock(&self.shards[s]);
+        let i = shard.find(h, key)?;
+        let slot = shard.slots.get_mut(i)?;
+        if slot.live(now) {
+            slot.used = now as u32;
+            return slot.blob.clone();
+        }
+        self.remove(&mut shard, s, i);
+        None
+    }
+
+    /// Replaces the record of a live session when its current record is
+    /// `expected` (always when `None`); its index entries move when `idx`
+    /// names other hashes (a record re-sealed under a rotated secret).
+    pub(super) fn replace(
+        &self,
+        key: &StoreKey,
+        expected: Option<&[u8]>,
+        blob: Arc<[u8]>,
+        ttl: Duration,
+        idx: &IndexRefs,
+    ) -> CasResult {
+        let (h, now) = (hash(key), self.now());
+        let s = shard_of(h);
+        let mut shard = lock(&self.shards[s]);
+        let Some(i) = shard.find(h, key) else {
+            return CasResult::Gone;
+        };
+        let Some(slot) = shard.slots.get(i) else {
+            return CasResult::Gone;
+        };
+        if !slot.live(now) {
+            self.remove(&mut shard, s, i);
+            return CasResult::Gone;
+        }
+        if let (Some(x), Some(cur)) = (expected, &slot.blob)
+            && **cur != *x
+        {
+            return CasResult::Changed;
+        }
+        let slot = self.slot(key, blob, idx, slot.created_ms, now, ttl);
+        self.empty(&mut shard, s, i);
+        self.settle(shard, s, i, slot, now);
+        CasResult::Replaced
+    }
+
+    /// Removes a live session; `false` when there was none.
+    pub(super) fn delete(&self, key: &StoreKey) -> bool {
+        let (h, now) = (hash(key), self.now());
+        let s = shard_of(h);
+        let mut shard = lock(&self.shards[s]);
+        let Some(i) = shard.find(h, key) else {
+            return false;
+        };
+        let live = shard.slots.get(i).is_some_and(|slot| slot.live(now));
+        self.remove(&mut shard, s, i);
+        live
+    }
+
+    /// The live sessions filed under a `sid` hash.
+    pub(super) fn by_sid(&self, sid: &str) -> Vec<StoreKey> {
+        let id = index_id(sid);
+        let refs = lock(&self.sid).get(prefix(&id));
+        self.resolve(&refs, |slot| slot.sid == Some(id))
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    /// The live sessions filed under a `sub` hash, with their creation
+    /// times.
+    pub(super) fn by_sub(&self, sub: &str) -> Vec<(StoreKey, u64)> {
+        let id = index_id(sub);
+        let refs = lock(&self.sub).get(prefix(&id));
+        self.resolve(&refs, |slot| slot.sub == id)
+    }
+
+    /// The keys of the live slots among `refs` that `matches` accepts: an
+    /// index entry may be shared with another hash's prefix, or its slot
+    /// reused since it was read.
+    fn resolve(&self, refs: &[SlotRef], matches: impl Fn(&Slot) -> bool) -> Vec<(StoreKey, u64)> {
+        let now = self.now();
+        let mut out = Vec::with_capacity(refs.len());
+        for &r in refs {
+            let (s, i) = split_ref(r);
+            let Some(shard) = self.shards.get(s) else {
+                continue;
+            };
+            if let Some(slot) = lock(shard).slots.get(i)
+                && slot.live(now)
+                && matches(slot)
+            {
+                out.push((slot.key.clone(), slot.created_ms));
+            }
+        }
+        out
+    }
+
+    /// Frees every expired slot now (the sweep otherwise goes a few slots
+    /// per write); for tests that check bounds.
+    pub(super) fn sweep(&self) {
+        let now = self.now();
+        for (s, shard) in self.shards.iter().enumerate() {
+            let mut shard = lock(shard);
+            for i in 0..shard.slots.len() {
+                if shard.slots[i].blob.is_some() && !shard.slots[i].live(now) {
+                    self.remove(&mut shard, s, i);
+                }
+            }
+        }
+    }
+
+    /// Puts `slot` into the empty slot `i`: counts its weight, files its
+    /// index entries.
+    fn fill(&self, shard: &mut Shard, s: usize, i: usize, slot: Slot) {
+        let r = slot_ref(s, i as u32);
+        if let Some(b) = &slot.blob {
+            self.weight.fetch_add(weight(b.len()), Ordering::Relaxed);
+        }
+        if let Some(sid) = &slot.sid {
+            lock(&self.sid).add(prefix(sid), r);
+        }
+        lock(&self.sub).add(prefix(&slot.sub), r);
+        if let Some(place) = shard.slots.get_mut(i) {
+            *place = slot;
+        }
+    }
+
+    /// Empties slot `i` (it stays under its key): uncounts its weight and
+    /// takes its index entries out.
+    fn empty(&self, shard: &mut Shard, s: usize, i: usize) {
+        let Some(slot) = shard.slots.get_mut(i) else {
+            return;
+        };
+        let Some(blob) = slot.blob.take() else {
+            return;
+        };
+        self.weight.fetch_sub(weight(blob.len()), Ordering::Relaxed);
+        let r = slot_ref(s, i as u32);
+        if let Some(sid) = slot.sid.take() {
+            lock(&self.sid).remove(prefix(&sid), r);
+        }
+        lock(&self.sub).remove(prefix(&slot.sub), r);
+    }
+
+    /// Empties slot `i` and frees it.
+    fn remove(&self, shard: &mut Shard, s: usize, i: usize) {
+        self.empty(shard, s, i);
+        let Some(h) = shard.slots.get(i).map(|slot| hash(&slot.key)) else {
+            return;
+        };
+        if let Ok(entry) = shard.table.find_entry(h, |&j| j as usize == i) {
+            entry.remove();
+            shard.free.push(i as u32);
+        }
+    }
+
+    /// Frees the expired slots among the next few of the shard.
+    fn sweep_step(&self, shard: &mut Shard, s: usize, now: u64) {
+        for _ in 0..SWEEP_STEP.min(shard.slots.len()) {
+            let i = shard.sweep % shard.slots.len();
+            shard.sweep = i + 1;
+            if shard.slots[i].blob.is_some() && !shard.slots[i].live(now) {
+                self.remove(shard, s, i);
+            }
+        }
+    }
+
+    /// Evicts sessions until the table is within its bound; never the slot
+    /// `keep` (the one just written). The victim is the least recently used
+    /// of every slot while the table is small (tests, tiny bounds), else of
+    /// [`SAMPLES`] slots in each of [`SHARD_SAMPLES`] shards taken at random.
+    fn evict(&self, keep: SlotRef, now: u64) {
+        let mut rounds = 0;
+        while self.weight.load(Ordering::Relaxed) > self.capacity && rounds < 64 {
+            rounds += 1;
+            let small = self.slots.load(Ordering::Relaxed) <= EXACT_BELOW;
+            let mut best: Option<(usize, usize, StoreKey, u32)> = None;
+            for n in 0..if small { SHARDS } else { SHARD_SAMPLES } {
+                let s = if small { n } else { self.random_shard() };
+                let mut shard = lock(&self.shards[s]);
+                if let Some((i, age)) = Self::oldest(&mut shard, s, keep, now, small)
+                    && best.as_ref().is_none_or(|b| age > b.3)
+                {
+                    best = Some((s, i, shard.slots[i].key.clone(), age));
+                }
+            }
+            let Some((s, i, key, _)) = best else {
+                // Nothing but `keep` in the shards looked at.
+                if small {
+                    return;
+                }
+                continue;
+            };
+            let mut shard = lock(&self.shards[s]);
+            // Still the same session (it may have gone meanwhile).
+            if shard
+                .slots
+                .get(i)
+                .is_some_and(|x| x.blob.is_some() && x.key == key)
+            {
+                self.remove(&mut shard, s, i);
+            }
+        }
+    }
+
+    fn random_shard(&self) -> usize {
+        // A Weyl sequence, mixed: concurrent callers just get other shards.
+        let x = self
+            .rng
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            .wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        usize::try_from((x >> 59) & (SHARDS as u64 - 1)).unwrap_or(0)
+    }
+
+    /// The least recently used slot of a shard and its age (an expired one
+    /// counts as the oldest), among all its slots when `all`, else among
+    /// [`SAMPLES`] taken at random; never `keep`.
+    fn oldest(
+        shard: &mut Shard,
+        s: usize,
+        keep: SlotRef,
+        now: u64,
+        all: bool,
+    ) -> Option<(usize, u32)> {
+        let len = shard.slots.len();
+        let now32 = now as u32;
+        let age = |shard: &Shard, i: usize| {
+            let slot = &shard.slots[i];
+            if slot.blob.is_none() || slot_ref(s, i as u32) == keep {
+                None
+            } else if !slot.live(now) {
+                Some(u32::MAX)
+            } else {
+                Some(now32.wrapping_sub(slot.used))
+            }
+        };
+        let mut best: Option<(usize, u32)> = None;
+        let mut consider = |i: usize, a: u32| {
+            if best.is_none_or(|(_, b)| a > b) {
+                best = Some((i, a));
+            }
+        };
+        if all || len <= SAMPLES {
+            for i in 0..len {
+                if let Some(a) = age(shard, i) {
+                    consider(i, a);
+                }
+            }
+            return best;
+        }
+        let mut seen = 0;
+        for _ in 0..SAMPLES * 4 {
+            let i = usize::try_from(shard.next_random() % len as u64).unwrap_or(0);
+            if let Some(a) = age(shard, i) {
+                consider(i, a);
+                seen += 1;
+                if seen == SAMPLES {
+                    return best;
+                }
+            }
+        }
+        if best.is_none() {
+            // Mostly free slots: any occupied one will do.
+            for i in 0..len {
+                if let Some(a) = age(shard, i) {
+                    return Some((i, a));
+                }
+            }
+        }
+        best
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u64) -> StoreKey {
+        StoreKey::from_stored(&format!("{n:0>43}")).unwrap()
+    }
+
+    fn refs(sid: Option<&str>, sub: &str) -> IndexRefs {
+        IndexRefs {
+            sid: sid.map(str::to_owned),
+            sub: sub.to_owned(),
+            created_at_ms: 7,
+        }
+    }
+
+    const LONG: Duration = Duration::from_secs(3600);
+
+    /// The memory figure in the README rests on this.
+    #[test]
+    fn a_slot_is_112_bytes() {
+        assert!(
+            std::mem::size_of::<Slot>() <= 112,
+            "{}",
+            std::mem::size_of::<Slot>()
+        );
+    }
+
+    #[test]
+    fn expired_sessions_are_never_served_and_are_freed() {
+        let t = Table::new(1 << 20);
+        t.insert(
+            &key(1),
+            Arc::from(&b"one"[..]),
+            &refs(Some("s"), "u"),
+            Duration::from_millis(1),
+        );
+        t.insert(&key(2), Arc::from(&b"two"[..]), &refs(Some("s"), "u"), LONG);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(t.get(&key(1)), None);
+        assert_eq!(t.by_sid("s"), vec![key(2)]);
+        let e = refs(None, "u");
+        assert_eq!(
+            t.replace(&key(1), None, Arc::from(&b"x"[..]), LONG, &e),
+            CasResult::Gone
+        );
+        assert!(!t.delete(&key(1)));
+        t.sweep();
+        assert_eq!(t.weight.load(Ordering::Relaxed), weight(3));
+    }
+
+    #[test]
+    fn an_index_answer_is_checked_against_the_full_hash() {
+        let t = Table::new(1 << 20);
+        // Two base64url hashes that share their first 8 bytes (the index
+        // key) and differ after: each finds only its own session.
+        let (a, b) = (
+            format!("{}A", "Q".repeat(42)),
+            format!("{}B{}", "Q".repeat(20), "Q".repeat(22)),
+        );
+        assert_eq!(prefix(&index_id(&a)), prefix(&index_id(&b)));
+        assert_ne!(index_id(&a), index_id(&b));
+        t.insert(&key(1), Arc::from(&b"1"[..]), &refs(Some(&a), &a), LONG);
+        t.insert(&key(2), Arc::from(&b"2"[..]), &refs(Some(&b), &b), LONG);
+        assert_eq!(t.by_sid(&a), vec![key(1)]);
+        assert_eq!(t.by_sub(&b), vec![(key(2), 7)]);
+        // A freed slot reused by another session is not found under the
+        // old one's hashes.
+        assert!(t.delete(&key(1)));
+        t.insert(
+            &key(3),
+            Arc::from(&b"3"[..]),
+            &refs(Some("other"), "other"),
+            LONG,
+        );
+        assert!(t.by_sid(&a).is_empty() && t.by_sub(&a).is_empty());
+        assert_eq!(t.by_sid("other"), vec![key(3)]);
+    }
+
+    #[test]
+    fn a_rewrite_moves_its_index_entries_and_honours_the_expected_record() {
+        let t = Table::new(1 << 20);
+        t.insert(
+            &key(1),
+            Arc::from(&b"v1"[..]),
+            &refs(Some("old"), "old"),
+            LONG,
+        );
+        let moved = refs(Some("new"), "new");
+        assert_eq!(
+            t.replace(&key(1), Some(b"v0"), Arc::from(&b"v2"[..]), LONG, &moved),
+            CasResult::Changed
+        );
+        assert_eq!(
+            t.replace(&key(1), Some(b"v1"), Arc::from(&b"v2"[..]), LONG, &moved),
+            CasResult::Replaced
+        );
+        assert_eq!(t.get(&key(1)).as_deref(), Some(&b"v2"[..]));
+        assert!(t.by_sid("old").is_empty());
+        assert_eq!(t.by_sub("new"), vec![(key(1), 7)]);
+    }
+
+    /// Sampled eviction (a table beyond the exact size): the bound holds,
+    /// and the session just written is always there.
+    #[test]
+    fn a_large_table_stays_within_its_bound() {
+        let blob: Arc<[u8]> = Arc::from(vec![0u8; 64]);
+        let t = Table::new(weight(64) * 1000);
+        for n in 0..(EXACT_BELOW as u64 * 3) {
+            t.insert(
+                &key(n),
+                blob.clone(),
+                &refs(None, &format!("u{}", n % 50)),
+                LONG,
+            );
+            assert!(t.get(&key(n)).is_some(), "session {n} not admitted");
+            assert!(t.weight.load(Ordering::Relaxed) <= weight(64) * 1000);
+        }
+        let alive = (0..EXACT_BELOW as u64 * 3)
+            .filter(|n| t.get(&key(*n)).is_some())
+            .count();
+        assert_eq!(alive, 1000);
+    }
+}
