@@ -186,6 +186,10 @@ async fn fill(a: &Args) -> Result<(), String> {
     println!("rss_after_kb\t{after}");
     println!("bytes_per_session\t{per_session:.0}");
     println!(
+        "entry_overhead_bytes\t{}",
+        store::SESSION_ENTRY_OVERHEAD_BYTES
+    );
+    println!(
         "default_bound_sessions\t{}",
         store::DEFAULT_SESSION_CAPACITY_BYTES / weight
     );
