@@ -7,7 +7,6 @@
 //! "absent" or "refused", so callers can tell "no session" from "cannot
 //! tell" (the gateway answers 503 for the latter).
 
-mod index;
 mod memory;
 mod redis;
 mod redis_cluster;

@@ -1,21 +1,29 @@
 //! The memory store's table of sessions: sealed records by store key, with
-//! their expiry, a byte bound, and the `sid` / `sub` indexes kept in step.
+//! their expiry, a byte bound, and lookups by `sid` and `sub` hash.
 //!
 //! Why not a general-purpose cache: at a million sessions, moka's
 //! bookkeeping per entry (its entry and policy records, LRU and timer-wheel
-//! nodes, a shared key) plus the indexes cost about 850 bytes per session,
-//! as much as the sealed record itself (`bench/memory.sh`). A slot here is
-//! 112 bytes and an index entry about 50.
+//! nodes, a shared key) plus separate `sid` and `sub` maps cost about 850
+//! bytes per session, as much as the sealed record itself
+//! (`bench/memory.sh`). Here a session costs a 112-byte slot and three
+//! 4-byte entries in its shard's hash table.
 //!
-//! The table is split into shards, each a slab of slots found through a
-//! `hashbrown` table of slot numbers. Every operation on a session runs
-//! under its shard's lock, so a compare-and-set, a delete and a read of the
-//! same session are one step each. Eviction when the byte bound is reached
-//! is approximately least recently used, as in Redis: the least recently
-//! used of a few slots sampled at random goes, never the session just
-//! written, so a fresh login is always admitted. Expired sessions are never
-//! served; their slots are freed when met (read, write or sampled) and by a
-//! sweep that checks a few slots on every write.
+//! The table is split into shards by store key. A shard is a slab of slots
+//! and one `hashbrown` table of slot numbers, each slot filed three times:
+//! under the hash of its key, of its `sid` hash and of its `sub` hash (an
+//! entry's top bits say which). A lookup by key probes one shard; one by
+//! `sid` or `sub` probes every shard, which is what back-channel and admin
+//! logouts need and nothing on the request path does. Every match is
+//! checked against the slot itself, so hash collisions only cost a probe.
+//!
+//! Every operation on a session runs under its shard's lock, so a
+//! compare-and-set, a delete and a read of the same session are one step
+//! each. Eviction when the byte bound is reached is least recently used:
+//! exactly while the table is small, else of a few slots sampled at random
+//! in a few shards, as Redis does; never the session just written, so a
+//! fresh login is always admitted. Expired sessions are never served; their
+//! slots are freed when met (read, write or sampled) and by a sweep that
+//! checks a few slots on every write.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,7 +33,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hashbrown::HashTable;
 
-use super::index::{Index, SlotRef};
 use super::{CasResult, IndexRefs};
 use crate::session::id::StoreKey;
 
@@ -40,9 +47,29 @@ const EXACT_BELOW: usize = 4096;
 /// Slots checked for expiry on every write.
 const SWEEP_STEP: usize = 8;
 /// Bytes the bound counts per session besides its sealed record: the slot,
-/// its share of the shard's hash table and the two index entries, rounded
-/// up (measured by `bench/memory.sh`).
-pub(super) const ENTRY_OVERHEAD: u64 = 192;
+/// its hash-table entries and the allocator's rounding of the record,
+/// rounded up (measured by `bench/memory.sh`).
+pub(super) const ENTRY_OVERHEAD: u64 = 160;
+
+/// What a hash-table entry files a slot under (the entry's top two bits).
+const BY_KEY: u32 = 0;
+const BY_SID: u32 = 1;
+const BY_SUB: u32 = 2;
+/// Slot numbers use the other 30 bits.
+const SLOT_BITS: u32 = 30;
+const MAX_SLOTS: usize = 1 << SLOT_BITS;
+
+fn entry(kind: u32, slot: usize) -> u32 {
+    (kind << SLOT_BITS) | (slot as u32 & (MAX_SLOTS as u32 - 1))
+}
+
+fn kind_of(e: u32) -> u32 {
+    e >> SLOT_BITS
+}
+
+fn slot_of(e: u32) -> usize {
+    (e & (MAX_SLOTS as u32 - 1)) as usize
+}
 
 /// An index hash as the table keeps it: 16 bytes. The store's index hashes
 /// are keyed HMAC-SHA256 outputs in base64url, so their first 16 bytes are
@@ -63,20 +90,11 @@ fn index_id(hash: &str) -> IndexId {
     id
 }
 
-/// The index maps are keyed by this much of an [`IndexId`].
-fn prefix(id: &IndexId) -> u64 {
-    let mut p = [0u8; 8];
-    p.copy_from_slice(&id[..8]);
-    u64::from_le_bytes(p)
-}
-
-/// The hash of a store key. A store key is SHA-256 of a session id, and
-/// only ids the gateway generated are ever stored, so the stored keys are
-/// uniform and a cheap mix of its characters is enough: a client's made-up
-/// cookie can only make its own lookup probe a little longer.
-fn hash(k: &StoreKey) -> u64 {
-    let mut h: u64 = 0;
-    for chunk in k.as_str().as_bytes().chunks(8) {
+/// Folds bytes into a hash (multiply-rotate; see [`hash`] for why this is
+/// enough).
+fn fold(bytes: &[u8], seed: u64) -> u64 {
+    let mut h = seed;
+    for chunk in bytes.chunks(8) {
         let mut w = [0u8; 8];
         w[..chunk.len()].copy_from_slice(chunk);
         h = (h.rotate_left(23) ^ u64::from_le_bytes(w)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -84,21 +102,23 @@ fn hash(k: &StoreKey) -> u64 {
     h ^ (h >> 29)
 }
 
+/// The hash of a store key. A store key is SHA-256 of a session id, and
+/// only ids the gateway generated are ever stored, so the stored keys are
+/// uniform and a cheap mix of its characters is enough: a client's made-up
+/// cookie can only make its own lookup probe a little longer. The index
+/// hashes are keyed HMACs, uniform as well.
+fn hash(k: &StoreKey) -> u64 {
+    fold(k.as_str().as_bytes(), 0)
+}
+
+fn id_hash(kind: u32, id: &IndexId) -> u64 {
+    fold(id, u64::from(kind))
+}
+
 /// Bits 32–35 pick the shard: hashbrown uses the low bits for the bucket
 /// and the top seven for its tags, which must stay spread within a shard.
 fn shard_of(h: u64) -> usize {
     usize::try_from((h >> 32) & (SHARDS as u64 - 1)).unwrap_or(0)
-}
-
-fn slot_ref(shard: usize, slot: u32) -> SlotRef {
-    ((shard as u64) << 32) | u64::from(slot)
-}
-
-fn split_ref(r: SlotRef) -> (usize, usize) {
-    (
-        usize::try_from(r >> 32).unwrap_or(usize::MAX),
-        usize::try_from(r & 0xFFFF_FFFF).unwrap_or(usize::MAX),
-    )
 }
 
 /// What the byte bound counts for a record of `len` bytes.
@@ -110,7 +130,7 @@ pub(super) fn weight(len: usize) -> u64 {
 
 struct Slot {
     key: StoreKey,
-    /// `None`: the slot is free.
+    /// `None`: the slot is empty (free, or being rewritten).
     blob: Option<Arc<[u8]>>,
     sid: Option<IndexId>,
     sub: IndexId,
@@ -125,6 +145,18 @@ struct Slot {
 impl Slot {
     fn live(&self, now: u64) -> bool {
         self.blob.is_some() && self.deadline > now
+    }
+}
+
+/// The hash an entry is filed under, from the slot it names.
+fn entry_hash(slots: &[Slot], e: u32) -> u64 {
+    let Some(slot) = slots.get(slot_of(e)) else {
+        return 0;
+    };
+    match kind_of(e) {
+        BY_KEY => hash(&slot.key),
+        BY_SID => slot.sid.map_or(0, |id| id_hash(BY_SID, &id)),
+        _ => id_hash(BY_SUB, &slot.sub),
     }
 }
 
@@ -143,8 +175,21 @@ impl Shard {
     fn find(&self, h: u64, key: &StoreKey) -> Option<usize> {
         let slots = &self.slots;
         self.table
-            .find(h, |&i| slots.get(i as usize).is_some_and(|s| s.key == *key))
-            .map(|&i| i as usize)
+            .find(h, |&e| {
+                kind_of(e) == BY_KEY && slots.get(slot_of(e)).is_some_and(|s| s.key == *key)
+            })
+            .map(|&e| slot_of(e))
+    }
+
+    fn file(&mut self, h: u64, e: u32) {
+        let Shard { slots, table, .. } = self;
+        table.insert_unique(h, e, |&x| entry_hash(slots, x));
+    }
+
+    fn unfile(&mut self, h: u64, e: u32) {
+        if let Ok(found) = self.table.find_entry(h, |&x| x == e) {
+            found.remove();
+        }
     }
 
     fn next_random(&mut self) -> u64 {
@@ -160,8 +205,6 @@ impl Shard {
 /// The sessions of one memory store.
 pub(super) struct Table {
     shards: Box<[Mutex<Shard>]>,
-    sid: Mutex<Index>,
-    sub: Mutex<Index>,
     /// What the bound counts of every live slot, in bytes.
     weight: AtomicU64,
     /// Slots in all shards, free or not.
@@ -181,7 +224,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Table {
     /// An empty table bounded to `capacity` bytes (see [`weight`]).
     pub(super) fn new(capacity: u64) -> Self {
-        let start = Instant::now();
         let shards = (0..SHARDS)
             .map(|i| {
                 Mutex::new(Shard {
@@ -192,63 +234,16 @@ impl Table {
             .collect();
         Table {
             shards,
-            sid: Mutex::default(),
-            sub: Mutex::default(),
             weight: AtomicU64::new(0),
             slots: AtomicUsize::new(0),
             rng: AtomicU64::new(0),
             capacity,
-            start,
+            start: Instant::now(),
         }
     }
 
     fn now(&self) -> u64 {
         u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    fn deadline(&self, now: u64, ttl: Duration) -> u64 {
-        now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    /// Stores a new session (or overwrites one under the same key).
-    pub(super) fn insert(&self, key: &StoreKey, blob: Arc<[u8]>, idx: &IndexRefs, ttl: Duration) {
-        let (h, now) = (hash(key), self.now());
-        let s = shard_of(h);
-        let slot = self.slot(key, blob, idx, idx.created_at_ms, now, ttl);
-        let mut shard = lock(&self.shards[s]);
-        let i = match shard.find(h, key) {
-            Some(i) => {
-                self.empty(&mut shard, s, i);
-                i
-            }
-            None => {
-                let i = match shard.free.pop() {
-                    Some(i) => i as usize,
-                    None => {
-                        shard.slots.push(Slot {
-                            key: key.clone(),
-                            blob: None,
-                            sid: None,
-                            sub: [0; 16],
-                            created_ms: 0,
-                            deadline: 0,
-                            used: 0,
-                        });
-                        self.slots.fetch_add(1, Ordering::Relaxed);
-                        shard.slots.len() - 1
-                    }
-                };
-                let Shard { slots, table, .. } = &mut *shard;
-                if let Some(free) = slots.get_mut(i) {
-                    free.key = key.clone();
-                }
-                table.insert_unique(h, i as u32, |&j| {
-                    slots.get(j as usize).map_or(0, |s| hash(&s.key))
-                });
-                i
-            }
-        };
-        self.settle(shard, s, i, slot, now);
     }
 
     /// A live slot for a session written at `now`.
@@ -267,38 +262,79 @@ impl Table {
             sid: idx.sid.as_deref().map(index_id),
             sub: index_id(&idx.sub),
             created_ms,
-            deadline: self.deadline(now, ttl),
+            deadline: now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
             used: now as u32,
         }
     }
 
-    /// Puts `slot` into the empty slot `i` of a locked shard, sweeps a few
-    /// slots, then (the shard unlocked) evicts down to the bound.
+    /// Stores a new session (or overwrites one under the same key).
+    pub(super) fn insert(&self, key: &StoreKey, blob: Arc<[u8]>, idx: &IndexRefs, ttl: Duration) {
+        let (h, now) = (hash(key), self.now());
+        let s = shard_of(h);
+        let slot = self.slot(key, blob, idx, idx.created_at_ms, now, ttl);
+        let mut shard = lock(&self.shards[s]);
+        if let Some(i) = shard.find(h, key) {
+            self.empty(&mut shard, i);
+            return self.settle(shard, s, i, slot, now);
+        }
+        if shard.free.is_empty() && shard.slots.len() >= MAX_SLOTS {
+            // A billion sessions in one shard: make room in it.
+            if let Some((i, _)) = Self::oldest(&mut shard, s, (s, usize::MAX), now, false) {
+                self.remove(&mut shard, i);
+            }
+        }
+        let i = match shard.free.pop() {
+            Some(i) => i as usize,
+            None if shard.slots.len() < MAX_SLOTS => {
+                shard.slots.push(Slot {
+                    key: key.clone(),
+                    blob: None,
+                    sid: None,
+                    sub: [0; 16],
+                    created_ms: 0,
+                    deadline: 0,
+                    used: 0,
+                });
+                self.slots.fetch_add(1, Ordering::Relaxed);
+                shard.slots.len() - 1
+            }
+            None => return,
+        };
+        if let Some(free) = shard.slots.get_mut(i) {
+            free.key = key.clone();
+        }
+        shard.file(h, entry(BY_KEY, i));
+        self.settle(shard, s, i, slot, now);
+    }
+
+    /// Puts `slot` into the empty slot `i` of a locked shard (filed under
+    /// its key already), sweeps a few slots, then (the shard unlocked)
+    /// evicts down to the bound.
     fn settle(&self, mut shard: MutexGuard<'_, Shard>, s: usize, i: usize, slot: Slot, now: u64) {
-        self.fill(&mut shard, s, i, slot);
-        self.sweep_step(&mut shard, s, now);
+        self.fill(&mut shard, i, slot);
+        self.sweep_step(&mut shard, now);
         drop(shard);
-        self.evict(slot_ref(s, i as u32), now);
+        self.evict((s, i), now);
     }
 
     /// The sealed record of a live session.
     pub(super) fn get(&self, key: &StoreKey) -> Option<Arc<[u8]>> {
         let (h, now) = (hash(key), self.now());
-        let s = shard_of(h);
-        let mut shard = lock(&self.shards[s]);
+        let mut shard = lock(&self.shards[shard_of(h)]);
         let i = shard.find(h, key)?;
         let slot = shard.slots.get_mut(i)?;
         if slot.live(now) {
             slot.used = now as u32;
             return slot.blob.clone();
         }
-        self.remove(&mut shard, s, i);
+        self.remove(&mut shard, i);
         None
     }
 
     /// Replaces the record of a live session when its current record is
-    /// `expected` (always when `None`); its index entries move when `idx`
-    /// names other hashes (a record re-sealed under a rotated secret).
+    /// `expected` (always when `None`); it is filed under the hashes `idx`
+    /// names (they change when a record is re-sealed under a rotated
+    /// secret).
     pub(super) fn replace(
         &self,
         key: &StoreKey,
@@ -317,7 +353,7 @@ impl Table {
             return CasResult::Gone;
         };
         if !slot.live(now) {
-            self.remove(&mut shard, s, i);
+            self.remove(&mut shard, i);
             return CasResult::Gone;
         }
         if let (Some(x), Some(cur)) = (expected, &slot.blob)
@@ -326,7 +362,7 @@ impl Table {
             return CasResult::Changed;
         }
         let slot = self.slot(key, blob, idx, slot.created_ms, now, ttl);
-        self.empty(&mut shard, s, i);
+        self.empty(&mut shard, i);
         self.settle(shard, s, i, slot, now);
         CasResult::Replaced
     }
@@ -334,21 +370,19 @@ impl Table {
     /// Removes a live session; `false` when there was none.
     pub(super) fn delete(&self, key: &StoreKey) -> bool {
         let (h, now) = (hash(key), self.now());
-        let s = shard_of(h);
-        let mut shard = lock(&self.shards[s]);
+        let mut shard = lock(&self.shards[shard_of(h)]);
         let Some(i) = shard.find(h, key) else {
             return false;
         };
         let live = shard.slots.get(i).is_some_and(|slot| slot.live(now));
-        self.remove(&mut shard, s, i);
+        self.remove(&mut shard, i);
         live
     }
 
     /// The live sessions filed under a `sid` hash.
     pub(super) fn by_sid(&self, sid: &str) -> Vec<StoreKey> {
         let id = index_id(sid);
-        let refs = lock(&self.sid).get(prefix(&id));
-        self.resolve(&refs, |slot| slot.sid == Some(id))
+        self.lookup(BY_SID, &id, |slot| slot.sid == Some(id))
             .into_iter()
             .map(|(k, _)| k)
             .collect()
@@ -358,26 +392,29 @@ impl Table {
     /// times.
     pub(super) fn by_sub(&self, sub: &str) -> Vec<(StoreKey, u64)> {
         let id = index_id(sub);
-        let refs = lock(&self.sub).get(prefix(&id));
-        self.resolve(&refs, |slot| slot.sub == id)
+        self.lookup(BY_SUB, &id, |slot| slot.sub == id)
     }
 
-    /// The keys of the live slots among `refs` that `matches` accepts: an
-    /// index entry may be shared with another hash's prefix, or its slot
-    /// reused since it was read.
-    fn resolve(&self, refs: &[SlotRef], matches: impl Fn(&Slot) -> bool) -> Vec<(StoreKey, u64)> {
-        let now = self.now();
-        let mut out = Vec::with_capacity(refs.len());
-        for &r in refs {
-            let (s, i) = split_ref(r);
-            let Some(shard) = self.shards.get(s) else {
-                continue;
-            };
-            if let Some(slot) = lock(shard).slots.get(i)
-                && slot.live(now)
-                && matches(slot)
-            {
-                out.push((slot.key.clone(), slot.created_ms));
+    /// The live slots of every shard filed as `kind` under `id` that
+    /// `matches` accepts (two ids may share a hash).
+    fn lookup(
+        &self,
+        kind: u32,
+        id: &IndexId,
+        matches: impl Fn(&Slot) -> bool,
+    ) -> Vec<(StoreKey, u64)> {
+        let (h, now) = (id_hash(kind, id), self.now());
+        let mut out = Vec::new();
+        for shard in &*self.shards {
+            let shard = lock(shard);
+            for &e in shard.table.iter_hash(h) {
+                if kind_of(e) == kind
+                    && let Some(slot) = shard.slots.get(slot_of(e))
+                    && slot.live(now)
+                    && matches(slot)
+                {
+                    out.push((slot.key.clone(), slot.created_ms));
+                }
             }
         }
         out
@@ -387,35 +424,38 @@ impl Table {
     /// per write); for tests that check bounds.
     pub(super) fn sweep(&self) {
         let now = self.now();
-        for (s, shard) in self.shards.iter().enumerate() {
+        for shard in &*self.shards {
             let mut shard = lock(shard);
             for i in 0..shard.slots.len() {
                 if shard.slots[i].blob.is_some() && !shard.slots[i].live(now) {
-                    self.remove(&mut shard, s, i);
+                    self.remove(&mut shard, i);
                 }
             }
         }
     }
 
-    /// Puts `slot` into the empty slot `i`: counts its weight, files its
-    /// index entries.
-    fn fill(&self, shard: &mut Shard, s: usize, i: usize, slot: Slot) {
-        let r = slot_ref(s, i as u32);
+    /// Puts `slot` into the empty slot `i`: counts its weight and files it
+    /// under its `sid` and `sub` hashes.
+    fn fill(&self, shard: &mut Shard, i: usize, slot: Slot) {
         if let Some(b) = &slot.blob {
             self.weight.fetch_add(weight(b.len()), Ordering::Relaxed);
         }
-        if let Some(sid) = &slot.sid {
-            lock(&self.sid).add(prefix(sid), r);
+        let (sid, sub) = (slot.sid, slot.sub);
+        match shard.slots.get_mut(i) {
+            Some(place) => *place = slot,
+            None => return,
         }
-        lock(&self.sub).add(prefix(&slot.sub), r);
-        if let Some(place) = shard.slots.get_mut(i) {
-            *place = slot;
+        // Filed after the slot holds the ids: a resize rehashes every entry
+        // from its slot.
+        if let Some(sid) = sid {
+            shard.file(id_hash(BY_SID, &sid), entry(BY_SID, i));
         }
+        shard.file(id_hash(BY_SUB, &sub), entry(BY_SUB, i));
     }
 
-    /// Empties slot `i` (it stays under its key): uncounts its weight and
-    /// takes its index entries out.
-    fn empty(&self, shard: &mut Shard, s: usize, i: usize) {
+    /// Empties slot `i` (it stays filed under its key): uncounts its weight
+    /// and takes its `sid` and `sub` entries out.
+    fn empty(&self, shard: &mut Shard, i: usize) {
         let Some(slot) = shard.slots.get_mut(i) else {
             return;
         };
@@ -423,41 +463,42 @@ impl Table {
             return;
         };
         self.weight.fetch_sub(weight(blob.len()), Ordering::Relaxed);
-        let r = slot_ref(s, i as u32);
-        if let Some(sid) = slot.sid.take() {
-            lock(&self.sid).remove(prefix(&sid), r);
+        let (sid, sub) = (slot.sid.take(), slot.sub);
+        if let Some(sid) = sid {
+            shard.unfile(id_hash(BY_SID, &sid), entry(BY_SID, i));
         }
-        lock(&self.sub).remove(prefix(&slot.sub), r);
+        shard.unfile(id_hash(BY_SUB, &sub), entry(BY_SUB, i));
     }
 
     /// Empties slot `i` and frees it.
-    fn remove(&self, shard: &mut Shard, s: usize, i: usize) {
-        self.empty(shard, s, i);
+    fn remove(&self, shard: &mut Shard, i: usize) {
+        self.empty(shard, i);
         let Some(h) = shard.slots.get(i).map(|slot| hash(&slot.key)) else {
             return;
         };
-        if let Ok(entry) = shard.table.find_entry(h, |&j| j as usize == i) {
-            entry.remove();
+        if let Ok(found) = shard.table.find_entry(h, |&e| e == entry(BY_KEY, i)) {
+            found.remove();
             shard.free.push(i as u32);
         }
     }
 
     /// Frees the expired slots among the next few of the shard.
-    fn sweep_step(&self, shard: &mut Shard, s: usize, now: u64) {
+    fn sweep_step(&self, shard: &mut Shard, now: u64) {
         for _ in 0..SWEEP_STEP.min(shard.slots.len()) {
             let i = shard.sweep % shard.slots.len();
             shard.sweep = i + 1;
             if shard.slots[i].blob.is_some() && !shard.slots[i].live(now) {
-                self.remove(shard, s, i);
+                self.remove(shard, i);
             }
         }
     }
 
-    /// Evicts sessions until the table is within its bound; never the slot
-    /// `keep` (the one just written). The victim is the least recently used
-    /// of every slot while the table is small (tests, tiny bounds), else of
-    /// [`SAMPLES`] slots in each of [`SHARD_SAMPLES`] shards taken at random.
-    fn evict(&self, keep: SlotRef, now: u64) {
+    /// Evicts sessions until the table is within its bound; never slot
+    /// `keep` (shard, slot: the one just written). The victim is the least
+    /// recently used of every slot while the table is small (tests, tiny
+    /// bounds), else of [`SAMPLES`] slots in each of [`SHARD_SAMPLES`]
+    /// shards taken at random.
+    fn evict(&self, keep: (usize, usize), now: u64) {
         let mut rounds = 0;
         while self.weight.load(Ordering::Relaxed) > self.capacity && rounds < 64 {
             rounds += 1;
@@ -486,7 +527,7 @@ impl Table {
                 .get(i)
                 .is_some_and(|x| x.blob.is_some() && x.key == key)
             {
-                self.remove(&mut shard, s, i);
+                self.remove(&mut shard, i);
             }
         }
     }
@@ -506,7 +547,7 @@ impl Table {
     fn oldest(
         shard: &mut Shard,
         s: usize,
-        keep: SlotRef,
+        keep: (usize, usize),
         now: u64,
         all: bool,
     ) -> Option<(usize, u32)> {
@@ -514,7 +555,7 @@ impl Table {
         let now32 = now as u32;
         let age = |shard: &Shard, i: usize| {
             let slot = &shard.slots[i];
-            if slot.blob.is_none() || slot_ref(s, i as u32) == keep {
+            if slot.blob.is_none() || (s, i) == keep {
                 None
             } else if !slot.live(now) {
                 Some(u32::MAX)
@@ -611,20 +652,21 @@ mod tests {
     }
 
     #[test]
-    fn an_index_answer_is_checked_against_the_full_hash() {
+    fn lookups_by_sid_and_sub_find_only_their_own_live_sessions() {
         let t = Table::new(1 << 20);
-        // Two base64url hashes that share their first 8 bytes (the index
-        // key) and differ after: each finds only its own session.
+        // Two base64url hashes that share their first 15 bytes.
         let (a, b) = (
             format!("{}A", "Q".repeat(42)),
             format!("{}B{}", "Q".repeat(20), "Q".repeat(22)),
         );
-        assert_eq!(prefix(&index_id(&a)), prefix(&index_id(&b)));
         assert_ne!(index_id(&a), index_id(&b));
         t.insert(&key(1), Arc::from(&b"1"[..]), &refs(Some(&a), &a), LONG);
         t.insert(&key(2), Arc::from(&b"2"[..]), &refs(Some(&b), &b), LONG);
+        t.insert(&key(4), Arc::from(&b"4"[..]), &refs(None, &b), LONG);
         assert_eq!(t.by_sid(&a), vec![key(1)]);
-        assert_eq!(t.by_sub(&b), vec![(key(2), 7)]);
+        let mut subs = t.by_sub(&b);
+        subs.sort();
+        assert_eq!(subs, vec![(key(2), 7), (key(4), 7)]);
         // A freed slot reused by another session is not found under the
         // old one's hashes.
         assert!(t.delete(&key(1)));
@@ -636,6 +678,36 @@ mod tests {
         );
         assert!(t.by_sid(&a).is_empty() && t.by_sub(&a).is_empty());
         assert_eq!(t.by_sid("other"), vec![key(3)]);
+    }
+
+    /// Many sessions under one `sub` spread over every shard, some with
+    /// and some without a `sid`: the hash tables' resizes keep every entry.
+    #[test]
+    fn lookups_survive_the_tables_growing() {
+        let t = Table::new(u64::MAX);
+        for n in 0..20_000u64 {
+            let sid = (n % 3 != 0).then(|| format!("sid-{n}"));
+            t.insert(
+                &key(n),
+                Arc::from(&b"x"[..]),
+                &refs(sid.as_deref(), &format!("u{}", n % 7)),
+                LONG,
+            );
+        }
+        assert_eq!(
+            t.by_sub("u3").len(),
+            (0..20_000).filter(|n| n % 7 == 3).count()
+        );
+        assert_eq!(t.by_sid("sid-19999"), vec![key(19_999)]);
+        assert!(t.by_sid("sid-19998").is_empty() || 19_998 % 3 != 0);
+        for n in (0..20_000u64).step_by(2) {
+            assert!(t.delete(&key(n)));
+        }
+        assert_eq!(
+            t.by_sub("u3").len(),
+            (0..20_000).filter(|n| n % 7 == 3 && n % 2 == 1).count()
+        );
+        assert_eq!(t.by_sid("sid-19999"), vec![key(19_999)]);
     }
 
     #[test]
