@@ -351,6 +351,40 @@ mod tests {
         assert_eq!(decode(&other_bytes).unwrap().claims.groups.len(), 2);
     }
 
+    /// Records outlive the version that wrote them (in Redis, across a
+    /// rolling upgrade): these bytes must keep opening to this record.
+    #[test]
+    fn the_binary_layout_is_stable() {
+        let hex = "010102030105010b68747470733a2f2f69647005616c6963650102733100000001016702130f7b22616c67223a226e6f6e65227d00140f7b22737562223a22616c696365227d0403736967010c096adfd99bdbd8985cbe01000d7265667265736820746f6b656e";
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let r = decode(&bytes).unwrap();
+        assert_eq!(r.claims.iss, "https://idp");
+        assert_eq!(r.claims.sid.as_deref(), Some("s1"));
+        assert_eq!(r.claims.groups, vec!["g".to_owned()]);
+        assert_eq!(
+            r.id_token.expose(),
+            "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9.c2ln"
+        );
+        assert_eq!(r.access_token.expose(), "at_Zm9vYmFy-");
+        assert_eq!(
+            r.refresh_token.as_ref().map(Secret::expose),
+            Some("refresh token")
+        );
+        assert_eq!(
+            (
+                r.access_token_expires_at,
+                r.created_at,
+                r.last_seen,
+                r.expires_at
+            ),
+            (Some(5), 1, 2, 3)
+        );
+        assert_eq!(encode(&r).unwrap(), bytes);
+    }
+
     #[test]
     fn json_records_of_earlier_versions_still_open() {
         let stored = r#"{"iss":"https://idp","sub":"alice","sid":"s1","id_token":"i","access_token":"a","created_at":1,"last_seen":2,"expires_at":3}"#;
