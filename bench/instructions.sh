@@ -7,11 +7,13 @@
 #   (c) an auth = "none" route to an nginx upstream
 #   (d) an auth = "session" route with a session cookie from a real login at
 #       the test IdP (skipped, with a note, when that cannot be done)
+#   (e) the same on the Redis store (a redis-server of its own; only
+#       Portcullis's instructions are counted)
 # Each runs alone under valgrind (which runs one thread at a time; the count
 # is the whole process's); instrumentation is switched on after a warm-up, then wrk sends requests for --duration and the
 # total is divided by wrk's request count.
 #
-# usage: bench/instructions.sh [--targets b,c,d] [--duration 5s]
+# usage: bench/instructions.sh [--targets b,c,d,e] [--duration 5s]
 #                              [--out bench/instructions.md] [--profiles DIR]
 # --profiles keeps each target's callgrind output in DIR, for
 # callgrind_annotate.
@@ -19,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-targets=b,c,d duration=5s out=bench/instructions.md profiles=
+targets=b,c,d,e duration=5s out=bench/instructions.md profiles=
 while (($#)); do
     case $1 in
         --targets) targets=$2 ;;
@@ -35,7 +37,9 @@ wants() { [[ ,$targets, == *,$1,* ]]; }
 
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
-need nginx=nginx-light wrk=wrk curl=curl valgrind=valgrind
+# shellcheck source=bench/peers.sh
+source bench/peers.sh
+need nginx=nginx-light wrk=wrk curl=curl valgrind=valgrind redis-server=redis-server
 start_upstream
 build_portcullis
 
@@ -88,14 +92,38 @@ if wants c; then
     count c "portcullis, auth = \"none\"" "http://127.0.0.1:$port/" "$started"
     kill "$started"
 fi
-if wants d; then
+# (d) and (e) log in at the test IdP, which must know both redirect URIs
+# before it starts.
+d_port=$(free_port) e_port=$(free_port)
+idp_up=
+if wants d || wants e; then
+    if start_idp "http://127.0.0.1:$d_port/.portcullis/callback" "http://127.0.0.1:$e_port/.portcullis/callback"; then
+        idp_up=1
+    else
+        for key in d e; do wants $key && notes+=("($key) skipped: $skip_reason"); done
+    fi
+fi
+if wants d && [[ -n $idp_up ]]; then
     under_callgrind d
-    port=$(free_port)
-    if start_idp "http://127.0.0.1:$port/.portcullis/callback" && start_session d "$port"; then
+    if start_session d "$d_port"; then
         count d "portcullis, auth = \"session\" (cookie)" "$session_url" "$session_pid" "$session_cookie"
+        kill "$session_pid"
     else
         notes+=("(d) skipped: $skip_reason")
         log "(d) skipped: $skip_reason"
+    fi
+fi
+if wants e && [[ -n $idp_up ]]; then
+    start_redis
+    under_callgrind e
+    if start_session e "$e_port" "store = \"redis\"
+[session.redis]
+url = \"$redis_url\""; then
+        count e "portcullis, auth = \"session\" (cookie), Redis store (Portcullis only)" "$session_url" "$session_pid" "$session_cookie"
+        kill "$session_pid"
+    else
+        notes+=("(e) skipped: $skip_reason")
+        log "(e) skipped: $skip_reason"
     fi
 fi
 

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use moka::future::Cache;
+use moka::sync::Cache;
 use redis::{AsyncCommands, Script};
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::{broadcast, watch};
@@ -245,7 +245,7 @@ impl RedisStore {
                 .await
                 .map_err(unavailable)?;
         }
-        self.local.insert(key.clone(), blob.into()).await;
+        self.local.insert(key.clone(), blob.into());
         Ok(())
     }
 
@@ -254,7 +254,7 @@ impl RedisStore {
         key: &StoreKey,
         fresh: bool,
     ) -> Result<Option<Arc<[u8]>>, StoreError> {
-        if !fresh && let Some(b) = self.local.get(key).await {
+        if !fresh && let Some(b) = self.local.get(key) {
             return Ok(Some(b));
         }
         let before = self.epoch.load(Ordering::SeqCst);
@@ -263,15 +263,15 @@ impl RedisStore {
         let v: Option<Arc<[u8]>> = v.map(Arc::from);
         match &v {
             Some(b) if self.epoch.load(Ordering::SeqCst) == before => {
-                self.local.insert(key.clone(), b.clone()).await;
+                self.local.insert(key.clone(), b.clone());
                 // An invalidation that landed between the check and the
                 // insert must still win.
                 if self.epoch.load(Ordering::SeqCst) != before {
-                    self.local.invalidate(key).await;
+                    self.local.invalidate(key);
                 }
             }
             Some(_) => {}
-            None => self.local.invalidate(key).await,
+            None => self.local.invalidate(key),
         }
         Ok(v)
     }
@@ -281,7 +281,7 @@ impl RedisStore {
     /// the old value) does not cache what it read.
     async fn drop_local(&self, key: &StoreKey) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.local.invalidate(key).await;
+        self.local.invalidate(key);
     }
 
     /// Runs a replacement script and moves the index entries when the
@@ -386,7 +386,7 @@ impl RedisStore {
             .await?;
         self.drop_local(key).await;
         if n == 1 {
-            self.local.insert(key.clone(), blob.into()).await;
+            self.local.insert(key.clone(), blob.into());
         }
         Ok(n == 1)
     }
@@ -416,7 +416,7 @@ impl RedisStore {
         self.drop_local(key).await;
         match n {
             1 => {
-                self.local.insert(key.clone(), blob.into()).await;
+                self.local.insert(key.clone(), blob.into());
                 Ok(CasResult::Replaced)
             }
             2 => Ok(CasResult::Changed),
@@ -474,7 +474,7 @@ impl RedisStore {
     async fn forget(&self, keys: &[StoreKey]) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         for k in keys {
-            self.local.invalidate(k).await;
+            self.local.invalidate(k);
         }
     }
 

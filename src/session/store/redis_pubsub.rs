@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use moka::future::Cache;
+use moka::sync::Cache;
 use tokio::sync::{broadcast, watch};
 
 use super::redis_conn::{Backend, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
@@ -111,7 +111,7 @@ async fn handle_message(
         return;
     };
     epoch.fetch_add(1, Ordering::SeqCst);
-    local.invalidate(&key).await;
+    local.invalidate(&key);
     if revocation {
         // Nobody listening is fine.
         let _ = revoked.send(key);
