@@ -1,4 +1,5 @@
-//! The embedded store: moka caches, one instance.
+//! The embedded store, one instance: sessions in a table of their own
+//! ([`Table`]), small values in moka caches.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +16,7 @@ use super::{CasResult, IndexRefs, IndexTarget, LockToken, StoreError};
 use crate::session::id::StoreKey;
 
 /// Default bound of the session table, in bytes of sealed records (plus a
-/// fixed per-entry overhead): 256 MiB, room for about 240,000 sessions with
+/// fixed per-entry overhead): 256 MiB, room for about 262,000 sessions with
 /// the test IdP's tokens (`bench/memory.sh`), more with small ones.
 pub const DEFAULT_SESSION_CAPACITY_BYTES: u64 = 256 * 1024 * 1024;
 /// Bytes the bound counts per session besides its sealed record.

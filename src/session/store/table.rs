@@ -11,10 +11,12 @@
 //! The table is split into shards by store key. A shard is a slab of slots
 //! and one `hashbrown` table of slot numbers, each slot filed three times:
 //! under the hash of its key, of its `sid` hash and of its `sub` hash (an
-//! entry's top bits say which). A lookup by key probes one shard; one by
-//! `sid` or `sub` probes every shard, which is what back-channel and admin
-//! logouts need and nothing on the request path does. Every match is
-//! checked against the slot itself, so hash collisions only cost a probe.
+//! entry's top bits say which; the last two are spread over 16 hashes by
+//! slot number, so one user's many sessions do not pile up on one). A
+//! lookup by key probes one shard; one by `sid` or `sub` probes the 16
+//! hashes in every shard, which is what back-channel and admin logouts need
+//! and nothing on the request path does. Every match is checked against the
+//! slot itself, so hash collisions only cost a probe.
 //!
 //! Every operation on a session runs under its shard's lock, so a
 //! compare-and-set, a delete and a read of the same session are one step
@@ -42,8 +44,11 @@ const SHARDS: usize = 16;
 const SAMPLES: usize = 5;
 /// Shards looked at to choose one to evict.
 const SHARD_SAMPLES: usize = 3;
-/// Below this many slots, eviction looks at every slot (exact LRU).
+/// Up to this many slots, eviction looks at every slot (exact LRU).
 const EXACT_BELOW: usize = 4096;
+/// How many hashes the slots under one `sid` or `sub` id are spread over
+/// (see [`id_hash`]).
+const SPREAD: usize = 16;
 /// Slots checked for expiry on every write.
 const SWEEP_STEP: usize = 8;
 /// Bytes the bound counts per session besides its sealed record: the slot,
@@ -111,8 +116,14 @@ fn hash(k: &StoreKey) -> u64 {
     fold(k.as_str().as_bytes(), 0)
 }
 
-fn id_hash(kind: u32, id: &IndexId) -> u64 {
-    fold(id, u64::from(kind))
+/// The hash a slot is filed under for its `sid` or `sub` id. The slot
+/// number's low bits are mixed in: one user with thousands of sessions (a
+/// shared or service account) would otherwise put thousands of equal hashes
+/// in each shard, and every write to one of them, and every probe that
+/// crosses them, would walk the lot. A lookup by id probes all [`SPREAD`]
+/// hashes.
+fn id_hash(kind: u32, id: &IndexId, slot: usize) -> u64 {
+    fold(id, u64::from(kind) << 8 | (slot % SPREAD) as u64)
 }
 
 /// Bits 32–35 pick the shard: hashbrown uses the low bits for the bucket
@@ -137,8 +148,9 @@ struct Slot {
     created_ms: u64,
     /// Milliseconds after the table's start at which the session expires.
     deadline: u64,
-    /// Last read or write, in milliseconds after the start, wrapping (only
-    /// ages are compared, and an age beyond 24 days just looks young).
+    /// Last read or write, in milliseconds after the start, wrapping: only
+    /// ages are compared, and one beyond 24 days looks young (as does one
+    /// stamped by another thread after the evicting thread read the clock).
     used: u32,
 }
 
@@ -155,8 +167,8 @@ fn entry_hash(slots: &[Slot], e: u32) -> u64 {
     };
     match kind_of(e) {
         BY_KEY => hash(&slot.key),
-        BY_SID => slot.sid.map_or(0, |id| id_hash(BY_SID, &id)),
-        _ => id_hash(BY_SUB, &slot.sub),
+        BY_SID => slot.sid.map_or(0, |id| id_hash(BY_SID, &id, slot_of(e))),
+        _ => id_hash(BY_SUB, &slot.sub, slot_of(e)),
     }
 }
 
@@ -314,7 +326,7 @@ impl Table {
         self.fill(&mut shard, i, slot);
         self.sweep_step(&mut shard, now);
         drop(shard);
-        self.evict((s, i), now);
+        self.evict((s, i));
     }
 
     /// The sealed record of a live session.
@@ -403,17 +415,26 @@ impl Table {
         id: &IndexId,
         matches: impl Fn(&Slot) -> bool,
     ) -> Vec<(StoreKey, u64)> {
-        let (h, now) = (id_hash(kind, id), self.now());
+        let now = self.now();
+        let hashes: Vec<u64> = (0..SPREAD)
+            .map(|spread| id_hash(kind, id, spread))
+            .collect();
         let mut out = Vec::new();
         for shard in &*self.shards {
             let shard = lock(shard);
-            for &e in shard.table.iter_hash(h) {
-                if kind_of(e) == kind
-                    && let Some(slot) = shard.slots.get(slot_of(e))
-                    && slot.live(now)
-                    && matches(slot)
-                {
-                    out.push((slot.key.clone(), slot.created_ms));
+            for &h in &hashes {
+                // `iter_hash` yields every entry whose short tag matches, so
+                // an entry filed under another of the hashes could come up
+                // twice: keep those filed under exactly this one.
+                for &e in shard.table.iter_hash(h) {
+                    if kind_of(e) == kind
+                        && entry_hash(&shard.slots, e) == h
+                        && let Some(slot) = shard.slots.get(slot_of(e))
+                        && slot.live(now)
+                        && matches(slot)
+                    {
+                        out.push((slot.key.clone(), slot.created_ms));
+                    }
                 }
             }
         }
@@ -437,20 +458,19 @@ impl Table {
     /// Puts `slot` into the empty slot `i`: counts its weight and files it
     /// under its `sid` and `sub` hashes.
     fn fill(&self, shard: &mut Shard, i: usize, slot: Slot) {
-        if let Some(b) = &slot.blob {
-            self.weight.fetch_add(weight(b.len()), Ordering::Relaxed);
-        }
         let (sid, sub) = (slot.sid, slot.sub);
+        let w = slot.blob.as_ref().map_or(0, |b| weight(b.len()));
         match shard.slots.get_mut(i) {
             Some(place) => *place = slot,
             None => return,
         }
+        self.weight.fetch_add(w, Ordering::Relaxed);
         // Filed after the slot holds the ids: a resize rehashes every entry
         // from its slot.
         if let Some(sid) = sid {
-            shard.file(id_hash(BY_SID, &sid), entry(BY_SID, i));
+            shard.file(id_hash(BY_SID, &sid, i), entry(BY_SID, i));
         }
-        shard.file(id_hash(BY_SUB, &sub), entry(BY_SUB, i));
+        shard.file(id_hash(BY_SUB, &sub, i), entry(BY_SUB, i));
     }
 
     /// Empties slot `i` (it stays filed under its key): uncounts its weight
@@ -465,9 +485,9 @@ impl Table {
         self.weight.fetch_sub(weight(blob.len()), Ordering::Relaxed);
         let (sid, sub) = (slot.sid.take(), slot.sub);
         if let Some(sid) = sid {
-            shard.unfile(id_hash(BY_SID, &sid), entry(BY_SID, i));
+            shard.unfile(id_hash(BY_SID, &sid, i), entry(BY_SID, i));
         }
-        shard.unfile(id_hash(BY_SUB, &sub), entry(BY_SUB, i));
+        shard.unfile(id_hash(BY_SUB, &sub, i), entry(BY_SUB, i));
     }
 
     /// Empties slot `i` and frees it.
@@ -498,22 +518,24 @@ impl Table {
     /// recently used of every slot while the table is small (tests, tiny
     /// bounds), else of [`SAMPLES`] slots in each of [`SHARD_SAMPLES`]
     /// shards taken at random.
-    fn evict(&self, keep: (usize, usize), now: u64) {
+    fn evict(&self, keep: (usize, usize)) {
         let mut rounds = 0;
         while self.weight.load(Ordering::Relaxed) > self.capacity && rounds < 64 {
             rounds += 1;
+            // Read each round: other threads stamp their slots meanwhile.
+            let now = self.now();
             let small = self.slots.load(Ordering::Relaxed) <= EXACT_BELOW;
-            let mut best: Option<(usize, usize, StoreKey, u32)> = None;
+            let mut best: Option<(usize, usize, StoreKey, u32, u32)> = None;
             for n in 0..if small { SHARDS } else { SHARD_SAMPLES } {
                 let s = if small { n } else { self.random_shard() };
                 let mut shard = lock(&self.shards[s]);
                 if let Some((i, age)) = Self::oldest(&mut shard, s, keep, now, small)
-                    && best.as_ref().is_none_or(|b| age > b.3)
+                    && best.as_ref().is_none_or(|b| age > b.4)
                 {
-                    best = Some((s, i, shard.slots[i].key.clone(), age));
+                    best = Some((s, i, shard.slots[i].key.clone(), shard.slots[i].used, age));
                 }
             }
-            let Some((s, i, key, _)) = best else {
+            let Some((s, i, key, used, _)) = best else {
                 // Nothing but `keep` in the shards looked at.
                 if small {
                     return;
@@ -521,11 +543,12 @@ impl Table {
                 continue;
             };
             let mut shard = lock(&self.shards[s]);
-            // Still the same session (it may have gone meanwhile).
+            // Still the same session, not used since (it may have gone,
+            // or been read or rewritten meanwhile: then look again).
             if shard
                 .slots
                 .get(i)
-                .is_some_and(|x| x.blob.is_some() && x.key == key)
+                .is_some_and(|x| x.blob.is_some() && x.key == key && x.used == used)
             {
                 self.remove(&mut shard, i);
             }
@@ -560,7 +583,9 @@ impl Table {
             } else if !slot.live(now) {
                 Some(u32::MAX)
             } else {
-                Some(now32.wrapping_sub(slot.used))
+                // Stamped after this `now` by another thread: the youngest.
+                let age = now32.wrapping_sub(slot.used);
+                Some(if age > u32::MAX / 2 { 0 } else { age })
             }
         };
         let mut best: Option<(usize, u32)> = None;
@@ -601,157 +626,4 @@ impl Table {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(n: u64) -> StoreKey {
-        StoreKey::from_stored(&format!("{n:0>43}")).unwrap()
-    }
-
-    fn refs(sid: Option<&str>, sub: &str) -> IndexRefs {
-        IndexRefs {
-            sid: sid.map(str::to_owned),
-            sub: sub.to_owned(),
-            created_at_ms: 7,
-        }
-    }
-
-    const LONG: Duration = Duration::from_secs(3600);
-
-    /// The memory figure in the README rests on this.
-    #[test]
-    fn a_slot_is_112_bytes() {
-        assert!(
-            std::mem::size_of::<Slot>() <= 112,
-            "{}",
-            std::mem::size_of::<Slot>()
-        );
-    }
-
-    #[test]
-    fn expired_sessions_are_never_served_and_are_freed() {
-        let t = Table::new(1 << 20);
-        t.insert(
-            &key(1),
-            Arc::from(&b"one"[..]),
-            &refs(Some("s"), "u"),
-            Duration::from_millis(1),
-        );
-        t.insert(&key(2), Arc::from(&b"two"[..]), &refs(Some("s"), "u"), LONG);
-        std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(t.get(&key(1)), None);
-        assert_eq!(t.by_sid("s"), vec![key(2)]);
-        let e = refs(None, "u");
-        assert_eq!(
-            t.replace(&key(1), None, Arc::from(&b"x"[..]), LONG, &e),
-            CasResult::Gone
-        );
-        assert!(!t.delete(&key(1)));
-        t.sweep();
-        assert_eq!(t.weight.load(Ordering::Relaxed), weight(3));
-    }
-
-    #[test]
-    fn lookups_by_sid_and_sub_find_only_their_own_live_sessions() {
-        let t = Table::new(1 << 20);
-        // Two base64url hashes that share their first 15 bytes.
-        let (a, b) = (
-            format!("{}A", "Q".repeat(42)),
-            format!("{}B{}", "Q".repeat(20), "Q".repeat(22)),
-        );
-        assert_ne!(index_id(&a), index_id(&b));
-        t.insert(&key(1), Arc::from(&b"1"[..]), &refs(Some(&a), &a), LONG);
-        t.insert(&key(2), Arc::from(&b"2"[..]), &refs(Some(&b), &b), LONG);
-        t.insert(&key(4), Arc::from(&b"4"[..]), &refs(None, &b), LONG);
-        assert_eq!(t.by_sid(&a), vec![key(1)]);
-        let mut subs = t.by_sub(&b);
-        subs.sort();
-        assert_eq!(subs, vec![(key(2), 7), (key(4), 7)]);
-        // A freed slot reused by another session is not found under the
-        // old one's hashes.
-        assert!(t.delete(&key(1)));
-        t.insert(
-            &key(3),
-            Arc::from(&b"3"[..]),
-            &refs(Some("other"), "other"),
-            LONG,
-        );
-        assert!(t.by_sid(&a).is_empty() && t.by_sub(&a).is_empty());
-        assert_eq!(t.by_sid("other"), vec![key(3)]);
-    }
-
-    /// Many sessions under one `sub` spread over every shard, some with
-    /// and some without a `sid`: the hash tables' resizes keep every entry.
-    #[test]
-    fn lookups_survive_the_tables_growing() {
-        let t = Table::new(u64::MAX);
-        for n in 0..20_000u64 {
-            let sid = (n % 3 != 0).then(|| format!("sid-{n}"));
-            t.insert(
-                &key(n),
-                Arc::from(&b"x"[..]),
-                &refs(sid.as_deref(), &format!("u{}", n % 7)),
-                LONG,
-            );
-        }
-        assert_eq!(
-            t.by_sub("u3").len(),
-            (0..20_000).filter(|n| n % 7 == 3).count()
-        );
-        assert_eq!(t.by_sid("sid-19999"), vec![key(19_999)]);
-        assert!(t.by_sid("sid-19998").is_empty() || 19_998 % 3 != 0);
-        for n in (0..20_000u64).step_by(2) {
-            assert!(t.delete(&key(n)));
-        }
-        assert_eq!(
-            t.by_sub("u3").len(),
-            (0..20_000).filter(|n| n % 7 == 3 && n % 2 == 1).count()
-        );
-        assert_eq!(t.by_sid("sid-19999"), vec![key(19_999)]);
-    }
-
-    #[test]
-    fn a_rewrite_moves_its_index_entries_and_honours_the_expected_record() {
-        let t = Table::new(1 << 20);
-        t.insert(
-            &key(1),
-            Arc::from(&b"v1"[..]),
-            &refs(Some("old"), "old"),
-            LONG,
-        );
-        let moved = refs(Some("new"), "new");
-        assert_eq!(
-            t.replace(&key(1), Some(b"v0"), Arc::from(&b"v2"[..]), LONG, &moved),
-            CasResult::Changed
-        );
-        assert_eq!(
-            t.replace(&key(1), Some(b"v1"), Arc::from(&b"v2"[..]), LONG, &moved),
-            CasResult::Replaced
-        );
-        assert_eq!(t.get(&key(1)).as_deref(), Some(&b"v2"[..]));
-        assert!(t.by_sid("old").is_empty());
-        assert_eq!(t.by_sub("new"), vec![(key(1), 7)]);
-    }
-
-    /// Sampled eviction (a table beyond the exact size): the bound holds,
-    /// and the session just written is always there.
-    #[test]
-    fn a_large_table_stays_within_its_bound() {
-        let blob: Arc<[u8]> = Arc::from(vec![0u8; 64]);
-        let t = Table::new(weight(64) * 1000);
-        for n in 0..(EXACT_BELOW as u64 * 3) {
-            t.insert(
-                &key(n),
-                blob.clone(),
-                &refs(None, &format!("u{}", n % 50)),
-                LONG,
-            );
-            assert!(t.get(&key(n)).is_some(), "session {n} not admitted");
-            assert!(t.weight.load(Ordering::Relaxed) <= weight(64) * 1000);
-        }
-        let alive = (0..EXACT_BELOW as u64 * 3)
-            .filter(|n| t.get(&key(*n)).is_some())
-            .count();
-        assert_eq!(alive, 1000);
-    }
-}
+mod tests;
