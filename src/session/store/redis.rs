@@ -33,7 +33,7 @@ use super::redis_cluster::Split;
 use super::redis_conn::{Backend, CONNECT_TIMEOUT, Conn};
 pub use super::redis_lua::REVOCATION_CHANNEL;
 use super::redis_lua::{PREFIX, Scripts};
-use super::redis_pubsub::{Shared, subscriber};
+use super::redis_pubsub::{Shared, cache_written, subscriber};
 use super::{CasResult, IndexRefs, IndexTarget, LockToken, StoreError, ms};
 use crate::config::RedisConfig;
 use crate::session::id::StoreKey;
@@ -70,6 +70,9 @@ pub struct RedisStore {
     local: Cache<StoreKey, Arc<[u8]>>,
     /// Bumped on every invalidation, so a read racing one is not cached.
     epoch: Arc<AtomicU64>,
+    /// Bumped on every deletion or foreign change, so a write racing one is
+    /// not cached ([`cache_written`]).
+    changes: Arc<AtomicU64>,
     index_ttl: Duration,
     scripts: Arc<Scripts>,
     subscribed: watch::Receiver<bool>,
@@ -127,6 +130,7 @@ impl RedisStore {
             .time_to_live(cfg.cache_ttl.max(Duration::from_millis(1)))
             .build();
         let epoch = Arc::new(AtomicU64::new(0));
+        let changes = Arc::new(AtomicU64::new(0));
         let replicas = Arc::new(AtomicUsize::new(0));
         let (sub_tx, subscribed) = watch::channel(false);
         let (resync_tx, resync) = watch::channel(0u64);
@@ -135,6 +139,7 @@ impl RedisStore {
             Shared {
                 local: local.clone(),
                 epoch: epoch.clone(),
+                changes: changes.clone(),
                 replicas: replicas.clone(),
                 revoked,
                 subscribed: sub_tx,
@@ -152,6 +157,7 @@ impl RedisStore {
             resync,
             local,
             epoch,
+            changes,
             index_ttl,
             scripts: Arc::new(Scripts::new()),
             subscribed,
@@ -195,6 +201,7 @@ impl RedisStore {
         idx: &IndexRefs,
         ttl: Duration,
     ) -> Result<(), StoreError> {
+        let before = self.changes.load(Ordering::SeqCst);
         let rk = rkey(key);
         let sub_key = format!("{PREFIX}sub:{}", idx.sub);
         let idx_ms = ms(self.index_ttl);
@@ -245,7 +252,7 @@ impl RedisStore {
                 .await
                 .map_err(unavailable)?;
         }
-        self.local.insert(key.clone(), blob.into());
+        cache_written(&self.local, &self.changes, key, blob.into(), before);
         Ok(())
     }
 
@@ -381,12 +388,13 @@ impl RedisStore {
         ttl: Duration,
         idx: &IndexRefs,
     ) -> Result<bool, StoreError> {
+        let before = self.changes.load(Ordering::SeqCst);
         let n = self
             .write(&self.scripts.replace, key, &blob, ttl, None, idx)
             .await?;
         self.drop_local(key).await;
         if n == 1 {
-            self.local.insert(key.clone(), blob.into());
+            cache_written(&self.local, &self.changes, key, blob.into(), before);
         }
         Ok(n == 1)
     }
@@ -401,6 +409,7 @@ impl RedisStore {
     ) -> Result<CasResult, StoreError> {
         let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, expected);
         let expected_sha1: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let before = self.changes.load(Ordering::SeqCst);
         let n = self
             .write(
                 &self.scripts.replace_if,
@@ -416,7 +425,7 @@ impl RedisStore {
         self.drop_local(key).await;
         match n {
             1 => {
-                self.local.insert(key.clone(), blob.into());
+                cache_written(&self.local, &self.changes, key, blob.into(), before);
                 Ok(CasResult::Replaced)
             }
             2 => Ok(CasResult::Changed),
@@ -473,6 +482,7 @@ impl RedisStore {
     /// revocation does too, but may come later or be lost).
     async fn forget(&self, keys: &[StoreKey]) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.changes.fetch_add(1, Ordering::SeqCst);
         for k in keys {
             self.local.invalidate(k);
         }
@@ -506,7 +516,8 @@ impl RedisStore {
             n == 1
         };
         // Before the cache: a read that raced the deletion must not cache
-        // what it read before it.
+        // what it read before it, nor a write what it wrote.
+        self.changes.fetch_add(1, Ordering::SeqCst);
         self.drop_local(key).await;
         self.durable().await?;
         Ok(existed)

@@ -21,6 +21,9 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 pub(super) struct Shared {
     pub(super) local: Cache<StoreKey, Arc<[u8]>>,
     pub(super) epoch: Arc<AtomicU64>,
+    /// Bumped by every deletion or foreign change this instance learns of
+    /// (see [`cache_written`]).
+    pub(super) changes: Arc<AtomicU64>,
     pub(super) replicas: Arc<AtomicUsize>,
     pub(super) revoked: broadcast::Sender<StoreKey>,
     pub(super) subscribed: watch::Sender<bool>,
@@ -48,6 +51,7 @@ pub(super) async fn subscriber(backend: Arc<Backend>, sh: Shared) {
             && ps.subscribe(REVOCATION_CHANNEL).await.is_ok()
         {
             sh.epoch.fetch_add(1, Ordering::SeqCst);
+            sh.changes.fetch_add(1, Ordering::SeqCst);
             sh.local.invalidate_all();
             sh.subscribed.send_replace(true);
             if !first {
@@ -64,7 +68,7 @@ pub(super) async fn subscriber(backend: Arc<Backend>, sh: Shared) {
                 tokio::select! {
                     msg = stream.next() => {
                         let Some(msg) = msg else { break };
-                        handle_message(msg.get_payload_bytes(), &sh.local, &sh.epoch, &sh.revoked).await;
+                        handle_message(msg.get_payload_bytes(), &sh).await;
                     }
                     _ = heartbeat.tick() => {
                         // A silently dead link (no FIN) would otherwise look
@@ -83,6 +87,7 @@ pub(super) async fn subscriber(backend: Arc<Backend>, sh: Shared) {
             }
             sh.subscribed.send_replace(false);
             sh.epoch.fetch_add(1, Ordering::SeqCst);
+            sh.changes.fetch_add(1, Ordering::SeqCst);
             tracing::warn!("session revocation subscription lost; reconnecting");
         } else {
             first = false;
@@ -92,14 +97,31 @@ pub(super) async fn subscriber(backend: Arc<Backend>, sh: Shared) {
     }
 }
 
+/// Caches a record this instance has just written, unless a deletion or a
+/// foreign change arrived since `before` (`changes` read before the write
+/// was sent). Another instance's revocation handled between the write's
+/// reply and this insert would otherwise be undone in this instance's cache
+/// for up to `cache_ttl`: the revoked session served again.
+pub(super) fn cache_written(
+    local: &Cache<StoreKey, Arc<[u8]>>,
+    changes: &AtomicU64,
+    key: &StoreKey,
+    blob: Arc<[u8]>,
+    before: u64,
+) {
+    if changes.load(Ordering::SeqCst) != before {
+        return;
+    }
+    local.insert(key.clone(), blob);
+    // A change that landed between the check and the insert still wins.
+    if changes.load(Ordering::SeqCst) != before {
+        local.invalidate(key);
+    }
+}
+
 /// Applies one message: `u:<key>` drops a cached copy (the record changed),
 /// `<key>` is a revocation (dropped and announced).
-async fn handle_message(
-    payload: &[u8],
-    local: &Cache<StoreKey, Arc<[u8]>>,
-    epoch: &AtomicU64,
-    revoked: &broadcast::Sender<StoreKey>,
-) {
+async fn handle_message(payload: &[u8], sh: &Shared) {
     let Ok(payload) = std::str::from_utf8(payload) else {
         return;
     };
@@ -110,10 +132,54 @@ async fn handle_message(
     let Some(key) = StoreKey::from_stored(key) else {
         return;
     };
-    epoch.fetch_add(1, Ordering::SeqCst);
-    local.invalidate(&key);
+    sh.epoch.fetch_add(1, Ordering::SeqCst);
+    sh.changes.fetch_add(1, Ordering::SeqCst);
+    sh.local.invalidate(&key);
     if revocation {
         // Nobody listening is fine.
-        let _ = revoked.send(key);
+        let _ = sh.revoked.send(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> (Shared, broadcast::Receiver<StoreKey>) {
+        let (revoked, rx) = broadcast::channel(4);
+        let shared = Shared {
+            local: Cache::new(16),
+            epoch: Arc::default(),
+            changes: Arc::default(),
+            replicas: Arc::default(),
+            revoked,
+            subscribed: watch::channel(false).0,
+            resync: watch::channel(0).0,
+        };
+        (shared, rx)
+    }
+
+    /// A write's reply and the insert into the local cache are two steps;
+    /// a revocation from another instance handled between them must win.
+    #[tokio::test]
+    async fn a_revocation_during_a_write_is_not_undone_by_caching_the_write() {
+        let (sh, mut rx) = shared();
+        let key = StoreKey::from_stored(&"k".repeat(43)).unwrap();
+        let blob: Arc<[u8]> = Arc::from(&b"record"[..]);
+
+        let before = sh.changes.load(Ordering::SeqCst);
+        // The write is in flight; another instance deletes the session.
+        handle_message(key.as_str().as_bytes(), &sh).await;
+        assert_eq!(rx.recv().await.unwrap(), key);
+        cache_written(&sh.local, &sh.changes, &key, blob.clone(), before);
+        assert!(
+            sh.local.get(&key).is_none(),
+            "the revoked session is cached"
+        );
+
+        // With nothing in between, the written record is cached.
+        let before = sh.changes.load(Ordering::SeqCst);
+        cache_written(&sh.local, &sh.changes, &key, blob, before);
+        assert!(sh.local.get(&key).is_some());
     }
 }
