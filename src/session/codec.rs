@@ -17,6 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use super::id::is_base64url;
 use super::record::SessionRecord;
 use crate::config::Secret;
 use crate::oidc::IdentityClaims;
@@ -62,10 +63,7 @@ struct Packed {
 
 impl Packed {
     fn of(text: &str) -> Option<Self> {
-        if !text
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-        {
+        if !is_base64url(text) {
             return None;
         }
         let chars = u32::try_from(text.len()).ok()?;

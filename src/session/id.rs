@@ -10,6 +10,13 @@ pub const ID_BYTES: usize = 32;
 /// Length of the cookie value: base64url without padding of [`ID_BYTES`].
 pub const ID_COOKIE_LEN: usize = 43;
 
+/// Whether every character of `s` is of the base64url alphabet (no
+/// padding).
+pub(crate) fn is_base64url(s: &str) -> bool {
+    s.bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+}
+
 /// A session id: 256 random bits. Its cookie form is base64url without
 /// padding. `Debug` does not show it: it is a bearer credential.
 #[derive(Clone, PartialEq, Eq)]
@@ -32,11 +39,7 @@ impl SessionId {
     /// Parses a cookie value strictly: exactly [`ID_COOKIE_LEN`] base64url
     /// characters in canonical form; anything else is `None`.
     pub fn parse(cookie_value: &str) -> Option<Self> {
-        if cookie_value.len() != ID_COOKIE_LEN
-            || !cookie_value
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-        {
+        if cookie_value.len() != ID_COOKIE_LEN || !is_base64url(cookie_value) {
             return None;
         }
         // The default engine rejects non-zero trailing bits: one id, one form.
@@ -92,9 +95,7 @@ impl StoreKey {
     /// Rebuilds a key read back from the store or a revocation message;
     /// `None` unless it has the form [`SessionId::store_key`] produces.
     pub fn from_stored(s: &str) -> Option<Self> {
-        let ok = s
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+        let ok = is_base64url(s);
         let bytes: [u8; ID_COOKIE_LEN] = s.as_bytes().try_into().ok()?;
         ok.then_some(StoreKey(bytes))
     }

@@ -3,8 +3,8 @@
 //! [`Sessions`] is the service the gateway calls. A session id is 256 random
 //! bits ([`SessionId`]) carried in the cookie ([`cookie`]); the store keys
 //! the session by a hash of it ([`StoreKey`]) and holds the record, encoded
-//! compactly ([`codec`]), sealed with AES-256-GCM ([`crypto`]), so neither a copy of the store nor a
-//! store operator gets a usable cookie or a token. Records are indexed by
+//! compactly ([`codec`]), sealed with AES-256-GCM ([`crypto`]), so neither a
+//! copy of the store nor a store operator gets a usable cookie or a token. Records are indexed by
 //! the IdP's `iss`+`sid` and by `iss`+`sub` (keyed hashes), so IdP-initiated
 //! logout finds them without a cookie.
 

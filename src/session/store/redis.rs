@@ -33,7 +33,7 @@ use super::redis_cluster::Split;
 use super::redis_conn::{Backend, CONNECT_TIMEOUT, Conn};
 pub use super::redis_lua::REVOCATION_CHANNEL;
 use super::redis_lua::{PREFIX, Scripts};
-use super::redis_pubsub::{Shared, cache_written, subscriber};
+use super::redis_pubsub::{Shared, cache_unless_moved, subscriber};
 use super::{CasResult, IndexRefs, IndexTarget, LockToken, StoreError, ms};
 use crate::config::RedisConfig;
 use crate::session::id::StoreKey;
@@ -71,7 +71,7 @@ pub struct RedisStore {
     /// Bumped on every invalidation, so a read racing one is not cached.
     epoch: Arc<AtomicU64>,
     /// Bumped on every deletion or foreign change, so a write racing one is
-    /// not cached ([`cache_written`]).
+    /// not cached ([`cache_unless_moved`]).
     changes: Arc<AtomicU64>,
     index_ttl: Duration,
     scripts: Arc<Scripts>,
@@ -252,7 +252,7 @@ impl RedisStore {
                 .await
                 .map_err(unavailable)?;
         }
-        cache_written(&self.local, &self.changes, key, blob.into(), before);
+        cache_unless_moved(&self.local, &self.changes, key, blob.into(), before);
         Ok(())
     }
 
@@ -269,15 +269,7 @@ impl RedisStore {
         let v: Option<Vec<u8>> = c.hget(rkey(key), "b").await.map_err(unavailable)?;
         let v: Option<Arc<[u8]>> = v.map(Arc::from);
         match &v {
-            Some(b) if self.epoch.load(Ordering::SeqCst) == before => {
-                self.local.insert(key.clone(), b.clone());
-                // An invalidation that landed between the check and the
-                // insert must still win.
-                if self.epoch.load(Ordering::SeqCst) != before {
-                    self.local.invalidate(key);
-                }
-            }
-            Some(_) => {}
+            Some(b) => cache_unless_moved(&self.local, &self.epoch, key, b.clone(), before),
             None => self.local.invalidate(key),
         }
         Ok(v)
@@ -286,7 +278,7 @@ impl RedisStore {
     /// Drops a cached copy so that no read in flight puts it back: the
     /// epoch moves first, so a read that began before (and may have seen
     /// the old value) does not cache what it read.
-    async fn drop_local(&self, key: &StoreKey) {
+    fn drop_local(&self, key: &StoreKey) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.local.invalidate(key);
     }
@@ -392,9 +384,9 @@ impl RedisStore {
         let n = self
             .write(&self.scripts.replace, key, &blob, ttl, None, idx)
             .await?;
-        self.drop_local(key).await;
+        self.drop_local(key);
         if n == 1 {
-            cache_written(&self.local, &self.changes, key, blob.into(), before);
+            cache_unless_moved(&self.local, &self.changes, key, blob.into(), before);
         }
         Ok(n == 1)
     }
@@ -422,10 +414,10 @@ impl RedisStore {
             .await?;
         // The local copy is stale whatever happened (or the session gone):
         // a read racing this one must not put the old blob back.
-        self.drop_local(key).await;
+        self.drop_local(key);
         match n {
             1 => {
-                cache_written(&self.local, &self.changes, key, blob.into(), before);
+                cache_unless_moved(&self.local, &self.changes, key, blob.into(), before);
                 Ok(CasResult::Replaced)
             }
             2 => Ok(CasResult::Changed),
@@ -480,7 +472,7 @@ impl RedisStore {
 
     /// Drops deleted sessions from the local cache (the published
     /// revocation does too, but may come later or be lost).
-    async fn forget(&self, keys: &[StoreKey]) {
+    fn forget(&self, keys: &[StoreKey]) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.changes.fetch_add(1, Ordering::SeqCst);
         for k in keys {
@@ -518,7 +510,7 @@ impl RedisStore {
         // Before the cache: a read that raced the deletion must not cache
         // what it read before it, nor a write what it wrote.
         self.changes.fetch_add(1, Ordering::SeqCst);
-        self.drop_local(key).await;
+        self.drop_local(key);
         self.durable().await?;
         Ok(existed)
     }
@@ -556,7 +548,7 @@ impl RedisStore {
         } else {
             Self::keys_of(self.run_delete(&self.scripts.del_sid, &[sid]).await?)?
         };
-        self.forget(&keys).await;
+        self.forget(&keys);
         self.durable().await?;
         Ok(keys)
     }
@@ -577,7 +569,7 @@ impl RedisStore {
         } else {
             Self::keys_of(self.run_delete(&self.scripts.del_sub, &[sub, &max]).await?)?
         };
-        self.forget(&keys).await;
+        self.forget(&keys);
         self.durable().await?;
         Ok(keys)
     }
@@ -614,7 +606,7 @@ impl RedisStore {
             }
         };
         if let Some(keys) = &keys {
-            self.forget(keys).await;
+            self.forget(keys);
         }
         // A replay claim must outlive a failover as much as the deletion.
         self.durable().await?;

@@ -22,7 +22,7 @@ pub(super) struct Shared {
     pub(super) local: Cache<StoreKey, Arc<[u8]>>,
     pub(super) epoch: Arc<AtomicU64>,
     /// Bumped by every deletion or foreign change this instance learns of
-    /// (see [`cache_written`]).
+    /// (see [`cache_unless_moved`]).
     pub(super) changes: Arc<AtomicU64>,
     pub(super) replicas: Arc<AtomicUsize>,
     pub(super) revoked: broadcast::Sender<StoreKey>,
@@ -97,24 +97,27 @@ pub(super) async fn subscriber(backend: Arc<Backend>, sh: Shared) {
     }
 }
 
-/// Caches a record this instance has just written, unless a deletion or a
-/// foreign change arrived since `before` (`changes` read before the write
-/// was sent). Another instance's revocation handled between the write's
-/// reply and this insert would otherwise be undone in this instance's cache
-/// for up to `cache_ttl`: the revoked session served again.
-pub(super) fn cache_written(
+/// Caches `blob` under `key` unless `counter` has moved since `before` (read
+/// before the value was fetched or written), and drops it again if the
+/// counter moved during the insert. With the epoch, a read that raced an
+/// invalidation does not cache what it read; with the count of changes, a
+/// record this instance has just written is not cached when a deletion or
+/// a foreign change arrived meanwhile: another instance's revocation
+/// handled between the write's reply and the insert would otherwise be
+/// undone here for up to `cache_ttl`, the revoked session served again.
+pub(super) fn cache_unless_moved(
     local: &Cache<StoreKey, Arc<[u8]>>,
-    changes: &AtomicU64,
+    counter: &AtomicU64,
     key: &StoreKey,
     blob: Arc<[u8]>,
     before: u64,
 ) {
-    if changes.load(Ordering::SeqCst) != before {
+    if counter.load(Ordering::SeqCst) != before {
         return;
     }
     local.insert(key.clone(), blob);
     // A change that landed between the check and the insert still wins.
-    if changes.load(Ordering::SeqCst) != before {
+    if counter.load(Ordering::SeqCst) != before {
         local.invalidate(key);
     }
 }
@@ -171,7 +174,7 @@ mod tests {
         // The write is in flight; another instance deletes the session.
         handle_message(key.as_str().as_bytes(), &sh).await;
         assert_eq!(rx.recv().await.unwrap(), key);
-        cache_written(&sh.local, &sh.changes, &key, blob.clone(), before);
+        cache_unless_moved(&sh.local, &sh.changes, &key, blob.clone(), before);
         assert!(
             sh.local.get(&key).is_none(),
             "the revoked session is cached"
@@ -179,7 +182,7 @@ mod tests {
 
         // With nothing in between, the written record is cached.
         let before = sh.changes.load(Ordering::SeqCst);
-        cache_written(&sh.local, &sh.changes, &key, blob, before);
+        cache_unless_moved(&sh.local, &sh.changes, &key, blob, before);
         assert!(sh.local.get(&key).is_some());
     }
 }

@@ -158,6 +158,11 @@ impl Slot {
     fn live(&self, now: u64) -> bool {
         self.blob.is_some() && self.deadline > now
     }
+
+    /// Holds a session whose time is up (to be freed).
+    fn expired(&self, now: u64) -> bool {
+        self.blob.is_some() && self.deadline <= now
+    }
 }
 
 /// The hash an entry is filed under, from the slot it names.
@@ -448,7 +453,7 @@ impl Table {
         for shard in &*self.shards {
             let mut shard = lock(shard);
             for i in 0..shard.slots.len() {
-                if shard.slots[i].blob.is_some() && !shard.slots[i].live(now) {
+                if shard.slots[i].expired(now) {
                     self.remove(&mut shard, i);
                 }
             }
@@ -507,7 +512,7 @@ impl Table {
         for _ in 0..SWEEP_STEP.min(shard.slots.len()) {
             let i = shard.sweep % shard.slots.len();
             shard.sweep = i + 1;
-            if shard.slots[i].blob.is_some() && !shard.slots[i].live(now) {
+            if shard.slots[i].expired(now) {
                 self.remove(shard, i);
             }
         }
