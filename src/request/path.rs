@@ -69,6 +69,35 @@ fn hex_value(b: u8) -> Option<u8> {
 /// Normalises a raw request path (without the query) into the canonical
 /// form used for matching and sent upstream.
 pub fn normalize(raw: &str) -> Result<String, PathError> {
+    if already_canonical(raw.as_bytes()) {
+        return Ok(raw.to_owned());
+    }
+    normalize_general(raw)
+}
+
+/// Whether every rule below would leave `raw` as it is: it starts with `/`
+/// and has no `%`, `\`, control character, `//` or segment starting with
+/// `.` (so no dot-segment, with or without parameters). Nearly every
+/// request's path passes this one scan, which skips the allocations and
+/// passes of [`normalize_general`] (the tests check both agree).
+fn already_canonical(raw: &[u8]) -> bool {
+    if raw.first() != Some(&b'/') {
+        return false;
+    }
+    let mut after_slash = false;
+    for &b in raw {
+        match b {
+            b'%' | b'\\' | 0..=0x1f | 0x7f => return false,
+            b'/' | b'.' if after_slash => return false,
+            _ => {}
+        }
+        after_slash = b == b'/';
+    }
+    true
+}
+
+/// [`normalize`] for any path: the rules applied in full.
+fn normalize_general(raw: &str) -> Result<String, PathError> {
     let bytes = raw.as_bytes();
     if bytes.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
@@ -206,6 +235,35 @@ pub fn under_prefix(path: &str, prefix: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one-scan shortcut must never change an answer: every path of up
+    /// to six characters over the bytes the rules care about, as the
+    /// shortcut and the full rules see it.
+    #[test]
+    fn the_shortcut_agrees_with_the_full_rules() {
+        const ALPHABET: &[u8] = b"/.a;%2F\\\x01";
+        let mut checked = 0;
+        let mut shortcuts = 0;
+        for len in 1..=6u32 {
+            for mut n in 0..ALPHABET.len().pow(len) {
+                let mut raw = String::new();
+                for _ in 0..len {
+                    raw.push(char::from(ALPHABET[n % ALPHABET.len()]));
+                    n /= ALPHABET.len();
+                }
+                if already_canonical(raw.as_bytes()) {
+                    shortcuts += 1;
+                    assert_eq!(normalize_general(&raw), Ok(raw.clone()), "{raw:?}");
+                }
+                assert_eq!(normalize(&raw), normalize_general(&raw), "{raw:?}");
+                checked += 1;
+            }
+        }
+        assert!(
+            shortcuts > 1000 && checked > shortcuts,
+            "{shortcuts} of {checked}"
+        );
+    }
 
     #[test]
     fn canonical_forms() {
