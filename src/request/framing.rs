@@ -36,7 +36,7 @@ impl FramingFlag {
 /// Line-scanning state carried across reads.
 #[derive(Debug, Default)]
 struct Scanner {
-    /// The first bytes of the current line, lower-cased.
+    /// The first bytes of a line that began in an earlier read.
     head: [u8; 18],
     head_len: usize,
     line_len: usize,
@@ -51,39 +51,50 @@ impl Scanner {
                 Some(i) => (&bytes[..i], &bytes[i + 1..], true),
                 None => (bytes, &[][..], false),
             };
-            // Only a line's first bytes decide; the rest is counted, not read.
-            let room = self.head.len() - self.head_len;
-            for &b in line_part.iter().take(room) {
-                self.head[self.head_len] = b.to_ascii_lowercase();
-                self.head_len += 1;
-            }
-            self.line_len += line_part.len();
-            if ended {
-                self.end_line(flag);
+            if ended && self.line_len == 0 {
+                // The usual case: the whole line is in this read, so it is
+                // looked at where it is, without a copy.
+                self.end_line(line_part, line_part.len(), flag);
+            } else {
+                // Only a line's first bytes decide; the rest is counted.
+                let take = line_part.len().min(self.head.len() - self.head_len);
+                self.head[self.head_len..self.head_len + take].copy_from_slice(&line_part[..take]);
+                self.head_len += take;
+                self.line_len += line_part.len();
+                if ended {
+                    let head = self.head;
+                    self.end_line(&head[..self.head_len], self.line_len, flag);
+                }
             }
             bytes = rest;
         }
     }
 
-    fn end_line(&mut self, flag: &FramingFlag) {
-        let blank = self.line_len == 0 || (self.line_len == 1 && self.head[0] == b'\r');
+    /// A line of `len` bytes has ended; `start` is its first bytes (at
+    /// least as many as the longest name compared).
+    fn end_line(&mut self, start: &[u8], len: usize, flag: &FramingFlag) {
+        let blank = len == 0 || (len == 1 && start.first() == Some(&b'\r'));
         if blank {
             if self.saw_length && self.saw_te {
                 flag.0.store(true, Ordering::Relaxed);
             }
             self.saw_length = false;
             self.saw_te = false;
-        } else {
-            let head = &self.head[..self.head_len];
-            if head.starts_with(b"content-length:") || head.starts_with(b"content-length ") {
-                self.saw_length = true;
-            } else if head.starts_with(b"transfer-encoding") {
-                self.saw_te = true;
-            }
+        } else if starts_with_ignore_case(start, b"content-length:")
+            || starts_with_ignore_case(start, b"content-length ")
+        {
+            self.saw_length = true;
+        } else if starts_with_ignore_case(start, b"transfer-encoding") {
+            self.saw_te = true;
         }
         self.head_len = 0;
         self.line_len = 0;
     }
+}
+
+fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
+    s.get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
 pin_project_lite::pin_project! {
@@ -176,6 +187,21 @@ mod tests {
             b"oding: chunked\r",
             b"\n\r\n"
         ]));
+    }
+
+    #[test]
+    fn any_split_of_the_reads_flags_the_same() {
+        let req: &[u8] =
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n";
+        for i in 0..=req.len() {
+            assert!(scan(&[&req[..i], &req[i..]]), "split at {i}");
+        }
+        let bytewise: Vec<&[u8]> = req.chunks(1).collect();
+        assert!(scan(&bytewise));
+        let two: &[u8] = b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\nPOST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        for i in 0..=two.len() {
+            assert!(!scan(&[&two[..i], &two[i..]]), "split at {i}");
+        }
     }
 
     #[test]
