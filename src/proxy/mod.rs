@@ -212,6 +212,10 @@ pub async fn forward(
     headers::strip_hop_by_hop(h);
     headers::strip_client_controlled(h, f.identity, f.trusted_peer);
     headers::filter_cookies(h, f.is_gateway_cookie);
+    // Room for what is added below (forwarding, Host, request id, trace,
+    // identity, assertion) at once: hyper sizes the map for the fields it
+    // parsed, and growing it field by field rehashes it more than once.
+    h.reserve(8 + f.set_headers.len());
     headers::set_forwarded(
         h,
         f.peer_text,
