@@ -47,8 +47,10 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 }
 
 /// Whether a `Connection` token names a field in [`HOP_BY_HOP`], in any case.
-fn is_hop_by_hop_str(token: &str) -> bool {
-    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(token))
+fn is_hop_by_hop_token(token: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|h| h.as_bytes().eq_ignore_ascii_case(token))
 }
 
 /// Request headers that ask an upstream to route or behave differently;
@@ -133,14 +135,15 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // are empty for most requests, and an empty Vec does not allocate.
     // The usual tokens ("keep-alive", "close", "upgrade") name no extra
     // field, so only other tokens are parsed into names.
+    // Tokens are read as bytes: one that is not a field name is skipped by
+    // `HeaderName::from_bytes`, without hiding its neighbours.
     let mut doomed: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.eq_ignore_ascii_case("close") && !is_hop_by_hop_str(t))
-        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.eq_ignore_ascii_case(b"close") && !is_hop_by_hop_token(t))
+        .filter_map(|token| HeaderName::from_bytes(token).ok())
         .collect();
     doomed.extend(headers.keys().filter(|n| is_hop_by_hop(n)).cloned());
     for name in doomed {
@@ -325,6 +328,19 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+
+        // A token with a non-ASCII byte names no field, and does not hide
+        // the fields its neighbours name.
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONNECTION,
+            HeaderValue::from_bytes(b"x-hop-a, caf\xe9, x-hop-b").unwrap(),
+        );
+        h.insert("x-hop-a", HeaderValue::from_static("1"));
+        h.insert("x-hop-b", HeaderValue::from_static("1"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"]);
 
         let mut h = map(&[
             ("connection", "Close, UPGRADE, X-Other"),
