@@ -216,10 +216,15 @@ fn request_id() -> String {
     // (it wraps after 2^32 requests; the prefix still differs per process).
     let value = (u64::from(prefix) << 32) | (counter & 0xffff_ffff);
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    (0..16)
-        .rev()
-        .map(|i| char::from(HEX[((value >> (i * 4)) & 0xf) as usize]))
-        .collect()
+    // Written as bytes and copied once (hex digits are ASCII, so the UTF-8
+    // check cannot fail): cheaper than pushing chars one by one.
+    let mut digits = [0u8; 16];
+    for (i, d) in digits.iter_mut().enumerate() {
+        *d = HEX[((value >> ((15 - i) * 4)) & 0xf) as usize];
+    }
+    std::str::from_utf8(&digits)
+        .map(str::to_owned)
+        .unwrap_or_default()
 }
 
 impl App {

@@ -54,9 +54,14 @@ pub fn expired_session_cookie(cfg: &SessionConfig, secure: bool) -> String {
 pub fn read_session_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     let mut found: Option<Option<String>> = None;
     for header in headers.get_all(COOKIE) {
-        for pair in header.as_bytes().split(|b| *b == b';') {
-            let pair = pair.trim_ascii();
-            let (n, v) = match pair.iter().position(|b| *b == b'=') {
+        // memchr's splitting: a session cookie's value is long, and this
+        // runs on every request of a session route.
+        let bytes = header.as_bytes();
+        let mut start = 0;
+        for end in memchr::memchr_iter(b';', bytes).chain(std::iter::once(bytes.len())) {
+            let pair = bytes[start..end].trim_ascii();
+            start = end + 1;
+            let (n, v) = match memchr::memchr(b'=', pair) {
                 Some(i) => (&pair[..i], &pair[i + 1..]),
                 None => continue,
             };
