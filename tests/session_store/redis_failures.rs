@@ -1,0 +1,167 @@
+//! A failing Redis (down, a script failing part-way, a silent replica) never fails open.
+
+use std::process::Command;
+use std::time::Instant;
+
+use portcullis::session::Revoke;
+
+use super::*;
+
+/// A Redis script that fails part-way (here a record of the wrong type in
+/// the index) keeps no claim: the retry runs, and then a replay does not.
+#[tokio::test]
+async fn redis_revoke_once_that_fails_part_way_keeps_no_claim() {
+    let r = Redis::start();
+    let s = Sessions::new(&config(redis_store(&r, LONG), LONG, LONG))
+        .await
+        .unwrap();
+    let (id, created) = s.create(login("kim", Some("sid-k"))).await.unwrap();
+    let mut raw = raw(&r).await;
+    let sid_hash: String = redis::cmd("HGET")
+        .arg(format!("portcullis:s:{}", created.key()))
+        .arg("sid")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let _: () = redis::pipe()
+        .cmd("SET")
+        .arg("portcullis:s:trap")
+        .arg("not a hash")
+        .ignore()
+        .cmd("SADD")
+        .arg(format!("portcullis:sid:{sid_hash}"))
+        .arg("trap")
+        .ignore()
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+
+    let ttl = Duration::from_secs(60);
+    let what = Revoke::Sid("sid-k");
+    assert!(is_store_error(s.revoke_once("jti-k", ttl, ISS, what).await));
+    let kept: bool = redis::cmd("EXISTS")
+        .arg("portcullis:once:jti-k")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(!kept, "a failed revocation kept its claim");
+
+    let _: () = redis::cmd("DEL")
+        .arg("portcullis:s:trap")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(
+        s.revoke_once("jti-k", ttl, ISS, what)
+            .await
+            .unwrap()
+            .is_some(),
+        "the retry is not a replay"
+    );
+    assert!(s.load(&id.to_cookie_value()).await.unwrap().is_none());
+    assert_eq!(s.revoke_once("jti-k", ttl, ISS, what).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn redis_down_is_an_error_never_no_session() {
+    let mut r = Redis::start();
+    let cfg = config(redis_store(&r, Duration::from_millis(300)), LONG, LONG);
+    let s = Sessions::new(&cfg).await.unwrap();
+    let (id, _) = s.create(login("lee", Some("sid-l"))).await.unwrap();
+    s.ready().await.unwrap();
+    r.stop();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let c = id.to_cookie_value();
+    let res = s.load(&c).await;
+    assert!(is_store_error(res), "load must fail, not say no session");
+    let other = portcullis::session::SessionId::parse(&"A".repeat(43)).unwrap();
+    assert!(is_store_error(s.load(&other.to_cookie_value()).await));
+    assert!(
+        is_store_error(s.claim_once("jti-x", LONG).await),
+        "never fail open"
+    );
+    assert!(is_store_error(s.take_temp("state").await));
+    assert!(is_store_error(s.delete_by_sid(ISS, "sid-l").await));
+    assert!(
+        is_store_error(
+            s.revoke_once("jti-y", LONG, ISS, Revoke::Sid("sid-l"))
+                .await
+        ),
+        "never fail open"
+    );
+    assert!(is_store_error(s.create(login("lee", None)).await));
+    assert!(is_store_error(s.ready().await));
+    // Malformed cookies need no store: still plainly "no session".
+    assert!(s.load("junk").await.unwrap().is_none());
+}
+
+/// With a replica, a deletion is acknowledged only once a replica has it
+/// (`WAIT 1`): while the replica is frozen (still connected, acknowledging
+/// nothing) a logout fails rather than be reported done on the strength of
+/// the master alone, which could die and see that replica promoted without
+/// the deletion. Once the replica answers again, the retry is acknowledged.
+#[tokio::test]
+async fn redis_deletion_is_acknowledged_only_once_a_replica_has_it() {
+    let master = Redis::start();
+    let replica = Redis::start_with(
+        &[
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            master.port().to_string(),
+        ],
+        None,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !support::redis_ha::cli(replica.port(), &["INFO", "replication"])
+        .contains("master_link_status:up")
+    {
+        assert!(Instant::now() < deadline, "replica not in sync");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = Sessions::new(&config(
+        redis_store(&master, Duration::from_secs(5)),
+        LONG,
+        LONG,
+    ))
+    .await
+    .unwrap();
+    // The replica count is learned right after subscribing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, session) = s.create(login("wait", Some("sid-wait"))).await.unwrap();
+    let signal = |sig: &str| {
+        let pid = replica.pid().unwrap().to_string();
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    signal("-STOP");
+    let started = Instant::now();
+    let frozen = s.delete(&session).await;
+    let (_, other) = s.create(login("wait2", Some("sid-wait2"))).await.unwrap();
+    let claim = s
+        .revoke_once("jti-wait", LONG, ISS, Revoke::Sid("sid-wait2"))
+        .await;
+    signal("-CONT");
+    assert!(
+        is_store_error(frozen),
+        "a deletion no replica confirmed was acknowledged"
+    );
+    assert!(
+        is_store_error(claim),
+        "a back-channel logout (jti claim) no replica confirmed was acknowledged"
+    );
+    drop(other);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "WAIT timed out"
+    );
+    // The replica is back: retrying is safe (deleting is idempotent) and
+    // acknowledged.
+    assert!(s.delete(&session).await.is_ok());
+    assert_eq!(s.delete_by_sid(ISS, "sid-wait").await.unwrap(), 0);
+}
