@@ -2,7 +2,8 @@
 //! parts it needs (the gateway binary, an HTTP upstream, redis-server) on
 //! free ports of 127.0.0.1 and they are stopped when the handles drop.
 //!
-//! Include it from a test file with `mod support;`. Each test binary uses only
+//! Include it from a test file with `mod support;` (from a `tests/NAME/main.rs`
+//! target, `#[path = "../support/mod.rs"] mod support;`). Each test binary uses only
 //! part of it, hence the `dead_code` and `unused_imports` allowances.
 #![allow(dead_code, unused_imports)]
 

@@ -1,5 +1,5 @@
 //! A gateway started before its IdP, for the IdP-initiated logout tests
-//! (`backchannel.rs`, `frontchannel.rs`) and the admin API tests: the IdP
+//! (`tests/backchannel/`, `tests/frontchannel.rs`) and the admin API tests: the IdP
 //! must know the gateway's back-channel URL and signs with the fixture key
 //! of [`super::signing`], so the gateway picks the IdP's port first. Also a
 //! browser-like login through the gateway, the session probe, and

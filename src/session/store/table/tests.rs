@@ -1,4 +1,4 @@
-//! The session table's own tests; `tests/session_store.rs` runs the
+//! The session table's own tests; `tests/session_store/` runs the
 //! memory store as a whole, beside Redis.
 
 use super::*;
