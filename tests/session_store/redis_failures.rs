@@ -165,3 +165,65 @@ async fn redis_deletion_is_acknowledged_only_once_a_replica_has_it() {
     assert!(s.delete(&session).await.is_ok());
     assert_eq!(s.delete_by_sid(ISS, "sid-wait").await.unwrap(), 0);
 }
+
+/// A Redis user that may not run `ROLE` (a least-privilege ACL) hides how
+/// many replicas the master has. The store must not take that for "none":
+/// a deletion no replica confirmed is refused, with or without a replica,
+/// rather than acknowledged on the master alone.
+#[tokio::test]
+async fn redis_deletion_waits_for_a_replica_when_role_is_refused() {
+    let acl = |r: &Redis| format!("redis://app:app-pw@127.0.0.1:{}/0", r.port());
+    let no_role: Vec<String> = [
+        "--user", "app", "on", ">app-pw", "~*", "&*", "+@all", "-role",
+    ]
+    .map(String::from)
+    .into();
+    let master = Redis::start_with(&no_role, None);
+    let replica = Redis::start_with(
+        &[
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            master.port().to_string(),
+        ],
+        None,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !support::redis_ha::cli(replica.port(), &["INFO", "replication"])
+        .contains("master_link_status:up")
+    {
+        assert!(Instant::now() < deadline, "replica not in sync");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let store = StoreConfig::Redis(RedisConfig::server(acl(&master), LONG));
+    let s = Sessions::new(&config(store, LONG, LONG)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, session) = s.create(login("acl", Some("sid-acl"))).await.unwrap();
+    let pid = replica.pid().unwrap().to_string();
+    let signal = |sig: &str| {
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    signal("-STOP");
+    let frozen = s.delete(&session).await;
+    signal("-CONT");
+    assert!(
+        is_store_error(frozen),
+        "a deletion no replica confirmed was acknowledged because ROLE was refused"
+    );
+    // With the replica answering, WAIT confirms and the retry is acknowledged.
+    assert!(s.delete(&session).await.is_ok());
+
+    // Without any replica the store cannot tell "none" from "hidden": the
+    // deletion fails (loudly) instead of going unconfirmed.
+    let alone = Redis::start_with(&no_role, None);
+    let store = StoreConfig::Redis(RedisConfig::server(acl(&alone), LONG));
+    let s = Sessions::new(&config(store, LONG, LONG)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, session) = s.create(login("acl2", Some("sid-acl2"))).await.unwrap();
+    assert!(is_store_error(s.delete(&session).await));
+}

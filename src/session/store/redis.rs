@@ -33,7 +33,7 @@ use super::redis_cluster::Split;
 use super::redis_conn::{Backend, CONNECT_TIMEOUT, Conn};
 pub use super::redis_lua::REVOCATION_CHANNEL;
 use super::redis_lua::{PREFIX, Scripts};
-use super::redis_pubsub::{Shared, cache_unless_moved, subscriber};
+use super::redis_pubsub::{REPLICAS_UNKNOWN, Shared, cache_unless_moved, subscriber};
 use super::{CasResult, IndexRefs, IndexTarget, LockToken, StoreError, ms};
 use crate::config::RedisConfig;
 use crate::session::id::StoreKey;
@@ -131,7 +131,9 @@ impl RedisStore {
             .build();
         let epoch = Arc::new(AtomicU64::new(0));
         let changes = Arc::new(AtomicU64::new(0));
-        let replicas = Arc::new(AtomicUsize::new(0));
+        // Unknown until the subscriber has asked: a deletion before that
+        // waits for a replica rather than assume there is none.
+        let replicas = Arc::new(AtomicUsize::new(REPLICAS_UNKNOWN));
         let (sub_tx, subscribed) = watch::channel(false);
         let (resync_tx, resync) = watch::channel(0u64);
         let task = tokio::spawn(subscriber(
@@ -458,15 +460,25 @@ impl RedisStore {
             return Ok(());
         }
         // The replica may have gone since the count was taken: with none
-        // left there is nothing a failover could promote.
-        let now = self.backend.replicas().await.map_err(unavailable)?;
-        self.replicas.store(now, Ordering::Relaxed);
-        if now == 0 {
-            Ok(())
-        } else {
-            Err(StoreError::Unavailable(
-                "no replica confirmed the write".into(),
-            ))
+        // left there is nothing a failover could promote. A count Redis
+        // will not give stays unknown, and the write unconfirmed.
+        match self.backend.replicas().await {
+            Ok(0) => {
+                self.replicas.store(0, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(now) => {
+                self.replicas.store(now, Ordering::Relaxed);
+                Err(StoreError::Unavailable(
+                    "no replica confirmed the write".into(),
+                ))
+            }
+            Err(e) => Err(match unavailable(e) {
+                StoreError::Unavailable(why) => StoreError::Unavailable(format!(
+                    "no replica confirmed the write, and the replica count cannot be read ({why})"
+                )),
+                other => other,
+            }),
         }
     }
 

@@ -30,11 +30,29 @@ pub(super) struct Shared {
     pub(super) resync: watch::Sender<u64>,
 }
 
-/// Learns how many replicas deletions must wait for. A failure leaves the
-/// last count: the heartbeat tries again.
+/// The replica count when Redis will not tell it (a user whose ACL lacks
+/// `ROLE`, a renamed command): deletions then wait for a replica as if one
+/// existed. Counting none instead would switch the wait off unnoticed, and
+/// a logout acknowledged on the master alone could be lost in a failover.
+pub(super) const REPLICAS_UNKNOWN: usize = usize::MAX;
+
+/// Learns how many replicas deletions must wait for. A refusal by the
+/// server makes the count unknown (logged once); a failure to reach it
+/// leaves the last count, and the heartbeat tries again.
 async fn refresh_replicas(backend: &Backend, replicas: &AtomicUsize) {
-    if let Ok(Ok(n)) = tokio::time::timeout(RESPONSE_TIMEOUT, backend.replicas()).await {
-        replicas.store(n, Ordering::Relaxed);
+    match tokio::time::timeout(RESPONSE_TIMEOUT, backend.replicas()).await {
+        Ok(Ok(n)) => replicas.store(n, Ordering::Relaxed),
+        Ok(Err(e)) if matches!(e.kind(), redis::ErrorKind::Server(_)) => {
+            if replicas.swap(REPLICAS_UNKNOWN, Ordering::Relaxed) != REPLICAS_UNKNOWN {
+                tracing::warn!(
+                    error = %e,
+                    "cannot learn the Redis master's replicas (grant the Redis user ROLE, or \
+                     CLUSTER NODES on a cluster): every deletion now waits for a replica, \
+                     and fails if none confirms"
+                );
+            }
+        }
+        Ok(Err(_)) | Err(_) => {}
     }
 }
 
