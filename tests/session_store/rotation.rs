@@ -133,3 +133,57 @@ on_cluster!(
     LONG,
     LONG
 );
+
+/// A move of the index entries that fails (here the new `sub` entry's key
+/// holds a value of the wrong type) is tried again by the session's next
+/// write: the record keeps naming its old hashes until the move succeeds.
+/// Before, the record named the new hashes at once, so no later write moved
+/// anything, and once the old secret was dropped a logout by `sub` found
+/// nothing (the session lived on).
+#[tokio::test]
+async fn redis_a_failed_index_move_is_retried_by_the_next_write() {
+    let r = Redis::start();
+    let s = Sessions::new(&config(redis_store(&r, LONG), LONG, LONG))
+        .await
+        .unwrap();
+    let (id, _) = s.create(login("mover", None)).await.unwrap();
+    let mut raw = raw(&r).await;
+    let sub_field = |key: String| redis::cmd("HGET").arg(key).arg("sub").clone();
+
+    // Where B files "mover": a throwaway session of the same user under B.
+    let mut cfg = config(redis_store(&r, LONG), LONG, LONG);
+    cfg.secrets = vec![Secret::new(SECRET_B)];
+    let only_b = s.reconfigure(&cfg).unwrap();
+    let (_, probe) = only_b.create(login("mover", None)).await.unwrap();
+    let b_hash: String = sub_field(format!("portcullis:s:{}", probe.key()))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(only_b.delete(&probe).await.unwrap());
+    let trap = format!("portcullis:sub:{b_hash}");
+    let _: () = redis::cmd("SET")
+        .arg(&trap)
+        .arg("not a sorted set")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+
+    cfg.secrets = vec![Secret::new(SECRET_B), Secret::new(SECRET_A)];
+    let both = s.reconfigure(&cfg).unwrap();
+    let session = both.load(&id.to_cookie_value()).await.unwrap().unwrap();
+    assert!(both.update(&session).await.unwrap(), "re-sealed under B");
+    let _: () = redis::cmd("DEL")
+        .arg(&trap)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let session = both.load(&id.to_cookie_value()).await.unwrap().unwrap();
+    assert!(both.update(&session).await.unwrap(), "written again");
+
+    assert_eq!(
+        only_b.delete_by_sub(ISS, "mover", None).await.unwrap(),
+        1,
+        "found by sub under B alone"
+    );
+    assert!(only_b.load(&id.to_cookie_value()).await.unwrap().is_none());
+}

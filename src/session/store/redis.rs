@@ -316,14 +316,34 @@ impl RedisStore {
             .first()
             .and_then(|v| redis::from_redis_value::<i64>(v.clone()).ok())
             .ok_or_else(|| StoreError::Protocol("unexpected reply".into()))?;
-        if let (Some(old_sid), Some(old_sub)) = (field(1), field(2))
-            && let Err(e) = self.move_index(key, &old_sid, &old_sub, idx).await
-        {
-            // The record is written; its old entries still find it while
-            // the old secret is configured.
-            tracing::warn!(error = %e, "session index entries not moved");
+        if let (Some(old_sid), Some(old_sub)) = (field(1), field(2)) {
+            // The record is written; it names its index hashes only once
+            // the entries are there, so a failed move is retried by the
+            // next write, and meanwhile the old entries still find it
+            // (while the old secret is configured).
+            let moved = match self.move_index(key, &old_sid, &old_sub, idx).await {
+                Ok(()) => self.set_index_fields(key, idx).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = moved {
+                tracing::warn!(error = %e, "session index entries not moved; the next write retries");
+            }
         }
         Ok(status)
+    }
+
+    /// Writes the record's `sid`/`sub` fields (see `SET_INDEX`).
+    async fn set_index_fields(&self, key: &StoreKey, idx: &IndexRefs) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        self.scripts
+            .set_index
+            .key(rkey(key))
+            .arg(idx.sub.as_str())
+            .arg(idx.sid.as_deref().unwrap_or(""))
+            .invoke_async::<i64>(&mut c)
+            .await
+            .map(drop)
+            .map_err(unavailable)
     }
 
     /// Re-files a session's index entries under its new hashes (single-key

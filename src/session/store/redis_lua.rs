@@ -67,10 +67,24 @@ local function write()
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   redis.call('PUBLISH', ARGV[3], 'u:' .. ARGV[4])
   if (old[2] or '') == ARGV[7] and (old[1] or '') == ARGV[6] then return {1} end
-  redis.call('HSET', KEYS[1], 'sub', ARGV[7])
-  if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'sid', ARGV[6]) end
   return {1, old[1] or '', old[2] or ''}
 end
+"#;
+
+/// Records the index hashes a session's entries are now filed under, once
+/// they have been moved there (`redis.rs`, `move_index`). Until then the
+/// record keeps the old ones, so a move that failed is tried again by the
+/// next write. A session deleted meanwhile is not brought back as a bare
+/// hash. ARGV[1]: `sub` hash, ARGV[2]: `sid` hash or "".
+const SET_INDEX: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'sub', ARGV[1])
+if ARGV[2] ~= '' then
+  redis.call('HSET', KEYS[1], 'sid', ARGV[2])
+else
+  redis.call('HDEL', KEYS[1], 'sid')
+end
+return 1
 "#;
 
 const REPLACE: &str = r#"
@@ -105,6 +119,7 @@ pub(super) struct Scripts {
     pub(super) replace: Script,
     pub(super) replace_if: Script,
     pub(super) unlock: Script,
+    pub(super) set_index: Script,
 }
 
 impl Scripts {
@@ -120,6 +135,7 @@ impl Scripts {
             replace: write(REPLACE),
             replace_if: write(REPLACE_IF),
             unlock: Script::new(UNLOCK),
+            set_index: Script::new(SET_INDEX),
         }
     }
 }
