@@ -442,3 +442,82 @@ async fn a_websocket_is_rechecked_when_the_subscription_comes_back() {
         "the tunnel of a session lost with Redis stayed open after the subscription came back"
     );
 }
+
+/// A revocation that lands while a WebSocket handshake is being admitted
+/// still closes its tunnel. Here the handshake refreshes the expired access
+/// token at an IdP that hangs (SIGSTOP); meanwhile an admin revokes the
+/// user; then the IdP dies, the refresh fails transiently and the handshake
+/// is admitted on the session as it was read. Before, the tunnel listened
+/// for revocations only from then on and stayed open until the idle
+/// timeout (30 minutes by default).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revocation_during_a_websocket_admission_closes_the_tunnel() {
+    let setup = start_gateway_on(support::free_port(), true, "", "");
+    let mut idp = Idp::start(support::idp::IdpOptions {
+        port: Some(setup.idp_port),
+        clients: vec![gateway_client(&setup.gw)],
+        signing_jwks: Some(idp_jwks()),
+        access_token_ttl: Some(1),
+        ..Default::default()
+    });
+    wait_ready(&setup.gw).await;
+    let cookie = login_cookie(&setup.gw, &idp, "alice").await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let signal = |sig: &str, pid: u32| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    signal("-STOP", idp.pid());
+    let gw_port = setup.gw.port();
+    let public = setup.gw.public_url().to_owned();
+    let handshake = tokio::spawn({
+        let cookie = cookie.clone();
+        async move {
+            use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+            let mut req = format!("ws://127.0.0.1:{gw_port}/ws")
+                .into_client_request()
+                .unwrap();
+            req.headers_mut().insert("origin", public.parse().unwrap());
+            req.headers_mut().insert("cookie", cookie.parse().unwrap());
+            tokio_tungstenite::connect_async(req).await
+        }
+    });
+    // The handshake is now waiting on the frozen IdP.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let resp = reqwest::Client::new()
+        .post(setup.gw.admin_url("/admin/sessions/revoke"))
+        .bearer_auth(TEST_ADMIN_TOKEN)
+        .json(&json!({"sub": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    idp.kill();
+    match handshake.await.unwrap() {
+        // Refused at once is fine too; admitted, the tunnel must close.
+        Err(_) => {}
+        Ok((mut ws, resp)) => {
+            assert_eq!(resp.status(), 101);
+            assert!(
+                closes_within(&mut ws, Duration::from_secs(3))
+                    .await
+                    .is_some(),
+                "the tunnel of a session revoked during its admission stayed open"
+            );
+        }
+    }
+    assert!(
+        setup
+            .gw
+            .logs()
+            .iter()
+            .any(|l| l.contains("refresh failed transiently")),
+        "the handshake did not go through the failed refresh:\n{}",
+        setup.gw.logs().join("\n")
+    );
+}

@@ -58,6 +58,14 @@ pub async fn admit<B>(
 ) -> Admission {
     let cfg = ctx.session_config;
     let cookie = read_session_cookie(req.headers(), &cfg.cookie_name);
+    // A WebSocket's tunnel watches for its session's revocation, and starts
+    // listening before the session is read: a revocation that lands while
+    // it is read or refreshed (a refresh that fails keeps the session as it
+    // was read) still reaches the tunnel, which then closes at once.
+    let watch = upgrade::is_websocket(req).then(|| Watch {
+        revoked: ctx.sessions.revocations(),
+        resync: ctx.sessions.store().resyncs(),
+    });
     let loaded = match &cookie {
         None => None,
         Some(value) => match ctx.sessions.load(value).await {
@@ -104,13 +112,14 @@ pub async fn admit<B>(
             "forbidden",
         );
     }
-    let deadline = upgrade::is_websocket(req).then(|| {
+    let deadline = watch.map(|watch| {
         session_deadline(
             ctx.sessions.clone(),
             session.key().clone(),
             cookie.unwrap_or_default(),
             session.expires_at(),
             session.idle_expires_at(),
+            watch,
         )
     });
     Admission::Admit {
@@ -118,6 +127,13 @@ pub async fn admit<B>(
         deadline,
         record: session.record.clone(),
     }
+}
+
+/// What a tunnel's deadline listens to: revocations, and (Redis) the
+/// subscription coming back after messages may have been lost.
+struct Watch {
+    revoked: tokio::sync::broadcast::Receiver<StoreKey>,
+    resync: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 /// Resolves when the session is revoked (announced on the store's
@@ -132,9 +148,12 @@ fn session_deadline(
     cookie: String,
     expires_at: SystemTime,
     idle_expires_at: SystemTime,
+    watch: Watch,
 ) -> Deadline {
-    let mut revoked = sessions.revocations();
-    let mut resync = sessions.store().resyncs();
+    let Watch {
+        mut revoked,
+        mut resync,
+    } = watch;
     Box::pin(async move {
         let still_valid = || async {
             matches!(sessions.load_without_slide(&cookie).await, Ok(Some(s)) if *s.key() == key)

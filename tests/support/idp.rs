@@ -150,6 +150,12 @@ impl Idp {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// The process id (to freeze the IdP with SIGSTOP, so that a request
+    /// to it hangs).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Idp {
