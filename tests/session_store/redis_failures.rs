@@ -7,6 +7,27 @@ use portcullis::session::Revoke;
 
 use super::*;
 
+/// A master (started with `master_args`) and a replica in sync with it.
+async fn master_and_replica(master_args: &[String]) -> (Redis, Redis) {
+    let master = Redis::start_with(master_args, None);
+    let replica = Redis::start_with(
+        &[
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            master.port().to_string(),
+        ],
+        None,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !support::redis_ha::cli(replica.port(), &["INFO", "replication"])
+        .contains("master_link_status:up")
+    {
+        assert!(Instant::now() < deadline, "replica not in sync");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (master, replica)
+}
+
 /// A Redis script that fails part-way (here a record of the wrong type in
 /// the index) keeps no claim: the retry runs, and then a replay does not.
 #[tokio::test]
@@ -103,22 +124,7 @@ async fn redis_down_is_an_error_never_no_session() {
 /// the deletion. Once the replica answers again, the retry is acknowledged.
 #[tokio::test]
 async fn redis_deletion_is_acknowledged_only_once_a_replica_has_it() {
-    let master = Redis::start();
-    let replica = Redis::start_with(
-        &[
-            "--replicaof".into(),
-            "127.0.0.1".into(),
-            master.port().to_string(),
-        ],
-        None,
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !support::redis_ha::cli(replica.port(), &["INFO", "replication"])
-        .contains("master_link_status:up")
-    {
-        assert!(Instant::now() < deadline, "replica not in sync");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (master, replica) = master_and_replica(&[]).await;
     let s = Sessions::new(&config(
         redis_store(&master, Duration::from_secs(5)),
         LONG,
@@ -178,22 +184,7 @@ async fn redis_deletion_waits_for_a_replica_when_role_is_refused() {
     ]
     .map(String::from)
     .into();
-    let master = Redis::start_with(&no_role, None);
-    let replica = Redis::start_with(
-        &[
-            "--replicaof".into(),
-            "127.0.0.1".into(),
-            master.port().to_string(),
-        ],
-        None,
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !support::redis_ha::cli(replica.port(), &["INFO", "replication"])
-        .contains("master_link_status:up")
-    {
-        assert!(Instant::now() < deadline, "replica not in sync");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (master, replica) = master_and_replica(&no_role).await;
     let store = StoreConfig::Redis(RedisConfig::server(acl(&master), LONG));
     let s = Sessions::new(&config(store, LONG, LONG)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
