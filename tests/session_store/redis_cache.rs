@@ -255,3 +255,53 @@ async fn redis_load_fresh_sees_a_write_the_cache_missed() {
         Some("rotated")
     );
 }
+
+/// An instance that cannot hear revocations (its subscription is gone and
+/// cannot come back: here its Redis user lost the channel) serves no
+/// session from its cache: another instance's deletion is seen at the next
+/// read, not after `cache_ttl`. During a failover this is the moment
+/// between the new master taking writes and the subscription reaching it.
+#[tokio::test]
+async fn redis_an_instance_that_cannot_hear_revocations_reads_redis() {
+    let r = Redis::start();
+    let mut admin = raw(&r).await;
+    redis::cmd("ACL")
+        .arg(&["SETUSER", "deaf", "on", ">pw", "~*", "&*", "+@all"])
+        .query_async::<()>(&mut admin)
+        .await
+        .unwrap();
+    let url = format!("redis://deaf:pw@127.0.0.1:{}/0", r.port());
+    let store = StoreConfig::Redis(RedisConfig::server(url, LONG));
+    let deaf = Sessions::new(&config(store, LONG, LONG)).await.unwrap();
+    let other = Sessions::new(&config(redis_store(&r, LONG), LONG, LONG))
+        .await
+        .unwrap();
+    let (id, _) = deaf.create(login("deaf", None)).await.unwrap();
+    let cookie = id.to_cookie_value();
+    assert!(
+        deaf.load(&cookie).await.unwrap().is_some(),
+        "read (and cached)"
+    );
+
+    // Redis drops subscribers of channels their user may no longer use.
+    redis::cmd("ACL")
+        .arg(&["SETUSER", "deaf", "resetchannels"])
+        .query_async::<()>(&mut admin)
+        .await
+        .unwrap();
+    let Store::Redis(store) = deaf.store() else {
+        panic!("redis store expected")
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.is_subscribed() {
+        assert!(Instant::now() < deadline, "still subscribed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let session = other.load(&cookie).await.unwrap().unwrap();
+    assert!(other.delete(&session).await.unwrap());
+    assert!(
+        deaf.load(&cookie).await.unwrap().is_none(),
+        "an instance deaf to revocations served a deleted session from its cache"
+    );
+}

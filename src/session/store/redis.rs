@@ -21,7 +21,7 @@
 //! `redis_pubsub.rs`; keys and scripts are `redis_lua.rs`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use moka::sync::Cache;
@@ -73,6 +73,8 @@ pub struct RedisStore {
     /// Bumped on every deletion or foreign change, so a write racing one is
     /// not cached ([`cache_unless_moved`]).
     changes: Arc<AtomicU64>,
+    /// Whether the revocation subscription is up (see `Shared::live`).
+    live: Arc<AtomicBool>,
     index_ttl: Duration,
     scripts: Arc<Scripts>,
     subscribed: watch::Receiver<bool>,
@@ -131,6 +133,7 @@ impl RedisStore {
             .build();
         let epoch = Arc::new(AtomicU64::new(0));
         let changes = Arc::new(AtomicU64::new(0));
+        let live = Arc::new(AtomicBool::new(false));
         // Unknown until the subscriber has asked: a deletion before that
         // waits for a replica rather than assume there is none.
         let replicas = Arc::new(AtomicUsize::new(REPLICAS_UNKNOWN));
@@ -142,6 +145,7 @@ impl RedisStore {
                 local: local.clone(),
                 epoch: epoch.clone(),
                 changes: changes.clone(),
+                live: live.clone(),
                 replicas: replicas.clone(),
                 revoked,
                 subscribed: sub_tx,
@@ -160,6 +164,7 @@ impl RedisStore {
             local,
             epoch,
             changes,
+            live,
             index_ttl,
             scripts: Arc::new(Scripts::new()),
             subscribed,
@@ -188,6 +193,14 @@ impl RedisStore {
     /// Whether the revocation subscription is live now.
     pub fn is_subscribed(&self) -> bool {
         *self.subscribed.borrow()
+    }
+
+    /// For tests only: lets a store that cannot subscribe use its local
+    /// cache as if it heard revocations, so that what a race leaves in the
+    /// cache can be observed without a pub/sub message repairing it.
+    #[doc(hidden)]
+    pub fn cache_without_subscription_for_tests(&self) {
+        self.live.store(true, Ordering::SeqCst);
     }
 
     /// Changes each time the revocation subscription comes back after a
@@ -254,7 +267,14 @@ impl RedisStore {
                 .await
                 .map_err(unavailable)?;
         }
-        cache_unless_moved(&self.local, &self.changes, key, blob.into(), before);
+        cache_unless_moved(
+            &self.local,
+            &self.live,
+            &self.changes,
+            key,
+            blob.into(),
+            before,
+        );
         Ok(())
     }
 
@@ -263,7 +283,11 @@ impl RedisStore {
         key: &StoreKey,
         fresh: bool,
     ) -> Result<Option<Arc<[u8]>>, StoreError> {
-        if !fresh && let Some(b) = self.local.get(key) {
+        // While revocations are not heard, every read goes to Redis.
+        if !fresh
+            && self.live.load(Ordering::SeqCst)
+            && let Some(b) = self.local.get(key)
+        {
             return Ok(Some(b));
         }
         let before = self.epoch.load(Ordering::SeqCst);
@@ -271,7 +295,9 @@ impl RedisStore {
         let v: Option<Vec<u8>> = c.hget(rkey(key), "b").await.map_err(unavailable)?;
         let v: Option<Arc<[u8]>> = v.map(Arc::from);
         match &v {
-            Some(b) => cache_unless_moved(&self.local, &self.epoch, key, b.clone(), before),
+            Some(b) => {
+                cache_unless_moved(&self.local, &self.live, &self.epoch, key, b.clone(), before)
+            }
             None => self.local.invalidate(key),
         }
         Ok(v)
@@ -408,7 +434,14 @@ impl RedisStore {
             .await?;
         self.drop_local(key);
         if n == 1 {
-            cache_unless_moved(&self.local, &self.changes, key, blob.into(), before);
+            cache_unless_moved(
+                &self.local,
+                &self.live,
+                &self.changes,
+                key,
+                blob.into(),
+                before,
+            );
         }
         Ok(n == 1)
     }
@@ -439,7 +472,14 @@ impl RedisStore {
         self.drop_local(key);
         match n {
             1 => {
-                cache_unless_moved(&self.local, &self.changes, key, blob.into(), before);
+                cache_unless_moved(
+                    &self.local,
+                    &self.live,
+                    &self.changes,
+                    key,
+                    blob.into(),
+                    before,
+                );
                 Ok(CasResult::Replaced)
             }
             2 => Ok(CasResult::Changed),

@@ -3,7 +3,7 @@
 //! messages to the local cache, and learns the replica count.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -24,6 +24,9 @@ pub(super) struct Shared {
     /// Bumped by every deletion or foreign change this instance learns of
     /// (see [`cache_unless_moved`]).
     pub(super) changes: Arc<AtomicU64>,
+    /// Whether revocations are heard now; while not, the local cache is
+    /// neither read nor filled (see [`cache_unless_moved`]).
+    pub(super) live: Arc<AtomicBool>,
     pub(super) replicas: Arc<AtomicUsize>,
     pub(super) revoked: broadcast::Sender<StoreKey>,
     pub(super) subscribed: watch::Sender<bool>,
@@ -71,6 +74,7 @@ pub(super) async fn subscriber(backend: Arc<Backend>, sh: Shared) {
             sh.epoch.fetch_add(1, Ordering::SeqCst);
             sh.changes.fetch_add(1, Ordering::SeqCst);
             sh.local.invalidate_all();
+            sh.live.store(true, Ordering::SeqCst);
             sh.subscribed.send_replace(true);
             if !first {
                 sh.resync.send_modify(|n| *n += 1);
@@ -103,9 +107,15 @@ pub(super) async fn subscriber(backend: Arc<Backend>, sh: Shared) {
                     }
                 }
             }
+            // Deaf from here on: another instance's revocation would not
+            // reach the cache, so reads go to Redis until the subscription
+            // is back (and the counters stop reads and writes in flight
+            // from caching what they got).
+            sh.live.store(false, Ordering::SeqCst);
             sh.subscribed.send_replace(false);
             sh.epoch.fetch_add(1, Ordering::SeqCst);
             sh.changes.fetch_add(1, Ordering::SeqCst);
+            sh.local.invalidate_all();
             tracing::warn!("session revocation subscription lost; reconnecting");
         } else {
             first = false;
@@ -123,19 +133,22 @@ pub(super) async fn subscriber(backend: Arc<Backend>, sh: Shared) {
 /// a foreign change arrived meanwhile: another instance's revocation
 /// handled between the write's reply and the insert would otherwise be
 /// undone here for up to `cache_ttl`, the revoked session served again.
+/// Nothing is cached while `live` is false (the subscription is down).
 pub(super) fn cache_unless_moved(
     local: &Cache<StoreKey, Arc<[u8]>>,
+    live: &AtomicBool,
     counter: &AtomicU64,
     key: &StoreKey,
     blob: Arc<[u8]>,
     before: u64,
 ) {
-    if counter.load(Ordering::SeqCst) != before {
+    let unmoved = || live.load(Ordering::SeqCst) && counter.load(Ordering::SeqCst) == before;
+    if !unmoved() {
         return;
     }
     local.insert(key.clone(), blob);
     // A change that landed between the check and the insert still wins.
-    if counter.load(Ordering::SeqCst) != before {
+    if !unmoved() {
         local.invalidate(key);
     }
 }
@@ -172,6 +185,7 @@ mod tests {
             local: Cache::new(16),
             epoch: Arc::default(),
             changes: Arc::default(),
+            live: Arc::new(AtomicBool::new(true)),
             replicas: Arc::default(),
             revoked,
             subscribed: watch::channel(false).0,
@@ -192,7 +206,7 @@ mod tests {
         // The write is in flight; another instance deletes the session.
         handle_message(key.as_str().as_bytes(), &sh).await;
         assert_eq!(rx.recv().await.unwrap(), key);
-        cache_unless_moved(&sh.local, &sh.changes, &key, blob.clone(), before);
+        cache_unless_moved(&sh.local, &sh.live, &sh.changes, &key, blob.clone(), before);
         assert!(
             sh.local.get(&key).is_none(),
             "the revoked session is cached"
@@ -200,7 +214,14 @@ mod tests {
 
         // With nothing in between, the written record is cached.
         let before = sh.changes.load(Ordering::SeqCst);
-        cache_unless_moved(&sh.local, &sh.changes, &key, blob, before);
+        cache_unless_moved(&sh.local, &sh.live, &sh.changes, &key, blob.clone(), before);
         assert!(sh.local.get(&key).is_some());
+
+        // Deaf (the subscription is down): nothing is cached.
+        sh.local.invalidate_all();
+        sh.live.store(false, Ordering::SeqCst);
+        let before = sh.changes.load(Ordering::SeqCst);
+        cache_unless_moved(&sh.local, &sh.live, &sh.changes, &key, blob, before);
+        assert!(sh.local.get(&key).is_none(), "cached while deaf");
     }
 }
