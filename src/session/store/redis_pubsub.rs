@@ -1,17 +1,20 @@
 //! The revocation subscription of the Redis store: one task per store
 //! that keeps a subscription to [`REVOCATION_CHANNEL`] alive, applies its
-//! messages to the local cache, and learns the replica count.
+//! messages to the local cache, and learns which replicas must confirm a
+//! deletion.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use futures_util::StreamExt;
 use moka::sync::Cache;
 use tokio::sync::{broadcast, watch};
 
 use super::redis_conn::{Backend, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use super::redis_lua::REVOCATION_CHANNEL;
+use super::redis_replicas::Replicas;
 use crate::session::id::StoreKey;
 
 /// How often the subscriber checks its connection is alive.
@@ -24,17 +27,18 @@ pub(super) struct Shared {
     /// Bumped by every deletion or foreign change this instance learns of
     /// (see [`cache_unless_moved`]).
     pub(super) changes: Arc<AtomicU64>,
-    pub(super) replicas: Arc<AtomicUsize>,
+    pub(super) replicas: Arc<ArcSwap<Replicas>>,
     pub(super) revoked: broadcast::Sender<StoreKey>,
     pub(super) subscribed: watch::Sender<bool>,
     pub(super) resync: watch::Sender<u64>,
 }
 
-/// Learns how many replicas deletions must wait for. A failure leaves the
-/// last count: the heartbeat tries again.
-async fn refresh_replicas(backend: &Backend, replicas: &AtomicUsize) {
-    if let Ok(Ok(n)) = tokio::time::timeout(RESPONSE_TIMEOUT, backend.replicas()).await {
-        replicas.store(n, Ordering::Relaxed);
+/// Learns which replicas deletions must wait for (per master on a
+/// cluster). A failure leaves what was last learned: the heartbeat tries
+/// again.
+async fn refresh_replicas(backend: &Backend, replicas: &ArcSwap<Replicas>) {
+    if let Ok(Ok(r)) = tokio::time::timeout(RESPONSE_TIMEOUT, backend.replicas()).await {
+        replicas.store(Arc::new(r));
     }
 }
 
