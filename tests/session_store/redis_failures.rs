@@ -218,3 +218,85 @@ async fn redis_deletion_waits_for_a_replica_when_role_is_refused() {
     let (_, session) = s.create(login("acl2", Some("sid-acl2"))).await.unwrap();
     assert!(is_store_error(s.delete(&session).await));
 }
+
+/// On a cluster a deletion waits for a replica of the shard it wrote,
+/// whatever the other shards have: with one master without a replica (as
+/// right after a failover promoted one) the others still wait. Master 1 has
+/// a replica, the others none. While that replica is frozen a deletion
+/// (and a back-channel one, by `sid`) of a session held by master 1 fails
+/// after the `WAIT` (master 1 could die and see the replica promoted
+/// without it), and one of a session held by another master is
+/// acknowledged at once (nothing there could be promoted).
+#[tokio::test]
+async fn cluster_deletion_waits_for_a_replica_of_its_own_shard() {
+    let mut c = support::redis_ha::Cluster::start();
+    let replica = c.add_replica(1);
+    let s = Sessions::new(&config(cluster_store(&c), LONG, LONG))
+        .await
+        .unwrap();
+    // The topology is learned right after subscribing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Sessions until two are held by master 1 and one by another master.
+    let (mut replicated, mut alone) = (Vec::new(), None);
+    for i in 0..200 {
+        if replicated.len() >= 2 && alone.is_some() {
+            break;
+        }
+        let sid = format!("sid-shard-{i}");
+        let (_, session) = s
+            .create(login(&format!("shard{i}"), Some(&sid)))
+            .await
+            .unwrap();
+        match c.master_of(&format!("portcullis:s:{}", session.key())) {
+            Some(1) => replicated.push((session, sid)),
+            Some(_) => alone = Some(session),
+            None => panic!("no master holds the session"),
+        }
+    }
+    let mut replicated = replicated.into_iter();
+    let (by_key, _) = replicated.next().expect("no session on master 1");
+    let (_, by_sid) = replicated.next().expect("one session only on master 1");
+    let alone = alone.expect("no session on a master without a replica");
+    let signal = |sig: &str| {
+        let pid = c.replicas[replica].pid().unwrap().to_string();
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    signal("-STOP");
+    let started = Instant::now();
+    let unreplicated = s.delete(&alone).await;
+    let unreplicated_took = started.elapsed();
+    let started = Instant::now();
+    let frozen = s.delete(&by_key).await;
+    let frozen_sid = s.delete_by_sid(ISS, &by_sid).await;
+    let frozen_took = started.elapsed();
+    signal("-CONT");
+    assert!(
+        unreplicated.unwrap(),
+        "a deletion on a master without a replica failed"
+    );
+    assert!(
+        unreplicated_took < Duration::from_millis(500),
+        "a deletion on a master without a replica waited ({unreplicated_took:?})"
+    );
+    assert!(
+        is_store_error(frozen),
+        "a deletion no replica of its shard confirmed was acknowledged"
+    );
+    assert!(
+        is_store_error(frozen_sid),
+        "a back-channel deletion no replica of its shard confirmed was acknowledged"
+    );
+    assert!(
+        frozen_took >= Duration::from_millis(1800),
+        "WAIT timed out ({frozen_took:?})"
+    );
+    // The replica is back: the retries are acknowledged.
+    assert!(s.delete(&by_key).await.is_ok());
+    assert_eq!(s.delete_by_sid(ISS, &by_sid).await.unwrap(), 0);
+}

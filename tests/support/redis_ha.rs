@@ -1,7 +1,7 @@
 //! Highly available Redis for the fleet tests: a master with a replica
 //! watched by three sentinels (`redis-server --sentinel`, the program
 //! Debian's `redis-sentinel` runs), and a three-master cluster created with
-//! `redis-cli --cluster create`. Everything on free ports of 127.0.0.1,
+//! `redis-cli --cluster create` (replicas added on demand). Everything on free ports of 127.0.0.1,
 //! stopped on drop.
 
 use std::net::SocketAddr;
@@ -216,12 +216,56 @@ impl Drop for SentinelSet {
     }
 }
 
-/// A cluster of three masters (no replicas), all slots assigned.
+/// A cluster of three masters, all slots assigned; no replicas until
+/// [`Cluster::add_replica`] gives one to a master.
 pub struct Cluster {
-    /// The nodes.
+    /// The masters.
     pub nodes: Vec<Redis>,
-    tls: bool,
-    _dir: tempfile::TempDir,
+    /// Replicas added by [`Cluster::add_replica`].
+    pub replicas: Vec<Redis>,
+    tls: Option<TestCa>,
+    dir: tempfile::TempDir,
+}
+
+/// Starts one cluster-mode node (`name` names its config file in `dir`),
+/// TLS only (clients, cluster bus, replication) when `tls`.
+fn cluster_node(dir: &std::path::Path, name: &str, tls: Option<&TestCa>) -> Redis {
+    let mut args: Vec<String> = vec![
+        "--cluster-enabled".into(),
+        "yes".into(),
+        "--cluster-config-file".into(),
+        dir.join(format!("nodes-{name}.conf")).display().to_string(),
+        "--cluster-node-timeout".into(),
+        "2000".into(),
+        "--dir".into(),
+        dir.display().to_string(),
+    ];
+    if let Some(ca) = tls {
+        args.extend([
+            "--tls-cluster".into(),
+            "yes".into(),
+            "--tls-replication".into(),
+            "yes".into(),
+            "--tls-ca-cert-file".into(),
+            ca.ca.display().to_string(),
+        ]);
+    }
+    Redis::start_with(&args, tls.map(|ca| (ca.cert.as_path(), ca.key.as_path())))
+}
+
+/// `redis-cli --cluster <args>` (over TLS when `tls`); panics when it fails.
+fn cluster_cli(tls: Option<&TestCa>, args: &[String]) {
+    let mut cmd = Command::new("redis-cli");
+    if let Some(ca) = tls {
+        cmd.arg("--tls").arg("--cacert").arg(&ca.ca);
+    }
+    let out = cmd.arg("--cluster").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "redis-cli --cluster {} failed: {}",
+        args.first().map(String::as_str).unwrap_or(""),
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 impl Cluster {
@@ -234,53 +278,12 @@ impl Cluster {
     pub fn start_with(tls: Option<&TestCa>) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let nodes: Vec<Redis> = (0..3)
-            .map(|i| {
-                let mut args: Vec<String> = vec![
-                    "--cluster-enabled".into(),
-                    "yes".into(),
-                    "--cluster-config-file".into(),
-                    dir.path()
-                        .join(format!("nodes-{i}.conf"))
-                        .display()
-                        .to_string(),
-                    "--cluster-node-timeout".into(),
-                    "2000".into(),
-                    "--dir".into(),
-                    dir.path().display().to_string(),
-                ];
-                if let Some(ca) = tls {
-                    args.extend([
-                        "--tls-cluster".into(),
-                        "yes".into(),
-                        "--tls-replication".into(),
-                        "yes".into(),
-                        "--tls-ca-cert-file".into(),
-                        ca.ca.display().to_string(),
-                    ]);
-                }
-                Redis::start_with(&args, tls.map(|ca| (ca.cert.as_path(), ca.key.as_path())))
-            })
+            .map(|i| cluster_node(dir.path(), &i.to_string(), tls))
             .collect();
-        let addrs: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port()))
-            .collect();
-        let mut create = Command::new("redis-cli");
-        if let Some(ca) = tls {
-            create.arg("--tls").arg("--cacert").arg(&ca.ca);
-        }
-        let out = create
-            .arg("--cluster")
-            .arg("create")
-            .args(&addrs)
-            .arg("--cluster-yes")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "redis-cli --cluster create failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        let mut create = vec!["create".to_owned()];
+        create.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())));
+        create.push("--cluster-yes".into());
+        cluster_cli(tls, &create);
         let deadline = Instant::now() + Duration::from_secs(20);
         while !nodes.iter().all(|n| {
             cli_with(n.port(), tls, None, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
@@ -290,14 +293,68 @@ impl Cluster {
         }
         Cluster {
             nodes,
-            tls: tls.is_some(),
-            _dir: dir,
+            replicas: Vec::new(),
+            tls: tls.cloned(),
+            dir,
         }
+    }
+
+    /// Gives `nodes[master]` a replica (`redis-cli --cluster add-node
+    /// --cluster-slave`) and waits until it is in sync and every node
+    /// lists it as a replica. Returns its index in `replicas`.
+    pub fn add_replica(&mut self, master: usize) -> usize {
+        let tls = self.tls.as_ref();
+        let name = format!("replica-{}", self.replicas.len());
+        let replica = cluster_node(self.dir.path(), &name, tls);
+        let master_port = self.nodes[master].port();
+        let master_id = cli_with(master_port, tls, None, &["CLUSTER", "MYID"]);
+        cluster_cli(
+            tls,
+            &[
+                "add-node".into(),
+                format!("127.0.0.1:{}", replica.port()),
+                format!("127.0.0.1:{master_port}"),
+                "--cluster-slave".into(),
+                "--cluster-master-id".into(),
+                master_id.trim().to_owned(),
+            ],
+        );
+        let listed = format!("127.0.0.1:{}@", replica.port());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let synced = cli_with(replica.port(), tls, None, &["INFO", "replication"])
+                .contains("master_link_status:up");
+            let known = self.nodes.iter().all(|n| {
+                cli_with(n.port(), tls, None, &["CLUSTER", "NODES"])
+                    .lines()
+                    .any(|l| l.contains(&listed) && l.contains("slave") && !l.contains("fail"))
+            });
+            if synced && known {
+                break;
+            }
+            assert!(Instant::now() < deadline, "cluster replica did not settle");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.replicas.push(replica);
+        self.replicas.len() - 1
+    }
+
+    /// The index in `nodes` of the master that holds `key` (which must
+    /// exist): a node answers `EXISTS` for a key of another's slot with a
+    /// `MOVED` redirection.
+    pub fn master_of(&self, key: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| {
+            cli_with(n.port(), self.tls.as_ref(), None, &["EXISTS", key]).trim() == "1"
+        })
     }
 
     /// The nodes' URLs, for `cluster = [...]` (`rediss://` with TLS).
     pub fn urls(&self) -> Vec<String> {
-        let scheme = if self.tls { "rediss" } else { "redis" };
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         self.nodes
             .iter()
             .map(|n| format!("{scheme}://127.0.0.1:{}", n.port()))
@@ -306,6 +363,7 @@ impl Cluster {
 }
 
 /// A test CA and a server certificate it signed for 127.0.0.1, as PEM files.
+#[derive(Clone)]
 pub struct TestCa {
     /// The CA certificate (what `ca_file` names).
     pub ca: std::path::PathBuf,

@@ -13,6 +13,7 @@ mod redis_cluster;
 mod redis_conn;
 mod redis_lua;
 mod redis_pubsub;
+mod redis_replicas;
 mod table;
 
 use std::sync::Arc;

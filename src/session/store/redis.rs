@@ -16,14 +16,16 @@
 //!
 //! On a cluster the multi-key scripts are split per slot
 //! (`redis_cluster.rs`); with replicas, deletions and `jti` claims wait for
-//! one (`WAIT`) before they are acknowledged. Connections (one server,
-//! Sentinel, Cluster, TLS) are `redis_conn.rs`; the subscription is
-//! `redis_pubsub.rs`; keys and scripts are `redis_lua.rs`.
+//! one (`WAIT`, per shard on a cluster: `redis_replicas.rs`) before they
+//! are acknowledged. Connections (one server, Sentinel, Cluster, TLS) are
+//! `redis_conn.rs`; the subscription is `redis_pubsub.rs`; keys and
+//! scripts are `redis_lua.rs`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use moka::sync::Cache;
 use redis::{AsyncCommands, Script};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -33,7 +35,8 @@ use super::redis_cluster::Split;
 use super::redis_conn::{Backend, CONNECT_TIMEOUT, Conn};
 pub use super::redis_lua::REVOCATION_CHANNEL;
 use super::redis_lua::{PREFIX, Scripts};
-use super::redis_pubsub::{REPLICAS_UNKNOWN, Shared, cache_unless_moved, subscriber};
+use super::redis_pubsub::{Shared, cache_unless_moved, subscriber};
+use super::redis_replicas::{Replicas, confirm};
 use super::{CasResult, IndexRefs, IndexTarget, LockToken, StoreError, ms};
 use crate::config::RedisConfig;
 use crate::session::id::StoreKey;
@@ -41,8 +44,6 @@ use crate::session::record::to_ms;
 
 /// Bound of the local cache (entries).
 const LOCAL_CACHE_CAPACITY: u64 = 100_000;
-/// How long a deletion waits for a replica to confirm it (`WAIT`).
-const REPLICA_WAIT: Duration = Duration::from_secs(1);
 
 /// Aborts the subscriber task when the last store clone goes.
 struct TaskGuard(tokio::task::JoinHandle<()>);
@@ -59,9 +60,10 @@ pub struct RedisStore {
     backend: Arc<Backend>,
     /// Cluster: deletions split per slot.
     split: Option<Arc<Split>>,
-    /// Replicas of the master (fewest per primary on a cluster), learned
-    /// from `ROLE` / `CLUSTER NODES`; deletions wait for one when non-zero.
-    replicas: Arc<AtomicUsize>,
+    /// Replicas of the master (of each master, with its slots, on a
+    /// cluster), learned from `ROLE` / `CLUSTER NODES`; a deletion waits for
+    /// one on each master it wrote to that has one.
+    replicas: Arc<ArcSwap<Replicas>>,
     /// Bumped each time the revocation subscription comes back: messages
     /// may have been lost, so holders of long-lived admissions (WebSocket
     /// tunnels) re-check their session.
@@ -82,7 +84,8 @@ pub struct RedisStore {
     _task: Arc<TaskGuard>,
 }
 
-fn unavailable(e: redis::RedisError) -> StoreError {
+/// A Redis error as the store reports it.
+pub(super) fn unavailable(e: redis::RedisError) -> StoreError {
     // The kind and timeout/refused flags only: a RedisError may echo
     // arguments, and arguments are sealed records or tokens. A TLS
     // verification failure is named: it needs the operator, not a retry.
@@ -114,6 +117,11 @@ fn rkey(k: &StoreKey) -> String {
     format!("{PREFIX}s:{}", k.as_str())
 }
 
+/// The record keys of deleted sessions: what a deletion must make durable.
+fn rkeys(keys: &[StoreKey]) -> Vec<String> {
+    keys.iter().map(rkey).collect()
+}
+
 impl RedisStore {
     /// Connects lazily to the Redis `cfg` names (so the gateway starts
     /// while Redis is down and reports it through readiness) and starts the
@@ -136,7 +144,7 @@ impl RedisStore {
         let live = Arc::new(AtomicBool::new(false));
         // Unknown until the subscriber has asked: a deletion before that
         // waits for a replica rather than assume there is none.
-        let replicas = Arc::new(AtomicUsize::new(REPLICAS_UNKNOWN));
+        let replicas = Arc::new(ArcSwap::from_pointee(Replicas::default()));
         let (sub_tx, subscribed) = watch::channel(false);
         let (resync_tx, resync) = watch::channel(0u64);
         let task = tokio::spawn(subscriber(
@@ -500,46 +508,15 @@ impl RedisStore {
         inv.invoke_async(&mut c).await.map_err(unavailable)
     }
 
-    /// Makes an acknowledged deletion or claim survive a failover: when the
-    /// master has replicas, waits until one has it (`WAIT 1`). A promoted
-    /// replica then has it too. Without a replica confirming in time the
-    /// operation is reported as failed, so the user is never told "logged
-    /// out" on the strength of a write a failover could lose.
-    async fn durable(&self) -> Result<(), StoreError> {
-        if self.replicas.load(Ordering::Relaxed) == 0 {
-            return Ok(());
-        }
-        let mut c = self.conn.clone();
-        let acked: i64 = redis::cmd("WAIT")
-            .arg(1)
-            .arg(ms(REPLICA_WAIT))
-            .query_async(&mut c)
-            .await
-            .map_err(unavailable)?;
-        if acked >= 1 {
-            return Ok(());
-        }
-        // The replica may have gone since the count was taken: with none
-        // left there is nothing a failover could promote. A count Redis
-        // will not give stays unknown, and the write unconfirmed.
-        match self.backend.replicas().await {
-            Ok(0) => {
-                self.replicas.store(0, Ordering::Relaxed);
-                Ok(())
-            }
-            Ok(now) => {
-                self.replicas.store(now, Ordering::Relaxed);
-                Err(StoreError::Unavailable(
-                    "no replica confirmed the write".into(),
-                ))
-            }
-            Err(e) => Err(match unavailable(e) {
-                StoreError::Unavailable(why) => StoreError::Unavailable(format!(
-                    "no replica confirmed the write, and the replica count cannot be read ({why})"
-                )),
-                other => other,
-            }),
-        }
+    /// Makes an acknowledged deletion or claim survive a failover: waits
+    /// until a replica has it, on each master it wrote to that has one
+    /// ([`confirm`]), else fails. `written` are the keys whose loss a
+    /// failover must not bring about: the deleted records and the claim.
+    /// Index entries are left out: one brought back without its record is
+    /// harmless (the record is what admits a request), and waiting on their
+    /// shards would fail a logout over a shard that holds nothing of it.
+    async fn durable(&self, written: &[String]) -> Result<(), StoreError> {
+        confirm(&self.backend, &self.replicas, written).await
     }
 
     /// Drops deleted sessions from the local cache (the published
@@ -583,7 +560,7 @@ impl RedisStore {
         // what it read before it, nor a write what it wrote.
         self.changes.fetch_add(1, Ordering::SeqCst);
         self.drop_local(key);
-        self.durable().await?;
+        self.durable(&[rkey(key)]).await?;
         Ok(existed)
     }
 
@@ -621,7 +598,7 @@ impl RedisStore {
             Self::keys_of(self.run_delete(&self.scripts.del_sid, &[sid]).await?)?
         };
         self.forget(&keys);
-        self.durable().await?;
+        self.durable(&rkeys(&keys)).await?;
         Ok(keys)
     }
 
@@ -642,7 +619,7 @@ impl RedisStore {
             Self::keys_of(self.run_delete(&self.scripts.del_sub, &[sub, &max]).await?)?
         };
         self.forget(&keys);
-        self.durable().await?;
+        self.durable(&rkeys(&keys)).await?;
         Ok(keys)
     }
 
@@ -677,11 +654,13 @@ impl RedisStore {
                 Some(Self::keys_of(v)?)
             }
         };
+        let mut written = vec![claim];
         if let Some(keys) = &keys {
             self.forget(keys);
+            written.extend(rkeys(keys));
         }
         // A replay claim must outlive a failover as much as the deletion.
-        self.durable().await?;
+        self.durable(&written).await?;
         Ok(keys)
     }
 

@@ -4,8 +4,8 @@
 //!
 //! [`Conn`] hides the three behind redis-rs's [`ConnectionLike`], so the
 //! store's commands are written once. What differs beyond that (multi-key
-//! scripts, the pub/sub connection, how many replicas must confirm a
-//! deletion) is asked of [`Backend`].
+//! scripts, the pub/sub connection, which replicas must confirm a
+//! deletion and the `WAIT` that asks them) is asked of [`Backend`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,6 +16,7 @@ use redis::aio::{
 };
 use redis::cluster::{ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
     AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind,
@@ -24,6 +25,7 @@ use redis::{
 };
 
 use super::StoreError;
+use super::redis_replicas::Replicas;
 use crate::config::{RedisConfig, RedisTopology};
 
 /// How long a Redis command may take before it counts as unavailable.
@@ -284,9 +286,10 @@ impl Backend {
         }
     }
 
-    /// How many replicas every primary has now (the fewest, on a cluster):
-    /// a deletion waits for one of them when this is at least 1.
-    pub(crate) async fn replicas(&self) -> RedisResult<usize> {
+    /// The replicas that must confirm a deletion, as they are now: the
+    /// master's (`ROLE`), or each cluster master's with its slots
+    /// (`CLUSTER NODES`).
+    pub(crate) async fn replicas(&self) -> RedisResult<Replicas> {
         let mut c = self.conn.clone();
         match &self.conn {
             Conn::Cluster(_) => {
@@ -294,43 +297,45 @@ impl Backend {
                     .arg("NODES")
                     .query_async(&mut c)
                     .await?;
-                Ok(fewest_replicas(&nodes))
+                Ok(Replicas::from_cluster_nodes(&nodes))
             }
             _ => {
                 let role: redis::Role = redis::cmd("ROLE").query_async(&mut c).await?;
-                Ok(match role {
+                Ok(Replicas::Master(match role {
                     redis::Role::Primary { replicas, .. } => replicas.len(),
                     _ => 0,
-                })
+                }))
             }
         }
     }
-}
 
-/// The fewest replicas any master of a `CLUSTER NODES` listing has.
-fn fewest_replicas(nodes: &str) -> usize {
-    let mut masters: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    let mut replica_of = Vec::new();
-    for line in nodes.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let (Some(id), Some(flags), Some(master)) = (f.first(), f.get(2), f.get(3)) else {
-            continue;
-        };
-        if flags.contains("fail") && !flags.contains("pfail") {
-            continue;
-        }
-        if flags.contains("master") {
-            masters.entry(id).or_insert(0);
-        } else if flags.contains("slave") {
-            replica_of.push(*master);
+    /// `WAIT 1 <timeout>`: how many replicas (0 or 1) have every write this
+    /// process sent to the master. On a cluster, asked of the master that
+    /// owns `key`'s slot (`None`: of every master, the fewest answered).
+    pub(crate) async fn wait_for_replica(
+        &self,
+        key: Option<&str>,
+        timeout: Duration,
+    ) -> RedisResult<i64> {
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(1).arg(super::ms(timeout));
+        match (&self.conn, key) {
+            (Conn::Cluster(c), Some(key)) => {
+                // WAIT counts the writes of the connection it arrives on.
+                // The cluster client keeps one multiplexed connection per
+                // node (its connection map is keyed by address; clones
+                // share the socket), and routes a command for a slot, keyed
+                // or routed as here, through its slot map to the same
+                // master's connection: so this WAIT follows, on the same
+                // socket, the deletion just sent for `key`.
+                let route = Route::with_key(key.as_bytes(), SlotAddr::Master);
+                let to = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                let acked = c.clone().route_command(wait, to).await?;
+                Ok(redis::from_redis_value(acked)?)
+            }
+            _ => wait.query_async(&mut self.conn.clone()).await,
         }
     }
-    for m in replica_of {
-        if let Some(n) = masters.get_mut(m) {
-            *n += 1;
-        }
-    }
-    masters.values().copied().min().unwrap_or(0)
 }
 
 fn sentinel_client(
@@ -441,22 +446,4 @@ fn cluster(
         seeds.push(client(info, certs)?);
     }
     Ok((conn, seeds))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fewest_replicas;
-
-    #[test]
-    fn replicas_are_counted_per_master() {
-        let nodes = "\
-a 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
-b 127.0.0.1:7001@17001 master - 0 0 2 connected 5461-10922
-c 127.0.0.1:7002@17002 slave a 0 0 1 connected
-d 127.0.0.1:7003@17003 slave b 0 0 2 connected
-";
-        assert_eq!(fewest_replicas(nodes), 1);
-        assert_eq!(fewest_replicas(&nodes.replace("slave b", "slave a")), 0);
-        assert_eq!(fewest_replicas(""), 0);
-    }
 }

@@ -1,17 +1,20 @@
 //! The revocation subscription of the Redis store: one task per store
 //! that keeps a subscription to [`REVOCATION_CHANNEL`] alive, applies its
-//! messages to the local cache, and learns the replica count.
+//! messages to the local cache, and learns which replicas must confirm a
+//! deletion.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use futures_util::StreamExt;
 use moka::sync::Cache;
 use tokio::sync::{broadcast, watch};
 
 use super::redis_conn::{Backend, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use super::redis_lua::REVOCATION_CHANNEL;
+use super::redis_replicas::Replicas;
 use crate::session::id::StoreKey;
 
 /// How often the subscriber checks its connection is alive.
@@ -27,26 +30,23 @@ pub(super) struct Shared {
     /// Whether revocations are heard now; while not, the local cache is
     /// neither read nor filled (see [`cache_unless_moved`]).
     pub(super) live: Arc<AtomicBool>,
-    pub(super) replicas: Arc<AtomicUsize>,
+    pub(super) replicas: Arc<ArcSwap<Replicas>>,
     pub(super) revoked: broadcast::Sender<StoreKey>,
     pub(super) subscribed: watch::Sender<bool>,
     pub(super) resync: watch::Sender<u64>,
 }
 
-/// The replica count when Redis will not tell it (a user whose ACL lacks
-/// `ROLE`, a renamed command): deletions then wait for a replica as if one
-/// existed. Counting none instead would switch the wait off unnoticed, and
-/// a logout acknowledged on the master alone could be lost in a failover.
-pub(super) const REPLICAS_UNKNOWN: usize = usize::MAX;
-
-/// Learns how many replicas deletions must wait for. A refusal by the
-/// server makes the count unknown (logged once); a failure to reach it
-/// leaves the last count, and the heartbeat tries again.
-async fn refresh_replicas(backend: &Backend, replicas: &AtomicUsize) {
+/// Learns which replicas deletions must wait for (per master on a
+/// cluster). A refusal by the server makes them unknown (logged once):
+/// deletions then wait as if a replica existed, since counting none would
+/// switch the wait off unnoticed and a logout acknowledged on the master
+/// alone could be lost in a failover. A failure to reach the server leaves
+/// what was last learned, and the heartbeat tries again.
+async fn refresh_replicas(backend: &Backend, replicas: &ArcSwap<Replicas>) {
     match tokio::time::timeout(RESPONSE_TIMEOUT, backend.replicas()).await {
-        Ok(Ok(n)) => replicas.store(n, Ordering::Relaxed),
+        Ok(Ok(r)) => replicas.store(Arc::new(r)),
         Ok(Err(e)) if matches!(e.kind(), redis::ErrorKind::Server(_)) => {
-            if replicas.swap(REPLICAS_UNKNOWN, Ordering::Relaxed) != REPLICAS_UNKNOWN {
+            if *replicas.swap(Arc::new(Replicas::Unknown)) != Replicas::Unknown {
                 tracing::warn!(
                     error = %e,
                     "cannot learn the Redis master's replicas (grant the Redis user ROLE, or \
