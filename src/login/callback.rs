@@ -149,8 +149,11 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     };
 
     // A state is good for one callback, across the fleet.
-    let claim = format!("login-state:{name}");
-    match ctx.sessions.claim_once(&claim, state_cookie::MAX_AGE).await {
+    match ctx
+        .sessions
+        .claim_login_state(&name, state_cookie::MAX_AGE)
+        .await
+    {
         Ok(true) => {}
         Ok(false) => {
             tracing::warn!(request_id = ctx.request_id, "callback replayed");

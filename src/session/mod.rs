@@ -528,6 +528,15 @@ impl Sessions {
         Ok(self.store.claim_once(key, ttl).await?)
     }
 
+    /// Marks the login state `name` used: `true` the first time within
+    /// `ttl`. Anonymous visitors create these, so they are kept apart from
+    /// the claims that must hold (see [`Store::claim_login_state`]). `Err`
+    /// when the store cannot tell: never accept on error.
+    pub async fn claim_login_state(&self, name: &str, ttl: Duration) -> Result<bool, SessionError> {
+        let key = format!("login-state:{name}");
+        Ok(self.store.claim_login_state(&key, ttl).await?)
+    }
+
     /// Back-channel logout: claims `claim` (set-if-absent for `ttl`, the
     /// `jti` replay cache) and ends the sessions of `iss` that `what` names,
     /// as one step. `Ok(None)`: claimed before, nothing ended (a replay).

@@ -1,5 +1,6 @@
 //! Single-use values: one-time claims, temporary values taken once, and locks.
 
+use portcullis::session::Revoke;
 use portcullis::session::store::{MemoryStore, Store};
 use tokio::sync::broadcast;
 
@@ -22,6 +23,9 @@ pub(super) async fn single_use_values(s: Sessions) {
     // Extreme durations are clamped, not a panic or a store error.
     assert!(s.claim_once("jti-4", Duration::MAX).await.unwrap());
     assert!(!s.claim_once("jti-4", Duration::ZERO).await.unwrap());
+    // Login states are single-use too.
+    assert!(s.claim_login_state("st-1", ttl).await.unwrap());
+    assert!(!s.claim_login_state("st-1", ttl).await.unwrap(), "used");
 
     s.put_temp("state-1", b"/return".to_vec(), ttl)
         .await
@@ -129,3 +133,44 @@ fn memory_store_locks_and_claims_have_one_winner_across_threads() {
 }
 
 on_cluster!(cluster_single_use_values, single_use_values, LONG, LONG);
+
+/// Anonymous visitors make login-state claims (each callback, valid or not,
+/// claims its state before the IdP is asked). However many they make, the
+/// claims that must hold still can be made: back-channel `jti`s and the
+/// refresh lock. Before, all shared one table that refuses new claims when
+/// full, so a flood of callbacks stopped back-channel logout and token
+/// refresh (and logins).
+#[tokio::test]
+async fn memory_login_state_claims_cannot_crowd_out_the_claims_that_must_hold() {
+    let (tx, _) = broadcast::channel(16);
+    let store = Store::Memory(MemoryStore::new(1 << 24, 8 * 1024, tx.clone()));
+    let s =
+        Sessions::with_store(&config(StoreConfig::Memory, LONG, LONG), store.clone(), tx).unwrap();
+    for i in 0..2_000 {
+        assert!(
+            s.claim_login_state(&format!("flood-{i}"), LONG)
+                .await
+                .unwrap(),
+            "login state {i} refused"
+        );
+    }
+    let Store::Memory(m) = &store else {
+        unreachable!()
+    };
+    m.run_pending_tasks().await;
+    assert!(s.claim_once("jti-after-flood", LONG).await.unwrap());
+    assert_eq!(
+        s.revoke_once("jti-2-after-flood", LONG, ISS, Revoke::Sid("nobody"))
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    assert!(
+        store
+            .try_lock("refresh:after-flood", LONG)
+            .await
+            .unwrap()
+            .is_some(),
+        "the refresh lock"
+    );
+}

@@ -21,9 +21,9 @@ use crate::session::id::StoreKey;
 pub const DEFAULT_SESSION_CAPACITY_BYTES: u64 = 256 * 1024 * 1024;
 /// Bytes the bound counts per session besides its sealed record.
 pub const SESSION_ENTRY_OVERHEAD_BYTES: u64 = table::ENTRY_OVERHEAD;
-/// Default bound, in bytes, of each of the two tables of small values: the
-/// temporary values (logout states) and the claims and locks (`jti`s,
-/// login-state claims, refresh locks). 64 MiB each.
+/// Default bound, in bytes, of each of the three tables of small values:
+/// the temporary values (logout states), the claims and locks (`jti`s,
+/// refresh locks) and the login-state claims. 64 MiB each.
 pub const DEFAULT_AUX_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
 /// Bookkeeping bytes counted per small value besides its key and value.
 const AUX_OVERHEAD: u32 = 96;
@@ -75,14 +75,19 @@ pub struct MemoryStore {
     claims: Cache<String, AuxEntry>,
     /// The byte bound of `claims` at which new claims are refused.
     claims_capacity: u64,
+    /// Login-state claims, which anonymous visitors create: evicted least
+    /// recently used first when full, never refused, and apart from
+    /// `claims` so that a flood of them cannot fill that table.
+    login_claims: Cache<String, AuxEntry>,
     revoked: broadcast::Sender<StoreKey>,
     lock_seq: Arc<AtomicU64>,
 }
 
 impl MemoryStore {
     /// A store bounded to `session_capacity_bytes` of records and
-    /// `aux_capacity_bytes` for each of its two tables of small values
-    /// (temporary values; claims and locks); revocations go to `revoked`.
+    /// `aux_capacity_bytes` for each of its three tables of small values
+    /// (temporary values; claims and locks; login-state claims);
+    /// revocations go to `revoked`.
     pub fn new(
         session_capacity_bytes: u64,
         aux_capacity_bytes: u64,
@@ -104,11 +109,18 @@ impl MemoryStore {
             .eviction_policy(EvictionPolicy::lru())
             .expire_after(WriteTtl)
             .build();
+        let login_claims = Cache::builder()
+            .max_capacity(aux_capacity_bytes)
+            .weigher(|k: &String, v: &AuxEntry| aux_weight(k, v))
+            .eviction_policy(EvictionPolicy::lru())
+            .expire_after(WriteTtl)
+            .build();
         MemoryStore {
             sessions,
             temp,
             claims,
             claims_capacity: aux_capacity_bytes,
+            login_claims,
             revoked,
             lock_seq: Arc::new(AtomicU64::new(1)),
         }
@@ -211,10 +223,6 @@ impl MemoryStore {
     }
 
     /// Set-if-absent on the claims table: true when this call stored `value`.
-    /// moka's `entry().or_insert` is a read followed by a separate insert, so
-    /// two threads can both see "absent" and both win; `and_compute_with`
-    /// runs under the entry's lock, which makes the check and the write one
-    /// step.
     async fn set_if_absent(
         &self,
         key: String,
@@ -228,8 +236,20 @@ impl MemoryStore {
                 return Err(StoreError::Unavailable("claim table full".into()));
             }
         }
-        let res = self
-            .claims
+        Ok(Self::put_if_absent(&self.claims, key, value, ttl).await)
+    }
+
+    /// Set-if-absent on `table`. moka's `entry().or_insert` is a read
+    /// followed by a separate insert, so two threads can both see "absent"
+    /// and both win; `and_compute_with` runs under the entry's lock, which
+    /// makes the check and the write one step.
+    async fn put_if_absent(
+        table: &Cache<String, AuxEntry>,
+        key: String,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> bool {
+        let res = table
             .entry(key)
             .and_compute_with(|cur| {
                 std::future::ready(match cur {
@@ -238,12 +258,20 @@ impl MemoryStore {
                 })
             })
             .await;
-        Ok(matches!(res, CompResult::Inserted(_)))
+        matches!(res, CompResult::Inserted(_))
     }
 
     pub(super) async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         self.set_if_absent(format!("once:{key}"), Vec::new(), ttl)
             .await
+    }
+
+    pub(super) async fn claim_login_state(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(Self::put_if_absent(&self.login_claims, format!("once:{key}"), Vec::new(), ttl).await)
     }
 
     pub(super) async fn revoke_once(
@@ -389,6 +417,7 @@ impl MemoryStore {
         self.sessions.sweep();
         self.temp.run_pending_tasks().await;
         self.claims.run_pending_tasks().await;
+        self.login_claims.run_pending_tasks().await;
     }
 
     /// Bytes held by the temporary values and by the claims and locks (as

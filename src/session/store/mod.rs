@@ -199,6 +199,18 @@ impl Store {
         each!(self, s => s.claim_once(key, ttl).await)
     }
 
+    /// [`Store::claim_once`] for login states, which anonymous visitors
+    /// create: the memory store keeps them in a table of their own that,
+    /// when full, forgets its least recently used claims instead of
+    /// refusing new ones. A flood of callbacks then cannot shut out the
+    /// claims that must hold (back-channel `jti`s, refresh locks), and a
+    /// forgotten login-state claim costs little: the IdP accepts its
+    /// authorization code once anyway. (Redis: as `claim_once`; the claims
+    /// expire after `ttl`.)
+    pub async fn claim_login_state(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        each!(self, s => s.claim_login_state(key, ttl).await)
+    }
+
     /// Claims `claim` as [`Store::claim_once`] does and deletes the sessions
     /// `target` names, as one step: `None` when the claim was made before
     /// (nothing is deleted), else the sessions deleted. Never one without

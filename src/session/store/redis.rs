@@ -686,6 +686,16 @@ impl RedisStore {
         self.set_nx(format!("{PREFIX}once:{key}"), b"1", ttl).await
     }
 
+    /// Login states: as [`RedisStore::claim_once`] (and its keys, so that
+    /// instances of both versions agree during a rolling upgrade).
+    pub(super) async fn claim_login_state(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.claim_once(key, ttl).await
+    }
+
     pub(super) async fn put_temp(
         &self,
         key: &str,
