@@ -139,6 +139,17 @@ fn original(
         header_str(headers, &X_ORIGINAL_URL),
         suffix.as_deref(),
     );
+    // A request target has no fragment (RFC 9112 §3.2), so a `#` here is
+    // one the front proxy passed on raw (nginx does). Parsing would drop
+    // everything from it and judge `/public/` while the app is sent, and may
+    // clean, `/public/#/../admin/`: judge nothing instead.
+    if [sources.0, sources.1]
+        .into_iter()
+        .flatten()
+        .any(|s| s.contains('#'))
+    {
+        return Err(ForwardAuthError::BadUri);
+    }
     let (authority, target) = match sources {
         (Some(uri), None, None) => (host, origin_form(uri)?),
         (None, Some(url), None) if url.starts_with('/') => (host, origin_form(url)?),
@@ -351,6 +362,26 @@ mod tests {
             "/a/../b?x=1",
             "canonicalised later, as on the request path"
         );
+    }
+
+    /// A raw `#` is refused, not cut: what follows it reaches the app.
+    #[test]
+    fn a_raw_fragment_is_refused_not_cut() {
+        for pairs in [
+            [("x-original-url", "http://h/public/#/../admin/panel")],
+            [("x-original-url", "/public/#/../admin/panel")],
+            [("x-forwarded-uri", "/public/#/../admin/panel")],
+        ] {
+            let mut all = pairs.to_vec();
+            all.push(("x-forwarded-host", "h"));
+            assert!(
+                matches!(
+                    original(&headers(&all), &Method::GET, &AUTH.parse().unwrap()),
+                    Err(ForwardAuthError::BadUri)
+                ),
+                "{pairs:?}"
+            );
+        }
     }
 
     #[test]

@@ -295,6 +295,29 @@ async fn caddy_forward_auth_identity_rules_and_assertion() {
     identity_rules_and_assertion(Kind::Caddy).await;
 }
 
+/// nginx passes a raw `#` in the path on to the gateway (in
+/// `X-Original-URL`) and to the app. Judged only up to the `#`, the path
+/// below fell under the open `/public/` route while the app, which may clean
+/// it, was asked for `/admin/panel`. It is refused and never reaches the app.
+#[tokio::test]
+async fn nginx_a_raw_fragment_in_the_path_is_refused() {
+    use std::io::{Read, Write};
+    let fs = start(Kind::Nginx);
+    let app = &fs.stack.app;
+    let addr = fs.front.origin().trim_start_matches("http://").to_owned();
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        conn,
+        "GET /public/#/../admin/panel HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    let status = answer.split(' ').nth(1).unwrap_or_default().to_owned();
+    assert_ne!(status, "200", "{answer}");
+    assert_eq!(app.request_count(), 0, "the app was reached: {answer}");
+}
+
 async fn forward_auth_requests_from_untrusted_peers(kind: Kind) {
     let fs = start(kind);
     let gateway = &fs.stack.gateway;
