@@ -207,6 +207,32 @@ async fn identity_rules_and_assertion(kind: Kind) {
             .all(|v| v != "mallory")
     );
     assert_ne!(seen.header(ASSERTION), Some("forged"));
+    // ... nor spelled with `_` (CGI, PHP and Rack read it as `-`), nor by
+    // naming the gateway's headers in `Connection` so that the proxy drops
+    // them on the way to the app after they were set.
+    app.clear();
+    let resp = browser
+        .get(fs.front.url("/private/underscore"))
+        .header("X_Forwarded_User", "mallory")
+        .header("X_Portcullis_Jwt_Assertion", "forged")
+        .header("Connection", "X-Forwarded-User, X-Portcullis-Jwt-Assertion")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = app.last_request().unwrap();
+    for (name, value) in &seen.headers {
+        let canonical = name.as_str().replace('_', "-");
+        if canonical == "x-forwarded-user" {
+            assert_eq!(value, "alice", "{name}: {value:?}");
+        }
+        assert_ne!(value, "forged", "{name}");
+    }
+    assert_eq!(seen.header_all("x-forwarded-user"), ["alice"]);
+    assert!(
+        seen.header(ASSERTION).is_some_and(|a| !a.is_empty()),
+        "the assertion"
+    );
     // ... nor on an open route without one.
     app.clear();
     let anonymous = new_browser();
