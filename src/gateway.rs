@@ -178,7 +178,9 @@ impl Gateway {
         self.config.session.as_ref().is_some_and(|s| {
             name.strip_prefix(s.cookie_name.as_str())
                 .is_some_and(|rest| {
-                    rest.is_empty() || rest.starts_with(login::state_cookie::COOKIE_INFIX)
+                    rest.is_empty()
+                        || rest.starts_with(login::state_cookie::COOKIE_INFIX)
+                        || rest == logout::rp_initiated::BINDING_SUFFIX
                 })
         })
     }

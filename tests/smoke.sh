@@ -105,8 +105,11 @@ csd_is() { # RESPONSE-HEADERS WHAT
         || fail "$2" "Clear-Site-Data: '${got}', expected '${CLEAR_SITE_DATA}'"
 }
 hdrs=$(mktemp)
-trap 'rm -f "$hdrs"' EXIT
-body=$(curl -sS --max-time 10 -D "$hdrs" -X POST -H 'Accept: application/json' "$GATEWAY_URL$LOGOUT_PATH?return_to=%2Fsmoke-signed-out")
+jar=$(mktemp)
+trap 'rm -f "$hdrs" "$jar"' EXIT
+# The cookie jar plays the browser that logs out: /logout/done clears site
+# data only for the browser that started the logout.
+body=$(curl -sS --max-time 10 -c "$jar" -D "$hdrs" -X POST -H 'Accept: application/json' "$GATEWAY_URL$LOGOUT_PATH?return_to=%2Fsmoke-signed-out")
 h=$(tr -d '\r' <"$hdrs")
 cont=$(json_field "$body" continue_url)
 if [[ -n $cont ]]; then
@@ -116,6 +119,9 @@ if [[ -n $cont ]]; then
     state=${state%%&*}
     done_url="$GATEWAY_URL/.portcullis/logout/done?state=$state"
     h=$(head_of "$done_url" -H 'Accept: text/html' -H 'Sec-Fetch-Mode: navigate' -H 'Sec-Fetch-Dest: document')
+    [[ -z $(header_of "$h" clear-site-data) ]] && ok "no Clear-Site-Data for a browser that did not start the logout" \
+        || fail "no Clear-Site-Data for a browser that did not start the logout" "$(header_of "$h" clear-site-data)"
+    h=$(head_of "$done_url" -b "$jar" -H 'Accept: text/html' -H 'Sec-Fetch-Mode: navigate' -H 'Sec-Fetch-Dest: document')
     s=$(status_of "$h")
     loc=$(header_of "$h" location)
     # 303 to the destination; 200 for a popup logout (the page that closes the popup).

@@ -336,6 +336,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     } else {
         idp_leg(ctx, session.as_ref(), mode, &destination).await
     };
+    let mut bind_to_this_browser = false;
     let (mut resp, outcome) = match end_session {
         None if mode != LogoutMode::Local && outcome == "ok" => {
             (finish(ctx, mode, &destination), "ok_local_only")
@@ -343,6 +344,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         None => (finish(ctx, mode, &destination), outcome),
         Some(IdpLeg::Unreachable) => (finish(ctx, mode, &destination), "idp_unreachable"),
         Some(IdpLeg::Continue { state, url }) => {
+            bind_to_this_browser = true;
             let continue_url = ctx.url(&format!("{}?state={state}", paths::LOGOUT_CONTINUE));
             let idp_origin = Url::parse(&url)
                 .map(|u| u.origin().ascii_serialization())
@@ -378,6 +380,13 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         SET_COOKIE,
         &expired_session_cookie(session_cfg, ctx.secure()),
     );
+    if bind_to_this_browser {
+        add(
+            &mut resp,
+            SET_COOKIE,
+            &binding_cookie(&binding_cookie_name(session_cfg), true, ctx.secure()),
+        );
+    }
     // 4. One event and metric.
     events::record(
         Kind::RpInitiated,
@@ -632,11 +641,65 @@ async fn done_response(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> 
         ),
         _ => redirect(&record.destination),
     };
-    if let Some(csd) = clear_site_data(ctx) {
-        resp.headers_mut()
-            .insert(HeaderName::from_static("clear-site-data"), csd);
+    // Clear-Site-Data only for the browser that started this logout: a
+    // state is not a secret of one browser (an anonymous one can be replayed
+    // for its ten minutes, anyone can stop short of the IdP with their own),
+    // and sent to a victim's browser /logout/done would wipe its storage,
+    // or its cookies when so configured, past the logout's CSRF rules.
+    let binding = binding_cookie_name(ctx.session_config);
+    if cookie_present(req.headers(), &binding) {
+        if let Some(csd) = clear_site_data(ctx) {
+            resp.headers_mut()
+                .insert(HeaderName::from_static("clear-site-data"), csd);
+        }
+        add(
+            &mut resp,
+            SET_COOKIE,
+            &binding_cookie(&binding, false, ctx.secure()),
+        );
+    } else if !ctx.config.logout.clear_site_data.is_empty() {
+        tracing::info!(
+            request_id = ctx.request_id,
+            "logout done in a browser that did not start it: no Clear-Site-Data"
+        );
     }
     resp
+}
+
+/// The cookie that marks the browser a logout with an IdP leg started in
+/// (10 minutes, as its state): `/logout/done` sends `Clear-Site-Data` only
+/// to it.
+pub fn binding_cookie_name(cfg: &crate::config::SessionConfig) -> String {
+    format!("{}{BINDING_SUFFIX}", cfg.cookie_name)
+}
+
+/// The suffix of [`binding_cookie_name`] after the session cookie's name.
+pub const BINDING_SUFFIX: &str = "-logout";
+
+/// `Set-Cookie` for the binding cookie (`set`), or one that removes it.
+/// Path=/ and no Domain keep a `__Host-` prefix valid; Lax lets the IdP's
+/// top-level redirect back carry it.
+fn binding_cookie(name: &str, set: bool, secure: bool) -> String {
+    let (value, max_age) = if set {
+        ("1", state::TTL.as_secs())
+    } else {
+        ("", 0)
+    };
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{name}={value}; HttpOnly; Path=/; SameSite=Lax; Max-Age={max_age}{secure}")
+}
+
+fn cookie_present(headers: &http::HeaderMap, name: &str) -> bool {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+        .any(|pair| {
+            pair.trim_ascii()
+                .split(|b| *b == b'=')
+                .next()
+                .is_some_and(|n| n.trim_ascii() == name.as_bytes())
+        })
 }
 
 /// `GET /.portcullis/logout/flow`: a CSRF token bound to the current

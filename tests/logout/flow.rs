@@ -213,6 +213,43 @@ async fn logout_without_a_session_still_visits_the_idp() {
     assert!(!q.contains_key("id_token_hint"));
 }
 
+/// A logout's state is no secret of one browser: an anonymous logout's is
+/// sealed and good for ten minutes, and anyone can stop short of the IdP
+/// with their own. Sent to another browser, `/logout/done` must not make
+/// that browser wipe its site data (its cookies, when so configured): that
+/// would be a logout forced past the CSRF rules. The browser that started
+/// the logout still gets it.
+#[tokio::test]
+async fn clear_site_data_only_for_the_browser_that_started_the_logout() {
+    let stack = stack();
+    let attacker = new_browser();
+    let resp = attacker
+        .post(stack.gateway.url("/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let state = location(&resp)
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let done = stack
+        .gateway
+        .url(&format!("/.portcullis/logout/done?state={state}"));
+    for _ in 0..2 {
+        let victim = navigate(&new_browser(), &done).await;
+        assert_eq!(victim.status(), 303);
+        assert!(
+            victim.headers().get("clear-site-data").is_none(),
+            "another browser was made to clear its site data"
+        );
+    }
+    let own = navigate(&attacker, &done).await;
+    assert!(own.headers().get("clear-site-data").is_some());
+}
+
 /// A `?mode=` that is unknown or not in `allowed_modes` is ignored: the
 /// configured `mode` (which `check` requires to be allowed) applies, so a
 /// request can never pick a weaker logout than the operator allows.

@@ -136,7 +136,7 @@ async fn done_page_headers_and_unknown_state() {
             .unwrap()
             .1
             .into_owned();
-        let done = client
+        let done = browser
             .get(
                 stack
                     .gateway
