@@ -37,7 +37,7 @@ use crate::paths;
 use crate::request::ClientKind;
 use crate::request::body;
 use crate::session::Session;
-use crate::session::cookie::{expired_session_cookie, read_session_cookie};
+use crate::session::cookie::{expired_session_cookie, read_session_cookie, session_cookie_values};
 
 /// The Content-Security-Policy of `/logout/done`'s redirects: the README's
 /// policy for that path ("Where the user goes"), less the script nonce (a redirect has no script).
@@ -203,7 +203,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     };
     let logout_cfg = &ctx.config.logout;
 
-    let cookie = read_session_cookie(&parts.headers, &session_cfg.cookie_name);
+    // Every value of the session cookie: a second one (planted with a
+    // longer Path by a sibling domain, or over http) must not hide the
+    // session this browser asks to end. The first that names a session is
+    // the one ended.
     // A store failure is acted on only once the request is known to be
     // allowed to log out: a cross-site, HEAD or prefetch request must not
     // get the cookie expired (nor a logout event) just because the store
@@ -211,10 +214,17 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
     // Read from the store itself, not an instance's cache: with Redis a
     // cached copy may hold a refresh token another instance has replaced,
     // and revoking that one would leave the live one valid.
-    let loaded = match &cookie {
-        None => Ok(None),
-        Some(value) => ctx.sessions.load_fresh(value).await,
-    };
+    let mut loaded = Ok(None);
+    for value in session_cookie_values(&parts.headers, &session_cfg.cookie_name) {
+        match ctx.sessions.load_fresh(&value).await {
+            Ok(None) => {}
+            found @ Ok(Some(_)) => {
+                loaded = found;
+                break;
+            }
+            Err(err) => loaded = Err(err),
+        }
+    }
 
     // Who may trigger it. Without the session its token cannot be checked.
     let csrf_valid = match (&loaded, &params.csrf) {

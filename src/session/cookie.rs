@@ -43,6 +43,39 @@ pub fn expired_session_cookie(cfg: &SessionConfig, secure: bool) -> String {
         .to_string()
 }
 
+/// Every value of the session cookie the request carries (at most
+/// [`MAX_SESSION_COOKIE_VALUES`], in order), for `/logout`: there, two values
+/// must not hide the session to end (a cookie planted with a longer `Path`
+/// by a sibling domain, or over http), while [`read_session_cookie`] treats
+/// them as no session at all, as authentication must.
+pub fn session_cookie_values(headers: &HeaderMap, name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for header in headers.get_all(COOKIE) {
+        for pair in header.as_bytes().split(|b| *b == b';') {
+            let pair = pair.trim_ascii();
+            let Some(eq) = memchr::memchr(b'=', pair) else {
+                continue;
+            };
+            let (n, v) = (&pair[..eq], &pair[eq + 1..]);
+            if n.trim_ascii() != name.as_bytes() || out.len() >= MAX_SESSION_COOKIE_VALUES {
+                continue;
+            }
+            let v = v.trim_ascii();
+            let v = v
+                .strip_prefix(b"\"")
+                .and_then(|x| x.strip_suffix(b"\""))
+                .unwrap_or(v);
+            if let Ok(v) = std::str::from_utf8(v) {
+                out.push(v.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// How many session-cookie values `/logout` looks at.
+pub const MAX_SESSION_COOKIE_VALUES: usize = 4;
+
 /// The session cookie's value from the request's `Cookie` headers. `None`
 /// when it is absent or present more than once (across one or several
 /// headers): a second value may be planted by a sibling subdomain, so the
@@ -151,6 +184,15 @@ mod tests {
         ] {
             assert!(a.contains(&want.to_string()), "{want} missing in {e}");
         }
+    }
+
+    #[test]
+    fn every_value_for_logout() {
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_static("sc=a; x=1; sc=\"b\""));
+        h.append(COOKIE, HeaderValue::from_static("sc=c; sc=d; sc=e; s=f"));
+        assert_eq!(session_cookie_values(&h, "sc"), ["a", "b", "c", "d"]);
+        assert!(session_cookie_values(&h, "none").is_empty());
     }
 
     #[test]

@@ -250,6 +250,60 @@ async fn clear_site_data_only_for_the_browser_that_started_the_logout() {
     assert!(own.headers().get("clear-site-data").is_some());
 }
 
+/// A second value of the session cookie — planted with a longer `Path` by a
+/// sibling domain, or over http — must not hide the session a logout ends.
+/// Before, two values read as no session: the logout ended nothing and
+/// still reported success.
+#[tokio::test]
+async fn a_planted_second_session_cookie_does_not_hide_the_session_to_end() {
+    let stack = stack();
+    let browser = new_browser();
+    let to_idp = navigate(
+        &browser,
+        &stack.gateway.url("/.portcullis/login?return_to=/"),
+    )
+    .await;
+    let callback = stack.idp.login(&browser, &location(&to_idp), "alice").await;
+    let landed = navigate(&browser, callback.as_str()).await;
+    let real = set_cookies(&landed)
+        .into_iter()
+        .find_map(|c| {
+            c.strip_prefix("portcullis=")
+                .map(|rest| rest.split(';').next().unwrap_or_default().to_owned())
+        })
+        .filter(|v| !v.is_empty())
+        .expect("session cookie");
+    let client = no_redirects();
+    let with = |cookie: String| {
+        client
+            .get(stack.gateway.url("/private"))
+            .header("cookie", cookie)
+            .send()
+    };
+    assert_eq!(
+        with(format!("portcullis={real}")).await.unwrap().status(),
+        200
+    );
+
+    // The planted value comes first: the browser sends the longer path first.
+    let resp = client
+        .post(stack.gateway.url("/logout"))
+        .header("cookie", format!("portcullis=planted; portcullis={real}"))
+        .header("origin", stack.gateway.public_url())
+        .header("sec-fetch-site", "same-origin")
+        .header("sec-fetch-mode", "navigate")
+        .header(reqwest::header::ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_ne!(
+        with(format!("portcullis={real}")).await.unwrap().status(),
+        200,
+        "the session outlived its logout"
+    );
+}
+
 /// A `?mode=` that is unknown or not in `allowed_modes` is ignored: the
 /// configured `mode` (which `check` requires to be allowed) applies, so a
 /// request can never pick a weaker logout than the operator allows.
