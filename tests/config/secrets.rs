@@ -115,3 +115,53 @@ fn unexpanded_value_is_not_also_reported_missing_or_short() {
     let src = base_with("secret = \"${PORTCULLIS_SECRET}\"", "secret = \"${NOPE}\"");
     assert_one_error(&src, 10, 10, "`NOPE` is not set");
 }
+
+/// A value given with the wrong type is not echoed: after `${VAR}`
+/// expansion it may be a secret (a Redis URL with its password where a
+/// list was expected, a numeric token left unquoted), and `check`'s output
+/// and the reload log go where secrets must not.
+#[test]
+fn a_value_of_the_wrong_type_is_not_echoed() {
+    let redis = |line: &str| {
+        base_with(
+            "secret = \"${PORTCULLIS_SECRET}\"",
+            &format!(
+                "secret = \"${{PORTCULLIS_SECRET}}\"\nstore = \"redis\"\n[session.redis]\n{line}\nsentinel_master = \"m\""
+            ),
+        )
+    };
+    for src in [
+        redis("sentinels = \"redis://:Hunter2-pw@10.0.0.1:26379\""),
+        redis("cluster = \"redis://:Hunter2-pw@10.0.0.1:7000\""),
+        base_with(
+            "public_url = \"http://127.0.0.1:8080\"",
+            "public_url = \"http://127.0.0.1:8080\"\nadmin_listen = \"127.0.0.1:9090\"\nadmin_token = 12345678901234567890123456789012345",
+        ),
+        BASE.replace(
+            "http://127.0.0.1:3000",
+            "http://user:Hunter2-pw@127.0.0.1:3000/?q",
+        ),
+        BASE.replace(
+            "http://127.0.0.1:3000",
+            "ftp://user:Hunter2-pw@127.0.0.1:3000",
+        ),
+        BASE.replace("http://127.0.0.1:3000", "http://user:Hunter2-pw@[::1"),
+    ] {
+        let errs = errors(&src);
+        assert!(!errs.is_empty(), "{src}");
+        for e in &errs {
+            assert!(
+                !e.message.contains("Hunter2") && !e.message.contains("1234567890"),
+                "echoed: {}",
+                e.message
+            );
+        }
+    }
+    // The kind found is still said.
+    let errs = errors(&redis("sentinels = \"redis://:Hunter2-pw@h:26379\""));
+    assert!(
+        errs.iter()
+            .any(|e| e.message.contains("invalid type: string, expected")),
+        "{errs:#?}"
+    );
+}

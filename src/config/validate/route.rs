@@ -289,13 +289,29 @@ impl V<'_> {
         let url = match Url::parse(raw) {
             Ok(url) => url,
             Err(e) => {
+                // Echoed only when it cannot hold a password (no `@`).
+                let shown = if raw.contains('@') {
+                    String::new()
+                } else {
+                    format!(" `{raw}`")
+                };
                 self.sink.error(
                     &u.span(),
-                    format!("invalid upstream URL `{raw}`: {e} (expected e.g. \"http://127.0.0.1:3000\")"),
+                    format!(
+                        "invalid upstream URL{shown}: {e} (expected e.g. \"http://127.0.0.1:3000\")"
+                    ),
                 );
                 return None;
             }
         };
+        // First, so that no message below echoes a password.
+        if !url.username().is_empty() || url.password().is_some() {
+            self.sink.error(
+                &u.span(),
+                "upstream URL must not contain a user name or password",
+            );
+            return None;
+        }
         if url.scheme() != "http" && url.scheme() != "https" {
             self.sink.error(
                 &u.span(),
@@ -315,13 +331,6 @@ impl V<'_> {
             self.sink.error(
                 &u.span(),
                 format!("upstream `{raw}` must not have a query or fragment"),
-            );
-            return None;
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            self.sink.error(
-                &u.span(),
-                "upstream URL must not contain a user name or password",
             );
             return None;
         }

@@ -133,7 +133,7 @@ impl V<'_> {
                 .iter()
                 .find(|(_, s)| s.start <= at.start && at.start < s.end.max(s.start + 1))
                 .map(|(k, _)| k.clone());
-            let msg = e.message().trim_end();
+            let msg = without_value(e.message().trim_end());
             match key {
                 Some(k) => {
                     self.sink.error(&at, format!("`{k}` in {label}: {msg}"));
@@ -153,6 +153,36 @@ impl V<'_> {
             }
         }
     }
+}
+
+/// serde's "invalid type" and "invalid value" messages quote the value
+/// found, and after `${VAR}` expansion that may be a secret (a Redis URL
+/// with its password given where a list was expected; a numeric token left
+/// unquoted): only the kind of value is kept. The span still points at it.
+fn without_value(msg: &str) -> String {
+    const KINDS: [&str; 8] = [
+        "string",
+        "integer",
+        "floating point",
+        "boolean",
+        "character",
+        "sequence",
+        "map",
+        "byte array",
+    ];
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = msg.strip_prefix(prefix)
+            && let Some(i) = rest.rfind(", expected ")
+        {
+            let found = &rest[..i];
+            let kind = KINDS
+                .iter()
+                .find(|k| found.starts_with(**k))
+                .unwrap_or(&"value");
+            return format!("{prefix}{kind}{}", &rest[i..]);
+        }
+    }
+    msg.to_owned()
 }
 
 /// The closest valid name, if one is close enough to be a likely typo
