@@ -20,7 +20,7 @@ use crate::request::framing::{FramingFlag, Sniffed};
 use super::conns::{self, Activity, Slots, Tracked, Verdict, Watched};
 
 /// How long a TLS handshake may take before the connection is dropped.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts connections on `listener` until `stop` turns true, each once a
 /// connection slot is free; each one is served on its own task on this
