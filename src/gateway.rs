@@ -11,6 +11,7 @@ use http::header::{CONNECTION, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use thiserror::Error;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use crate::assertion::{self, Assertions, Signer};
 use crate::auth;
@@ -64,6 +65,12 @@ pub struct ConnInfo {
     pub peer_text: String,
     /// Raised by the wire sniffer for `Content-Length` + `Transfer-Encoding`.
     pub framing: Arc<FramingFlag>,
+    /// The connection's slot under `server.max_connections`. A WebSocket
+    /// tunnel made on the connection keeps it until the tunnel ends: the
+    /// client's socket is still open, and hyper is done with it at the 101.
+    pub slot: Arc<OwnedSemaphorePermit>,
+    /// Turns true when the gateway stops; a tunnel then closes.
+    pub stop: watch::Receiver<bool>,
 }
 
 /// Connection limits read when a connection starts.
@@ -593,6 +600,8 @@ impl Gateway {
             request_id: &log.id,
             trace: &log.trace,
             upgrade_deadline,
+            slot: &conn.slot,
+            stop: &conn.stop,
             body_stall: self.config.server.idle_timeout,
         };
         match proxy::forward(req, forward).await {

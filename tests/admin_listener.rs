@@ -222,3 +222,186 @@ async fn with_admin_tls_the_admin_api_is_served_over_tls_on_a_pod_ip() {
     assert_eq!(revoked.json::<Value>().await.unwrap()["revoked"], 1);
     assert_eq!(session(&gw, &b).await, None, "the session is over");
 }
+
+/// A gateway without login whose admin listener is the harness's loopback
+/// one, with `server_extra` in `[server]`.
+fn open_admin_gateway(upstream: &Upstream, server_extra: &str) -> Gateway {
+    Gateway::builder(&format!(
+        r#"
+[server]
+listen = "{{listen}}"
+public_url = "{{public_url}}"
+admin_listen = "{{admin_listen}}"
+{server_extra}
+
+[[route]]
+prefix = "/"
+upstream = "{{upstream}}"
+auth = "none"
+"#
+    ))
+    .var("upstream", upstream.url())
+    .start()
+}
+
+/// The status line of one `GET path` on a fresh connection to `addr`, or
+/// `None` when no answer came within `wait`.
+fn status_line(addr: &str, path: &str, wait: Duration) -> Option<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(wait)).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).ok()?;
+    (!line.is_empty()).then(|| line.trim_end().to_owned())
+}
+
+/// Whether the gateway closed `s` (EOF or reset) within its read timeout;
+/// whatever it wrote before closing is skipped.
+fn closed_by_peer(s: &mut std::net::TcpStream) -> bool {
+    use std::io::{ErrorKind, Read};
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Anonymous clients on an admin listener exposed for probes cannot hold
+/// its connections: a head over `max_header_bytes` gets 431; a head not
+/// sent in full within `header_read_timeout`, a connection that sends
+/// nothing and an idle keep-alive one are closed, and `/healthz` still
+/// answers. (Before: the admin listener had no timer and hyper's ~400 KB
+/// head limit, and each such connection held its socket for ever.)
+#[test]
+fn partial_heads_and_idle_connections_on_the_admin_listener_are_closed() {
+    use std::io::Write;
+    let upstream = Upstream::start();
+    let gw = open_admin_gateway(
+        &upstream,
+        "header_read_timeout = \"2s\"\nmax_header_bytes = 8192",
+    );
+    let admin = gw.admin_url("");
+    let admin = admin.trim_start_matches("http://");
+    let health = || status_line(admin, "/healthz", Duration::from_secs(5));
+    assert_eq!(health().as_deref(), Some("HTTP/1.1 200 OK"));
+    {
+        use std::io::{BufRead, BufReader};
+        // Exactly max_header_bytes of an unfinished head: the gateway reads
+        // all of it before it refuses, so its close is not a reset that
+        // could discard the answer before it is read.
+        let mut head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ".to_vec();
+        head.resize(8192, b'a');
+        let mut s = std::net::TcpStream::connect(admin).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(&head).unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        assert_eq!(
+            line.trim_end(),
+            "HTTP/1.1 431 Request Header Fields Too Large",
+            "a head over max_header_bytes"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let baseline = gw.sockets();
+
+    let connect = || {
+        let s = std::net::TcpStream::connect(admin).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+        s
+    };
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        let mut s = connect();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ")
+            .unwrap();
+        held.push(("partial head", s));
+    }
+    for _ in 0..5 {
+        held.push(("silent", connect()));
+    }
+    let mut keep_alive = connect();
+    keep_alive
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut line = [0u8; 12];
+    std::io::Read::read_exact(&mut keep_alive, &mut line).unwrap();
+    assert_eq!(&line, b"HTTP/1.1 200");
+    held.push(("idle keep-alive", keep_alive));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        gw.sockets() >= baseline + held.len(),
+        "the gateway holds them for now: {} sockets, {baseline} before",
+        gw.sockets()
+    );
+
+    for _ in 0..3 {
+        // Part of the HTTP/2 preface (which a version sniffer would wait on
+        // for ever): an HTTP/1 request line of a version refused at once.
+        let mut s = connect();
+        s.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+        held.push(("partial HTTP/2 preface", s));
+    }
+    let started = Instant::now();
+    for (what, s) in &mut held {
+        assert!(
+            closed_by_peer(s),
+            "a {what} connection still open after {:?}",
+            started.elapsed()
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        gw.sockets() <= baseline + 1,
+        "{} sockets, {baseline} before",
+        gw.sockets()
+    );
+    assert_eq!(
+        health().as_deref(),
+        Some("HTTP/1.1 200 OK"),
+        "the admin listener still answers"
+    );
+}
+
+/// The admin listener serves at most 64 connections at once; past that new
+/// ones wait in the listen backlog, so a flood of them cannot take the file
+/// descriptors the public listener needs. (Before: no limit.)
+#[test]
+fn the_admin_listener_holds_at_most_64_connections() {
+    let upstream = Upstream::start();
+    let gw = open_admin_gateway(&upstream, "header_read_timeout = \"10s\"");
+    let admin = gw.admin_url("");
+    let admin = admin.trim_start_matches("http://").to_owned();
+    std::thread::sleep(Duration::from_millis(300));
+    let baseline = gw.sockets();
+    let silent: Vec<_> = (0..100)
+        .map(|_| std::net::TcpStream::connect(&admin).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let held = gw.sockets() - baseline;
+    assert!(held <= 64, "the admin listener holds {held} connections");
+    assert!(held >= 60, "it serves up to its limit: {held}");
+    // The public listener is not affected.
+    let public = gw.addr().to_string();
+    assert_eq!(
+        status_line(&public, "/", Duration::from_secs(5)).as_deref(),
+        Some("HTTP/1.1 200 OK")
+    );
+    drop(silent);
+    assert_eq!(
+        status_line(&admin, "/healthz", Duration::from_secs(10)).as_deref(),
+        Some("HTTP/1.1 200 OK"),
+        "served again once they went"
+    );
+}

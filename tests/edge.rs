@@ -227,19 +227,6 @@ timeout = "30s"
     .start()
 }
 
-/// Client sockets the gateway process holds (listeners included).
-fn sockets_of(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| {
-            std::fs::read_link(e.path())
-                .map(|l| l.to_string_lossy().starts_with("socket:"))
-                .unwrap_or(false)
-        })
-        .count()
-}
-
 /// One `GET` on a fresh connection; the status line, or `None` when no
 /// answer came within `wait`.
 fn get_status(gw: &support::Gateway, path: &str, wait: Duration) -> Option<String> {
@@ -265,12 +252,12 @@ fn connections_past_max_connections_wait_in_the_backlog() {
     let gw = open_gateway(&app, "max_connections = 4\nidle_timeout = \"60s\"");
     assert!(get_status(&gw, "/", Duration::from_secs(5)).is_some_and(|l| l.contains(" 200")));
     std::thread::sleep(Duration::from_millis(300));
-    let baseline = sockets_of(gw.pid());
+    let baseline = gw.sockets();
     let silent: Vec<_> = (0..12)
         .map(|_| std::net::TcpStream::connect(gw.addr()).unwrap())
         .collect();
     std::thread::sleep(Duration::from_millis(1500));
-    let held = sockets_of(gw.pid()) - baseline;
+    let held = gw.sockets() - baseline;
     assert!(held <= 4, "the gateway holds {held} connections");
     assert!(held >= 3, "the gateway serves up to the limit: {held}");
     assert_eq!(

@@ -183,6 +183,11 @@ pub struct Forward<'a> {
     /// Resolves when an upgraded connection must close (session revoked or
     /// expired); `None` keeps it open until either side closes.
     pub upgrade_deadline: Option<upgrade::Deadline>,
+    /// The client connection's slot (`server.max_connections`), which an
+    /// upgraded connection keeps until it closes.
+    pub slot: &'a std::sync::Arc<tokio::sync::OwnedSemaphorePermit>,
+    /// Turns true when the gateway stops; an upgraded connection then closes.
+    pub stop: &'a tokio::sync::watch::Receiver<bool>,
     /// How long the client's body may stall before the request ends.
     pub body_stall: std::time::Duration,
 }
@@ -274,7 +279,15 @@ pub async fn forward(
             ));
         }
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
-        upgrade::spawn_tunnel(client_upgrade, upstream_upgrade, f.upgrade_deadline);
+        upgrade::spawn_tunnel(
+            client_upgrade,
+            upstream_upgrade,
+            upgrade::Bounds {
+                deadline: f.upgrade_deadline,
+                slot: f.slot.clone(),
+                stop: f.stop.clone(),
+            },
+        );
     }
 
     let (mut parts, body) = resp.into_parts();

@@ -1,6 +1,8 @@
 //! WebSocket upgrades. Only `Upgrade: websocket` is forwarded; bytes are
 //! tunnelled only after the upstream has answered 101, and the tunnel
-//! closes when its [`Deadline`] fires (session revoked or expired).
+//! closes when its [`Deadline`] fires (session revoked or expired) or the
+//! gateway stops. Until then it keeps the slot of the client connection it
+//! came from ([`Bounds`]).
 //!
 //! RFC 6455 §10.2: "Servers that are not intended to process input from any
 //! web page but only for certain sites SHOULD verify the |Origin| field is an
@@ -9,11 +11,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use http::header::{CONNECTION, HeaderValue, ORIGIN, UPGRADE};
 use http::{HeaderMap, Method, Request};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 
 /// Resolves when an upgraded connection must be closed.
 pub type Deadline = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -96,10 +100,35 @@ pub fn set_upgrade_headers(headers: &mut HeaderMap) {
     headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
 }
 
+/// What ends a tunnel besides its two sides, and what it holds meanwhile.
+///
+/// No idle timer: WebSocket apps keep quiet sockets open for as long as a
+/// page is, so a tunnel with no bytes either way is not cut. What bounds the
+/// tunnels of an open route (no session, no deadline) is the slot: each one
+/// counts under `server.max_connections` as the client connection it is.
+pub struct Bounds {
+    /// Resolves when the session behind the tunnel ends (revoked or
+    /// expired); `None` on an open route.
+    pub deadline: Option<Deadline>,
+    /// The client connection's slot, kept until the tunnel ends.
+    pub slot: Arc<OwnedSemaphorePermit>,
+    /// Turns true when the gateway stops. The tunnel closes then rather
+    /// than hold the drain (which waits for every slot) for
+    /// `shutdown_timeout`: no request is in flight on it to finish.
+    pub stop: watch::Receiver<bool>,
+}
+
 /// Joins the two upgraded connections and copies bytes both ways until one
-/// side closes or the deadline fires.
-pub fn spawn_tunnel(client: OnUpgrade, upstream: OnUpgrade, deadline: Option<Deadline>) {
+/// side closes, the deadline fires or the gateway stops; the tunnel holds its
+/// connection slot until then.
+pub fn spawn_tunnel(client: OnUpgrade, upstream: OnUpgrade, bounds: Bounds) {
+    let Bounds {
+        deadline,
+        slot,
+        mut stop,
+    } = bounds;
     tokio::spawn(async move {
+        let _slot = slot;
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
             Err(err) => {
@@ -118,6 +147,10 @@ pub fn spawn_tunnel(client: OnUpgrade, upstream: OnUpgrade, deadline: Option<Dea
                 }
             }
             () = deadline => tracing::info!("websocket closed: session ended"),
+            // An error: the stop signal's sender is gone, so is the gateway.
+            _ = stop.wait_for(|stopping| *stopping) => {
+                tracing::debug!("websocket closed: the gateway is stopping")
+            }
         }
     });
 }

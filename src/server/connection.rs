@@ -12,7 +12,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use crate::gateway::{App, ConnInfo};
 use crate::request::framing::{FramingFlag, Sniffed};
@@ -20,7 +20,7 @@ use crate::request::framing::{FramingFlag, Sniffed};
 use super::conns::{self, Activity, Slots, Tracked, Verdict, Watched};
 
 /// How long a TLS handshake may take before the connection is dropped.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts connections on `listener` until `stop` turns true, each once a
 /// connection slot is free; each one is served on its own task on this
@@ -60,13 +60,17 @@ pub(super) async fn accept_loop(
         let acceptor = acceptor.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
-            let _slot = slot;
+            // Shared: a WebSocket tunnel made on this connection keeps the
+            // slot after hyper is done with the connection.
+            let slot = Arc::new(slot);
             match acceptor {
-                None => serve_connection(stream, peer, app, stop).await,
+                None => serve_connection(stream, peer, app, slot, stop).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
-                        Ok(Ok(tls_stream)) => serve_connection(tls_stream, peer, app, stop).await,
+                        Ok(Ok(tls_stream)) => {
+                            serve_connection(tls_stream, peer, app, slot, stop).await
+                        }
                         Ok(Err(err)) => {
                             tracing::debug!(%peer, error = %err, "TLS handshake failed")
                         }
@@ -87,6 +91,7 @@ async fn serve_connection<S>(
     stream: S,
     peer: SocketAddr,
     app: Arc<App>,
+    slot: Arc<OwnedSemaphorePermit>,
     mut stop: watch::Receiver<bool>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -102,6 +107,8 @@ async fn serve_connection<S>(
         peer,
         peer_text: peer.ip().to_string(),
         framing: flag,
+        slot,
+        stop: stop.clone(),
     });
     let requests = activity.clone();
     let service = service_fn(move |req: hyper::Request<Incoming>| {

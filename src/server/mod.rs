@@ -2,6 +2,7 @@
 //! admin listener, signals (SIGTERM/SIGINT drain and exit, SIGHUP reload)
 //! and graceful shutdown.
 
+pub mod admin_listener;
 mod connection;
 pub mod conns;
 pub mod tls;
@@ -15,7 +16,6 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::admin;
 use crate::config::{self, Loaded};
 use crate::gateway::App;
 use crate::threads;
@@ -83,7 +83,7 @@ pub async fn run(config_path: PathBuf, loaded: Loaded) -> Result<(), ServerError
     for addr in &cfg.server.listen {
         public.push(bind(&loaded, *addr).await?);
     }
-    let admin_listener = match cfg.server.admin_listen {
+    let admin = match cfg.server.admin_listen {
         Some(addr) => Some(bind(&loaded, addr).await?),
         None => None,
     };
@@ -111,7 +111,7 @@ pub async fn run(config_path: PathBuf, loaded: Loaded) -> Result<(), ServerError
         workers::Workers::start(threads, std_listeners, tls.clone(), &app, &slots, &stop_rx)?;
     tracing::info!(threads, "serving threads started");
     let mut tasks = Vec::new();
-    if let Some(listener) = admin_listener {
+    if let Some(listener) = admin {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, tls = cfg.server.admin_tls.is_some(), "admin listening");
         }
@@ -121,7 +121,7 @@ pub async fn run(config_path: PathBuf, loaded: Loaded) -> Result<(), ServerError
             .as_ref()
             .map(tls::server_config)
             .transpose()?;
-        tasks.push(tokio::spawn(admin::serve(
+        tasks.push(tokio::spawn(admin_listener::serve(
             listener,
             admin_tls,
             app.clone(),

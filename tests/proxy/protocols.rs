@@ -203,3 +203,102 @@ auth = "none"
     assert_eq!(r.version(), reqwest::Version::HTTP_11);
     assert_eq!(app.last_request().unwrap().path(), "/h1");
 }
+
+/// A WebSocket tunnel keeps the connection slot of the handshake it came
+/// from (SPEC "Limits": `max_connections` counts client connections, and a
+/// tunnel is one), so an open route cannot be made to hold sockets without
+/// limit: with `max_connections = 2`, two tunnels are established and the
+/// next handshakes wait in the listen backlog until one closes. (Before: the
+/// slot was given back at the 101, and every handshake got a tunnel.)
+#[tokio::test]
+async fn websocket_tunnels_keep_their_connection_slot() {
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    let app = Upstream::start();
+    let gw = two_route_gateway(&app, &app, "max_connections = 2");
+    let mut req = format!("ws://127.0.0.1:{}/ws", gw.port())
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("origin", gw.public_url().parse().unwrap());
+    let open = |req: tokio_tungstenite::tungstenite::handshake::client::Request| {
+        tokio::spawn(async move {
+            let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+            assert_eq!(resp.status(), 101);
+            ws.send(Message::text("through")).await.unwrap();
+            let echoed = ws.next().await.unwrap().unwrap();
+            assert_eq!(echoed.into_text().unwrap().as_str(), "through");
+            ws
+        })
+    };
+    let within = |secs| Duration::from_secs(secs);
+
+    let first = tokio::time::timeout(within(5), open(req.clone()))
+        .await
+        .expect("the first tunnel")
+        .unwrap();
+    let second = tokio::time::timeout(within(5), open(req.clone()))
+        .await
+        .expect("the second tunnel")
+        .unwrap();
+    let waiting = vec![open(req.clone()), open(req.clone())];
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let through = waiting.iter().filter(|t| t.is_finished()).count();
+    assert_eq!(through, 0, "{through} tunnels past max_connections = 2");
+
+    // Closing one lets exactly one of the waiting handshakes through.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + within(5);
+    while !waiting.iter().any(|t| t.is_finished()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no waiting handshake got the slot of the closed tunnel"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (done, still): (Vec<_>, Vec<_>) = waiting.into_iter().partition(|t| t.is_finished());
+    assert_eq!(done.len(), 1, "one slot freed, one tunnel more");
+    let third = done.into_iter().next().unwrap().await.unwrap();
+
+    // And the last one once another tunnel closes.
+    drop(second);
+    let fourth = tokio::time::timeout(within(5), still.into_iter().next().unwrap())
+        .await
+        .expect("the last handshake once a second tunnel closed")
+        .unwrap();
+    drop((third, fourth));
+}
+
+/// SIGTERM closes an open tunnel at once: it keeps its connection slot, and
+/// the drain waits for every slot, but no request is in flight on it to
+/// finish, so the drain must not wait `shutdown_timeout` for it.
+#[tokio::test]
+async fn sigterm_closes_an_open_websocket_tunnel() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let app = Upstream::start();
+    let mut gw = two_route_gateway(&app, &app, "shutdown_timeout = \"20s\"");
+    let mut req = format!("ws://127.0.0.1:{}/ws", gw.port())
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("origin", gw.public_url().parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    gw.send_signal(support::Signal::Term);
+    let closed = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+    assert!(
+        matches!(closed, Ok(None | Some(Err(_)))),
+        "the tunnel stayed open: {closed:?}"
+    );
+    let (exit, gw) =
+        tokio::task::spawn_blocking(move || (gw.wait_exit(Duration::from_secs(5)), gw))
+            .await
+            .unwrap();
+    assert_eq!(exit.and_then(|s| s.code()), Some(0), "exit within 5 s");
+    assert!(
+        gw.logs()
+            .iter()
+            .any(|l| l.contains("all connections drained")),
+        "{}",
+        gw.logs().join("\n")
+    );
+}

@@ -407,6 +407,20 @@ impl Gateway {
         self.child.id()
     }
 
+    /// The sockets the gateway process holds (listeners included), from
+    /// `/proc/<pid>/fd`.
+    pub fn sockets(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("read the gateway's fds")
+            .filter_map(Result::ok)
+            .filter(|e| {
+                std::fs::read_link(e.path())
+                    .map(|l| l.to_string_lossy().starts_with("socket:"))
+                    .unwrap_or(false)
+            })
+            .count()
+    }
+
     /// The temp dir holding the config.
     pub fn dir(&self) -> &Path {
         self.dir.path()
