@@ -4,6 +4,7 @@
 //! deadlines, hostile paths, WebSocket handshakes and headers are refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should stop the test
 
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::time::Duration;
