@@ -7,6 +7,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod slow_clients;
+
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, LOCATION};
