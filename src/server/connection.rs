@@ -187,6 +187,11 @@ async fn serve_connection<S>(
 /// it must; a later deadline waits until the timer fires and is then re-read.
 /// An HTTP/2 request ends on its own task without waking this one; that only
 /// moves the idle deadline later, which the next firing finds.
+///
+/// Response bodies do not wake this task either: while a request is in
+/// flight the timer fires at least every `idle_timeout`, and a firing that
+/// finds a response waiting on the client sets it to `idle_timeout` after
+/// the last move of response data, so a stall is found on time.
 struct Timers {
     /// What the connection has been doing.
     activity: Arc<Activity>,
@@ -236,11 +241,22 @@ impl Timers {
                 .activity
                 .verdict(limits.header_read_timeout, limits.idle_timeout)
             {
-                // A request may take as long as its route allows; look again later.
-                Verdict::Busy => fired.then(|| now + limits.idle_timeout),
+                // A request may take as long as its route allows; look again
+                // within idle_timeout, as its response may start waiting on
+                // the client meanwhile without waking this task. (Unfired,
+                // this only brings a longer head deadline closer.)
+                Verdict::Busy => Some(now + limits.idle_timeout),
                 Verdict::WaitUntil(at) => Some(tokio::time::Instant::from_std(at)),
                 Verdict::HeadTimeout => {
                     tracing::info!(peer = %self.peer.ip(), "request head not received in time");
+                    return Due::Drop;
+                }
+                // Dropped at once: a graceful close would wait for the stuck
+                // response to be sent, which is what never happens, and the
+                // client takes nothing anyway. Dropping frees the slot and
+                // the upstream connection now.
+                Verdict::Stalled => {
+                    tracing::info!(peer = %self.peer.ip(), "response not taken in time");
                     return Due::Drop;
                 }
                 Verdict::Idle => {

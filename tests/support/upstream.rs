@@ -9,6 +9,7 @@
 //! |---|---|
 //! | `/slow?ms=N` | the echo, after N milliseconds |
 //! | `/bytes?n=N` | N bytes of [`pattern_bytes`], streamed in 16 KiB chunks, never held whole |
+//! | `/drip?chunks=N&ms=M&size=S` | N chunks of S bytes of [`pattern_bytes`] (default 1 KiB), M milliseconds apart |
 //! | `/upload` | `{"bytes": n, "checksum": "<fnv1a hex>"}` of the request body, which is discarded as it streams |
 //! | `/set-cookie?name=A&name=B&value=V&obs=1` | the echo, with `Set-Cookie: A=V; Path=/` for each name (V defaults to `upstream`); with `obs`, each line ends `; a=<0xFF byte>` |
 //! | `/status?code=N` | the echo, with status N (200..=599) |
@@ -315,6 +316,32 @@ async fn handle(
                 }
                 .boxed(),
             );
+            set(&mut res, header::CONTENT_TYPE, "application/octet-stream");
+            res
+        }
+        "/drip" => {
+            let chunks = param("chunks").and_then(|v| v.parse().ok()).unwrap_or(1u64);
+            let pause = Duration::from_millis(
+                param("ms")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0u64)
+                    .min(600_000),
+            );
+            let size = param("size")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1024usize)
+                .min(1 << 20);
+            let drip = futures_util::stream::unfold(0u64, move |i| async move {
+                if i == chunks {
+                    return None;
+                }
+                if i > 0 {
+                    tokio::time::sleep(pause).await;
+                }
+                let chunk = pattern_bytes(i * size as u64, size);
+                Some((Ok(Frame::data(Bytes::from(chunk))), i + 1))
+            });
+            let mut res = Response::new(BodyExt::boxed(http_body_util::StreamBody::new(drip)));
             set(&mut res, header::CONTENT_TYPE, "application/octet-stream");
             res
         }

@@ -4,7 +4,10 @@
 //! deadlines, hostile paths, WebSocket handshakes and headers are refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test step should stop the test
 
+#[path = "../support/mod.rs"]
 mod support;
+
+mod slow_clients;
 
 use std::time::Duration;
 
