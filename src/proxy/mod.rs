@@ -10,7 +10,9 @@ pub mod upgrade;
 
 use std::time::Duration;
 
-use http::header::{CACHE_CONTROL, HOST, HeaderName, HeaderValue};
+use http::header::{
+    CACHE_CONTROL, CONTENT_LENGTH, HOST, HeaderName, HeaderValue, TRANSFER_ENCODING,
+};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
@@ -292,6 +294,14 @@ pub async fn forward(
 
     let (mut parts, body) = resp.into_parts();
     let h = &mut parts.headers;
+    // RFC 9112 §6.3: a message with both Transfer-Encoding and
+    // Content-Length is framed by the former, and "an intermediary MUST
+    // remove the received Content-Length field prior to forwarding". hyper
+    // decodes the chunks but leaves the length, which would then frame the
+    // client's copy (a cut body over HTTP/1, a malformed one over HTTP/2).
+    if h.contains_key(TRANSFER_ENCODING) {
+        h.remove(CONTENT_LENGTH);
+    }
     headers::strip_hop_by_hop(h);
     headers::filter_set_cookies(h, f.is_gateway_cookie);
     if switching {

@@ -199,3 +199,39 @@ async fn an_upstream_that_closes_idle_connections_is_reconnected() {
     }
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
 }
+
+/// An upstream response framed by both `Transfer-Encoding: chunked` and a
+/// (wrong) `Content-Length` reaches the client whole: the chunks frame it
+/// (RFC 9112 §6.3), and the length is not forwarded. Before, the client got
+/// `content-length: 3` and three of the five bytes.
+#[tokio::test]
+async fn a_response_with_both_length_and_chunks_is_framed_by_the_chunks() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+                    )
+                    .await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            });
+        }
+    });
+    let gw = one_thread_gateway(&format!("http://{addr}"));
+    let r = client().get(gw.url("/x")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("content-length").is_none_or(|v| v == "5"));
+    assert_eq!(r.text().await.unwrap(), "hello");
+}
