@@ -163,32 +163,10 @@ async fn upstream_connections_are_reused() {
 
 #[tokio::test]
 async fn an_upstream_that_closes_idle_connections_is_reconnected() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // Answers one request per connection with keep-alive, then closes the
     // connection 100 ms later, as an upstream with a short idle timeout does.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                    .await;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            });
-        }
-    });
+    let (addr, accepted) =
+        answer_once_per_connection(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
     let gw = one_thread_gateway(&format!("http://{addr}"));
     let c = client();
     for i in 0..3 {
@@ -206,11 +184,34 @@ async fn an_upstream_that_closes_idle_connections_is_reconnected() {
 /// `content-length: 3` and three of the five bytes.
 #[tokio::test]
 async fn a_response_with_both_length_and_chunks_is_framed_by_the_chunks() {
+    let (addr, _) = answer_once_per_connection(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    let gw = one_thread_gateway(&format!("http://{addr}"));
+    let r = client().get(gw.url("/x")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("content-length").is_none_or(|v| v == "5"));
+    assert_eq!(r.text().await.unwrap(), "hello");
+}
+
+/// A raw upstream: on each connection it reads one request head, writes
+/// `reply` byte for byte and closes 100 ms later. Returns its address and
+/// how many connections it accepted.
+async fn answer_once_per_connection(
+    reply: &'static [u8],
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 8192];
                 let mut got = Vec::new();
@@ -220,18 +221,10 @@ async fn a_response_with_both_length_and_chunks_is_framed_by_the_chunks() {
                         Ok(n) => got.extend_from_slice(&buf[..n]),
                     }
                 }
-                let _ = s
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-                    )
-                    .await;
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                let _ = s.write_all(reply).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             });
         }
     });
-    let gw = one_thread_gateway(&format!("http://{addr}"));
-    let r = client().get(gw.url("/x")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    assert!(r.headers().get("content-length").is_none_or(|v| v == "5"));
-    assert_eq!(r.text().await.unwrap(), "hello");
+    (addr, accepted)
 }

@@ -275,14 +275,7 @@ impl RedisStore {
                 .await
                 .map_err(unavailable)?;
         }
-        cache_unless_moved(
-            &self.local,
-            &self.live,
-            &self.changes,
-            key,
-            blob.into(),
-            before,
-        );
+        self.cache_written(key, blob.into(), before);
         Ok(())
     }
 
@@ -309,6 +302,12 @@ impl RedisStore {
             None => self.local.invalidate(key),
         }
         Ok(v)
+    }
+
+    /// Caches a record this instance has just written, unless a deletion
+    /// or foreign change arrived since `before` (see [`cache_unless_moved`]).
+    fn cache_written(&self, key: &StoreKey, blob: Arc<[u8]>, before: u64) {
+        cache_unless_moved(&self.local, &self.live, &self.changes, key, blob, before);
     }
 
     /// Drops a cached copy so that no read in flight puts it back: the
@@ -442,14 +441,7 @@ impl RedisStore {
             .await?;
         self.drop_local(key);
         if n == 1 {
-            cache_unless_moved(
-                &self.local,
-                &self.live,
-                &self.changes,
-                key,
-                blob.into(),
-                before,
-            );
+            self.cache_written(key, blob.into(), before);
         }
         Ok(n == 1)
     }
@@ -480,14 +472,7 @@ impl RedisStore {
         self.drop_local(key);
         match n {
             1 => {
-                cache_unless_moved(
-                    &self.local,
-                    &self.live,
-                    &self.changes,
-                    key,
-                    blob.into(),
-                    before,
-                );
+                self.cache_written(key, blob.into(), before);
                 Ok(CasResult::Replaced)
             }
             2 => Ok(CasResult::Changed),
