@@ -28,7 +28,9 @@ fn db_of(u: &Url) -> Option<i64> {
 impl V<'_> {
     pub(super) fn redis(&mut self, t: Table<RawRedis>) -> Option<RedisConfig> {
         let r = &t.raw;
-        let mut ok = true;
+        // A `sentinels` or `cluster` of the wrong type has had its error;
+        // what depends on the topology would only add wrong ones.
+        let mut ok = !(t.is_broken("sentinels") || t.is_broken("cluster"));
         let sentinels = self.redis_urls(&r.sentinels, "sentinels", &mut ok);
         let cluster = self.redis_urls(&r.cluster, "cluster", &mut ok);
         let url = match self.secret(&t, "url", &r.url, &r.url_file) {
@@ -84,6 +86,7 @@ impl V<'_> {
             (None, None) => Some(RedisTopology::Server),
         };
         if r.sentinels.is_none()
+            && !t.is_broken("sentinels")
             && let Some(m) = &r.sentinel_master
         {
             self.sink.error(
