@@ -235,3 +235,62 @@ async fn secret_rotation_keeps_sessions() {
     // New logins use the new secret and work too.
     assert_eq!(stack.login(&new_browser(), "bob", "/").await.status(), 200);
 }
+
+/// The refresh a request starts finishes, is stored and frees its lock even
+/// when that request goes away while the IdP is slow (its client gave up).
+/// Before, dropping the request dropped the refresh with it: the IdP's
+/// answer (a rotated refresh token, maybe) was lost and the lock stayed held
+/// for 30 s, so the user's next requests each waited 10 s for it.
+#[tokio::test]
+async fn a_refresh_whose_request_goes_away_still_finishes() {
+    let stack = Stack::start(StackOptions {
+        idp: IdpOptions {
+            access_token_ttl: Some(1),
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let cookie = format!(
+        "portcullis={}",
+        login_cookie(&stack, &new_browser(), "alice").await
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let idp = stack.idp.pid().to_string();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &idp])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    // The IdP hangs: the request that refreshes gives up first.
+    signal("-STOP");
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let gave_up = impatient
+        .get(stack.gateway.url("/first"))
+        .header("cookie", &cookie)
+        .send()
+        .await;
+    signal("-CONT");
+    assert!(gave_up.is_err(), "the first request should have timed out");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    let c = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let r = c
+        .get(stack.gateway.url("/second"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "waited {:?} for a refresh lock left held",
+        started.elapsed()
+    );
+}
