@@ -17,6 +17,7 @@ use http::header::COOKIE;
 
 use crate::config::SessionConfig;
 use crate::oidc::LoginState;
+use crate::session::cookie::helper_cookie;
 use crate::session::crypto::{self, KeyRing};
 
 /// Login-state cookie names are `<session cookie name>-login-<tag>`.
@@ -54,27 +55,14 @@ pub fn open(keys: &KeyRing, name: &str, value: &str) -> Option<LoginState> {
     serde_json::from_slice(&json).ok()
 }
 
-fn attributes(secure: bool, max_age: Duration) -> String {
-    // Path=/ and no Domain keep the `__Host-` prefix valid when the session
-    // cookie uses it; Lax lets the IdP's top-level redirect carry it back.
-    let mut a = format!(
-        "; HttpOnly; Path=/; SameSite=Lax; Max-Age={}",
-        max_age.as_secs()
-    );
-    if secure {
-        a.push_str("; Secure");
-    }
-    a
-}
-
 /// `Set-Cookie` for a new login state.
 pub fn set_cookie(name: &str, value: &str, secure: bool) -> String {
-    format!("{name}={value}{}", attributes(secure, MAX_AGE))
+    helper_cookie(name, value, MAX_AGE, secure)
 }
 
 /// `Set-Cookie` that removes a login-state cookie.
 pub fn expire_cookie(name: &str, secure: bool) -> String {
-    format!("{name}={}", attributes(secure, Duration::ZERO))
+    helper_cookie(name, "", Duration::ZERO, secure)
 }
 
 /// The login-state cookies the browser sent: `(name, value)`.

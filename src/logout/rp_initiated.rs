@@ -37,7 +37,10 @@ use crate::paths;
 use crate::request::ClientKind;
 use crate::request::body;
 use crate::session::Session;
-use crate::session::cookie::{expired_session_cookie, read_session_cookie, session_cookie_values};
+use crate::session::cookie::{
+    cookie_values, expired_session_cookie, helper_cookie, read_session_cookie,
+    session_cookie_values,
+};
 
 /// The Content-Security-Policy of `/logout/done`'s redirects: the README's
 /// policy for that path ("Where the user goes"), less the script nonce (a redirect has no script).
@@ -394,7 +397,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
         add(
             &mut resp,
             SET_COOKIE,
-            &binding_cookie(&binding_cookie_name(session_cfg), true, ctx.secure()),
+            &helper_cookie(
+                &binding_cookie_name(session_cfg),
+                "1",
+                state::TTL,
+                ctx.secure(),
+            ),
         );
     }
     // 4. One event and metric.
@@ -657,7 +665,7 @@ async fn done_response(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> 
     // and sent to a victim's browser /logout/done would wipe its storage,
     // or its cookies when so configured, past the logout's CSRF rules.
     let binding = binding_cookie_name(ctx.session_config);
-    if cookie_present(req.headers(), &binding) {
+    if cookie_values(req.headers(), &binding).next().is_some() {
         if let Some(csd) = clear_site_data(ctx) {
             resp.headers_mut()
                 .insert(HeaderName::from_static("clear-site-data"), csd);
@@ -665,7 +673,7 @@ async fn done_response(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> 
         add(
             &mut resp,
             SET_COOKIE,
-            &binding_cookie(&binding, false, ctx.secure()),
+            &helper_cookie(&binding, "", Duration::ZERO, ctx.secure()),
         );
     } else if !ctx.config.logout.clear_site_data.is_empty() {
         tracing::info!(
@@ -685,32 +693,6 @@ pub fn binding_cookie_name(cfg: &crate::config::SessionConfig) -> String {
 
 /// The suffix of [`binding_cookie_name`] after the session cookie's name.
 pub const BINDING_SUFFIX: &str = "-logout";
-
-/// `Set-Cookie` for the binding cookie (`set`), or one that removes it.
-/// Path=/ and no Domain keep a `__Host-` prefix valid; Lax lets the IdP's
-/// top-level redirect back carry it.
-fn binding_cookie(name: &str, set: bool, secure: bool) -> String {
-    let (value, max_age) = if set {
-        ("1", state::TTL.as_secs())
-    } else {
-        ("", 0)
-    };
-    let secure = if secure { "; Secure" } else { "" };
-    format!("{name}={value}; HttpOnly; Path=/; SameSite=Lax; Max-Age={max_age}{secure}")
-}
-
-fn cookie_present(headers: &http::HeaderMap, name: &str) -> bool {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
-        .any(|pair| {
-            pair.trim_ascii()
-                .split(|b| *b == b'=')
-                .next()
-                .is_some_and(|n| n.trim_ascii() == name.as_bytes())
-        })
-}
 
 /// `GET /.portcullis/logout/flow`: a CSRF token bound to the current
 /// session, for single-page apps that log out later (or cross-site).

@@ -1,5 +1,7 @@
 //! The session cookie: `Set-Cookie` values and reading it from a request.
 
+use std::time::Duration;
+
 use cookie::{Cookie, SameSite as CookieSameSite};
 use http::HeaderMap;
 use http::header::COOKIE;
@@ -43,34 +45,61 @@ pub fn expired_session_cookie(cfg: &SessionConfig, secure: bool) -> String {
         .to_string()
 }
 
+/// `Set-Cookie` for one of the gateway's short-lived helper cookies (a
+/// login state, a logout in progress); `max_age` zero removes it. Path=/
+/// and no Domain keep the `__Host-` prefix valid when the session cookie
+/// uses it; Lax lets the IdP's top-level redirect back carry it.
+pub fn helper_cookie(name: &str, value: &str, max_age: Duration, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!(
+        "{name}={value}; HttpOnly; Path=/; SameSite=Lax; Max-Age={}{secure}",
+        max_age.as_secs()
+    )
+}
+
+/// The values of cookie `name` in the request's `Cookie` headers, in order,
+/// as bytes (trimmed, unquoted: RFC 6265 allows a quoted value). Parsed on
+/// bytes rather than with `cookie::Cookie::split_parse`, so a header that is
+/// not valid UTF-8 (another cookie with odd bytes) neither hides a value
+/// nor a second copy of it; split with memchr, since the session cookie's
+/// value is long and this runs on every request of a session route.
+pub fn cookie_values<'h>(
+    headers: &'h HeaderMap,
+    name: &'h str,
+) -> impl Iterator<Item = &'h [u8]> + 'h {
+    headers.get_all(COOKIE).iter().flat_map(move |header| {
+        let bytes = header.as_bytes();
+        let mut start = 0;
+        memchr::memchr_iter(b';', bytes)
+            .chain(std::iter::once(bytes.len()))
+            .filter_map(move |end| {
+                let pair = bytes[start..end].trim_ascii();
+                start = end + 1;
+                let eq = memchr::memchr(b'=', pair)?;
+                if pair[..eq].trim_ascii() != name.as_bytes() {
+                    return None;
+                }
+                let v = pair[eq + 1..].trim_ascii();
+                Some(
+                    v.strip_prefix(b"\"")
+                        .and_then(|x| x.strip_suffix(b"\""))
+                        .unwrap_or(v),
+                )
+            })
+    })
+}
+
 /// Every value of the session cookie the request carries (at most
 /// [`MAX_SESSION_COOKIE_VALUES`], in order), for `/logout`: there, two values
 /// must not hide the session to end (a cookie planted with a longer `Path`
 /// by a sibling domain, or over http), while [`read_session_cookie`] treats
 /// them as no session at all, as authentication must.
 pub fn session_cookie_values(headers: &HeaderMap, name: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for header in headers.get_all(COOKIE) {
-        for pair in header.as_bytes().split(|b| *b == b';') {
-            let pair = pair.trim_ascii();
-            let Some(eq) = memchr::memchr(b'=', pair) else {
-                continue;
-            };
-            let (n, v) = (&pair[..eq], &pair[eq + 1..]);
-            if n.trim_ascii() != name.as_bytes() || out.len() >= MAX_SESSION_COOKIE_VALUES {
-                continue;
-            }
-            let v = v.trim_ascii();
-            let v = v
-                .strip_prefix(b"\"")
-                .and_then(|x| x.strip_suffix(b"\""))
-                .unwrap_or(v);
-            if let Ok(v) = std::str::from_utf8(v) {
-                out.push(v.to_owned());
-            }
-        }
-    }
-    out
+    cookie_values(headers, name)
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .take(MAX_SESSION_COOKIE_VALUES)
+        .map(str::to_owned)
+        .collect()
 }
 
 /// How many session-cookie values `/logout` looks at.
@@ -80,40 +109,13 @@ pub const MAX_SESSION_COOKIE_VALUES: usize = 4;
 /// when it is absent or present more than once (across one or several
 /// headers): a second value may be planted by a sibling subdomain, so the
 /// request is treated as having no session.
-///
-/// Parsed on bytes rather than with `cookie::Cookie::split_parse`, so a
-/// header that is not valid UTF-8 (another cookie with odd bytes) neither
-/// hides the session cookie nor hides a second copy of it.
 pub fn read_session_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    let mut found: Option<Option<String>> = None;
-    for header in headers.get_all(COOKIE) {
-        // memchr's splitting: a session cookie's value is long, and this
-        // runs on every request of a session route.
-        let bytes = header.as_bytes();
-        let mut start = 0;
-        for end in memchr::memchr_iter(b';', bytes).chain(std::iter::once(bytes.len())) {
-            let pair = bytes[start..end].trim_ascii();
-            start = end + 1;
-            let (n, v) = match memchr::memchr(b'=', pair) {
-                Some(i) => (&pair[..i], &pair[i + 1..]),
-                None => continue,
-            };
-            if n.trim_ascii() != name.as_bytes() {
-                continue;
-            }
-            if found.is_some() {
-                return None;
-            }
-            let v = v.trim_ascii();
-            // RFC 6265 allows a quoted value.
-            let v = v
-                .strip_prefix(b"\"")
-                .and_then(|x| x.strip_suffix(b"\""))
-                .unwrap_or(v);
-            found = Some(std::str::from_utf8(v).ok().map(str::to_owned));
-        }
+    let mut values = cookie_values(headers, name);
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
     }
-    found.flatten()
+    std::str::from_utf8(first).ok().map(str::to_owned)
 }
 
 #[cfg(test)]
