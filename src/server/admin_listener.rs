@@ -22,8 +22,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::connection::TLS_HANDSHAKE_TIMEOUT;
-use super::conns::{self, Slots};
+use super::accept;
+use super::conns::Slots;
 use crate::admin;
 use crate::gateway::App;
 
@@ -52,28 +52,7 @@ pub async fn serve(
         tokio_rustls::TlsAcceptor::from(Arc::new(tls))
     });
     let slots = Slots::new(MAX_CONNECTIONS);
-    loop {
-        // A slot first, as on the public listeners: past the limit, new
-        // connections wait in the listen backlog, not in this process.
-        let slot = tokio::select! {
-            _ = stop.changed() => return,
-            slot = slots.take() => match slot {
-                Some(slot) => slot,
-                None => return,
-            },
-        };
-        let stream = tokio::select! {
-            _ = stop.changed() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(err) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    conns::log_accept_error(&err);
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some((slot, stream, peer)) = accept::next(&listener, &slots, &mut stop).await {
         let app = app.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
@@ -81,13 +60,9 @@ pub async fn serve(
             match acceptor {
                 None => serve_connection(stream, app, api_allowed).await,
                 Some(acceptor) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    if let Some(tls) = accept::tls_handshake(&acceptor, stream, peer, "admin").await
                     {
-                        Ok(Ok(tls_stream)) => serve_connection(tls_stream, app, api_allowed).await,
-                        Ok(Err(err)) => {
-                            tracing::debug!(error = %err, "admin TLS handshake failed")
-                        }
-                        Err(_) => tracing::debug!("admin TLS handshake timed out"),
+                        serve_connection(tls, app, api_allowed).await;
                     }
                 }
             }

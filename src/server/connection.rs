@@ -17,10 +17,8 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 use crate::gateway::{App, ConnInfo};
 use crate::request::framing::{FramingFlag, Sniffed};
 
-use super::conns::{self, Activity, Slots, Tracked, Verdict, Watched};
-
-/// How long a TLS handshake may take before the connection is dropped.
-pub(super) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use super::accept;
+use super::conns::{Activity, Slots, Tracked, Verdict, Watched};
 
 /// Accepts connections on `listener` until `stop` turns true, each once a
 /// connection slot is free; each one is served on its own task on this
@@ -33,28 +31,7 @@ pub(super) async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    loop {
-        // A slot first: past max_connections, new connections wait in the
-        // listen backlog rather than costing memory here.
-        let slot = tokio::select! {
-            _ = stop.changed() => return,
-            slot = slots.take() => match slot {
-                Some(slot) => slot,
-                None => return,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = stop.changed() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(err) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    conns::log_accept_error(&err);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some((slot, stream, peer)) = accept::next(&listener, &slots, &mut stop).await {
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let acceptor = acceptor.clone();
@@ -66,15 +43,10 @@ pub(super) async fn accept_loop(
             match acceptor {
                 None => serve_connection(stream, peer, app, slot, stop).await,
                 Some(acceptor) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    if let Some(tls) =
+                        accept::tls_handshake(&acceptor, stream, peer, "public").await
                     {
-                        Ok(Ok(tls_stream)) => {
-                            serve_connection(tls_stream, peer, app, slot, stop).await
-                        }
-                        Ok(Err(err)) => {
-                            tracing::debug!(%peer, error = %err, "TLS handshake failed")
-                        }
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        serve_connection(tls, peer, app, slot, stop).await;
                     }
                 }
             }

@@ -401,22 +401,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 }
 
-/// Logs accept failures (EMFILE and friends) at most once a second, with
-/// how many were not logged, so a descriptor shortage cannot flood the log.
-pub fn log_accept_error(err: &io::Error) {
-    static LAST_SECOND: AtomicU64 = AtomicU64::new(0);
-    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
-    let second = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    if LAST_SECOND.swap(second, Ordering::Relaxed) == second {
-        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
-        return;
-    }
-    let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
-    tracing::warn!(error = %err, suppressed, "accept failed; backing off");
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;

@@ -2,6 +2,7 @@
 //! admin listener, signals (SIGTERM/SIGINT drain and exit, SIGHUP reload)
 //! and graceful shutdown.
 
+mod accept;
 pub mod admin_listener;
 mod connection;
 pub mod conns;
