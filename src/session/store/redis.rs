@@ -86,11 +86,16 @@ pub struct RedisStore {
 
 /// A Redis error as the store reports it.
 pub(super) fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(redis_failure(&e))
+}
+
+/// What went wrong with Redis, in words safe to log and show.
+pub(super) fn redis_failure(e: &redis::RedisError) -> String {
     // The kind and timeout/refused flags only: a RedisError may echo
     // arguments, and arguments are sealed records or tokens. A TLS
     // verification failure is named: it needs the operator, not a retry.
     let text = e.to_string();
-    let what = if text.contains("certificate") || text.contains("UnknownIssuer") {
+    if text.contains("certificate") || text.contains("UnknownIssuer") {
         "TLS certificate of the Redis server not trusted (check ca_file)".to_owned()
     } else if e.is_timeout() {
         "timeout".to_owned()
@@ -100,8 +105,7 @@ pub(super) fn unavailable(e: redis::RedisError) -> StoreError {
         "connection lost".to_owned()
     } else {
         format!("{:?}", e.kind())
-    };
-    StoreError::Unavailable(what)
+    }
 }
 
 /// The highest `sub` index score a deletion takes: strictly below

@@ -19,7 +19,7 @@ use arc_swap::ArcSwap;
 use futures_util::future::join_all;
 
 use super::StoreError;
-use super::redis::unavailable;
+use super::redis::{redis_failure, unavailable};
 use super::redis_conn::Backend;
 
 /// How long a deletion waits for a replica to confirm it (`WAIT`).
@@ -210,12 +210,10 @@ pub(super) async fn confirm(
     let now = match backend.replicas().await {
         Ok(now) => Arc::new(now),
         Err(e) => {
-            return Err(match unavailable(e) {
-                StoreError::Unavailable(why) => StoreError::Unavailable(format!(
-                    "no replica confirmed the write, and the replicas cannot be learned ({why})"
-                )),
-                other => other,
-            });
+            return Err(StoreError::Unavailable(format!(
+                "no replica confirmed the write, and the replicas cannot be learned ({})",
+                redis_failure(&e)
+            )));
         }
     };
     replicas.store(now.clone());
