@@ -464,15 +464,7 @@ async fn a_revocation_during_a_websocket_admission_closes_the_tunnel() {
     let cookie = login_cookie(&setup.gw, &idp, "alice").await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
 
-    let signal = |sig: &str, pid: u32| {
-        let ok = std::process::Command::new("kill")
-            .args([sig, &pid.to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig}");
-    };
-    signal("-STOP", idp.pid());
+    support::send_signal(idp.pid(), support::Signal::Stop);
     let gw_port = setup.gw.port();
     let public = setup.gw.public_url().to_owned();
     let handshake = tokio::spawn({

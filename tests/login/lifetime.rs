@@ -255,17 +255,9 @@ async fn a_refresh_whose_request_goes_away_still_finishes() {
         login_cookie(&stack, &new_browser(), "alice").await
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let idp = stack.idp.pid().to_string();
-    let signal = |sig: &str| {
-        let ok = std::process::Command::new("kill")
-            .args([sig, &idp])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig}");
-    };
+    let signal = |sig| crate::support::send_signal(stack.idp.pid(), sig);
     // The IdP hangs: the request that refreshes gives up first.
-    signal("-STOP");
+    signal(Signal::Stop);
     let impatient = reqwest::Client::builder()
         .timeout(Duration::from_millis(500))
         .build()
@@ -275,7 +267,7 @@ async fn a_refresh_whose_request_goes_away_still_finishes() {
         .header("cookie", &cookie)
         .send()
         .await;
-    signal("-CONT");
+    signal(Signal::Cont);
     assert!(gave_up.is_err(), "the first request should have timed out");
     tokio::time::sleep(Duration::from_millis(1000)).await;
 

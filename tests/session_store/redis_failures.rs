@@ -1,7 +1,7 @@
 //! A failing Redis (down, a script failing part-way, a silent replica) never fails open.
 
-use std::process::Command;
 use std::time::Instant;
+use support::Signal;
 
 use portcullis::session::Revoke;
 
@@ -135,24 +135,15 @@ async fn redis_deletion_is_acknowledged_only_once_a_replica_has_it() {
     // The replica count is learned right after subscribing.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_, session) = s.create(login("wait", Some("sid-wait"))).await.unwrap();
-    let signal = |sig: &str| {
-        let pid = replica.pid().unwrap().to_string();
-        assert!(
-            Command::new("kill")
-                .args([sig, &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    };
-    signal("-STOP");
+    let signal = |sig| support::send_signal(replica.pid().unwrap(), sig);
+    signal(Signal::Stop);
     let started = Instant::now();
     let frozen = s.delete(&session).await;
     let (_, other) = s.create(login("wait2", Some("sid-wait2"))).await.unwrap();
     let claim = s
         .revoke_once("jti-wait", LONG, ISS, Revoke::Sid("sid-wait2"))
         .await;
-    signal("-CONT");
+    signal(Signal::Cont);
     assert!(
         is_store_error(frozen),
         "a deletion no replica confirmed was acknowledged"
@@ -189,19 +180,10 @@ async fn redis_deletion_waits_for_a_replica_when_role_is_refused() {
     let s = Sessions::new(&config(store, LONG, LONG)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_, session) = s.create(login("acl", Some("sid-acl"))).await.unwrap();
-    let pid = replica.pid().unwrap().to_string();
-    let signal = |sig: &str| {
-        assert!(
-            Command::new("kill")
-                .args([sig, &pid])
-                .status()
-                .unwrap()
-                .success()
-        )
-    };
-    signal("-STOP");
+    let signal = |sig| support::send_signal(replica.pid().unwrap(), sig);
+    signal(Signal::Stop);
     let frozen = s.delete(&session).await;
-    signal("-CONT");
+    signal(Signal::Cont);
     assert!(
         is_store_error(frozen),
         "a deletion no replica confirmed was acknowledged because ROLE was refused"
@@ -257,17 +239,8 @@ async fn cluster_deletion_waits_for_a_replica_of_its_own_shard() {
     let (by_key, _) = replicated.next().expect("no session on master 1");
     let (_, by_sid) = replicated.next().expect("one session only on master 1");
     let alone = alone.expect("no session on a master without a replica");
-    let signal = |sig: &str| {
-        let pid = c.replicas[replica].pid().unwrap().to_string();
-        assert!(
-            Command::new("kill")
-                .args([sig, &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    };
-    signal("-STOP");
+    let signal = |sig| support::send_signal(c.replicas[replica].pid().unwrap(), sig);
+    signal(Signal::Stop);
     let started = Instant::now();
     let unreplicated = s.delete(&alone).await;
     let unreplicated_took = started.elapsed();
@@ -275,7 +248,7 @@ async fn cluster_deletion_waits_for_a_replica_of_its_own_shard() {
     let frozen = s.delete(&by_key).await;
     let frozen_sid = s.delete_by_sid(ISS, &by_sid).await;
     let frozen_took = started.elapsed();
-    signal("-CONT");
+    signal(Signal::Cont);
     assert!(
         unreplicated.unwrap(),
         "a deletion on a master without a replica failed"

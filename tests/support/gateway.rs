@@ -65,6 +65,20 @@ pub enum Signal {
     Hup,
     /// Immediate death.
     Kill,
+    /// Frozen: not scheduled until [`Signal::Cont`] (a process that hangs).
+    Stop,
+    /// Scheduled again after [`Signal::Stop`].
+    Cont,
+}
+
+/// Sends `signal` to process `pid` (the gateway, or a real part the test
+/// started: redis-server, the IdP).
+pub fn send_signal(pid: u32, signal: Signal) {
+    let status = Command::new("kill")
+        .args(["-s", signal.name(), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -s {} {pid} failed", signal.name());
 }
 
 impl Signal {
@@ -74,6 +88,8 @@ impl Signal {
             Signal::Int => "INT",
             Signal::Hup => "HUP",
             Signal::Kill => "KILL",
+            Signal::Stop => "STOP",
+            Signal::Cont => "CONT",
         }
     }
 }
@@ -439,16 +455,7 @@ impl Gateway {
 
     /// Sends `signal` to the process.
     pub fn send_signal(&self, signal: Signal) {
-        let status = Command::new("kill")
-            .args(["-s", signal.name(), &self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(
-            status.success(),
-            "kill -s {} {} failed",
-            signal.name(),
-            self.pid()
-        );
+        send_signal(self.pid(), signal);
     }
 
     /// Resident memory in kB (`VmRSS` of /proc/<pid>/status), while running.

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 pub use gateway::{
     CheckOutput, Gateway, GatewayBuilder, Signal, StartError, TEST_ADMIN_TOKEN, TEST_CLIENT_SECRET,
-    TEST_SESSION_SECRET, log_field, run_check,
+    TEST_SESSION_SECRET, log_field, run_check, send_signal,
 };
 pub use partition::{Cut, Partition};
 pub use redis::Redis;
